@@ -1,0 +1,1 @@
+"""sparring: meeting and calendar orchestration for sparring forums."""

@@ -1,0 +1,388 @@
+"""Configuration: TOML validated by pydantic when loaded.
+
+Every section forbids unknown keys. A problem becomes one ``ConfigError``
+sentence naming the file, the key, its line where it can be found, and what
+is allowed. ``config/sparring.toml`` documents every key with its default.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from scheduler.errors import ConfigError
+from scheduler.model import (
+    Cadence,
+    Closure,
+    DeadlineRule,
+    OnClosed,
+    Series,
+    WeekParity,
+)
+from scheduler.planning.closures import AnnualClosure, ClosedDays
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+Address = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceConfig(Section):
+    timezone: str = "Europe/Copenhagen"
+    language: Literal["da", "en"] = "da"
+    mailbox: Address = "sparring@kommune.example"
+    mailbox_name: str = "Sparringsforum"
+    admin: Address = "it-drift@kommune.example"
+    data_dir: str = "var"
+    key_file: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Copenhagen")
+        return value
+
+
+class AnnualClosureConfig(Section):
+    date: Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
+    name: str
+    from_: HHMM | None = Field(default=None, alias="from")
+
+
+class DateClosureConfig(Section):
+    date: date
+    name: str
+    from_: HHMM | None = Field(default=None, alias="from")
+
+
+class ClosuresConfig(Section):
+    country: str = "DK"
+    annual: tuple[AnnualClosureConfig, ...] = ()
+    dates: tuple[DateClosureConfig, ...] = ()
+
+
+class DeadlineConfig(Section):
+    at: HHMM = "12:00"
+    days_before: Annotated[int, Field(ge=1, le=28)] | None = None
+    weekday_before: Weekday | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> DeadlineConfig:
+        if (self.days_before is None) == (self.weekday_before is None):
+            raise ValueError("give exactly one of days_before or weekday_before")
+        return self
+
+
+class SeriesConfig(Section):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+    name: str
+    min_age: Annotated[int, Field(ge=0, le=130)]
+    max_age: Annotated[int, Field(ge=0, le=130)] | None = None
+    cadence: Cadence
+    weekday: Weekday
+    start: HHMM
+    duration: Annotated[int, Field(ge=5, le=480, description="minutes")]
+    week_parity: WeekParity = WeekParity.ANY
+    nth: Annotated[int, Field(ge=1, le=5)] = 1
+    slot_minutes: Annotated[int, Field(ge=5, le=120)] = 10
+    deadline: DeadlineConfig
+    coordinators: tuple[Address, ...] = Field(min_length=1)
+    on_closed: OnClosed = OnClosed.CANCEL
+    location: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SeriesConfig:
+        if self.max_age is not None and self.max_age < self.min_age:
+            raise ValueError("max_age must not be below min_age")
+        if self.duration % self.slot_minutes:
+            raise ValueError("duration must be a whole number of slots (slot_minutes)")
+        return self
+
+    def to_series(self) -> Series:
+        return Series(
+            id=self.id,
+            name=self.name,
+            min_age=self.min_age,
+            max_age=self.max_age,
+            cadence=self.cadence,
+            weekday=WEEKDAYS.index(self.weekday),
+            start=_hhmm(self.start),
+            duration=timedelta(minutes=self.duration),
+            deadline=DeadlineRule(
+                at=_hhmm(self.deadline.at),
+                days_before=self.deadline.days_before,
+                weekday_before=(
+                    WEEKDAYS.index(self.deadline.weekday_before)
+                    if self.deadline.weekday_before
+                    else None
+                ),
+            ),
+            week_parity=self.week_parity,
+            nth=self.nth,
+            slot_length=timedelta(minutes=self.slot_minutes),
+            coordinators=tuple(a.lower() for a in self.coordinators),
+            on_closed=self.on_closed,
+            location=self.location,
+        )
+
+
+class ImapConfig(Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 993
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str = ""
+    password_env: str = "SPARRING_IMAP_PASSWORD"
+    folder: str = "INBOX"
+    idle: bool = True
+    poll_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    ca_file: str = ""
+    processed_folder: str = "Behandlet"
+    rejected_folder: str = "Afvist"
+    quarantine_folder: str = "Karantæne"
+    ignored_folder: str = "Ignoreret"
+
+
+class ExchangeConfig(Section):
+    """An Exchange Server mailbox reached over EWS (exchangelib)."""
+
+    service_endpoint: str = ""  # https://mail.kommune.example/EWS/Exchange.asmx
+    mailbox: str = ""  # primary SMTP address of the forum mailbox
+    username: str = ""
+    password_env: str = "SPARRING_EWS_PASSWORD"
+    auth: Literal["ntlm", "basic", "oauth"] = "ntlm"
+    verify_tls: bool = True
+    ca_file: str = ""
+    poll_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
+    processed_folder: str = "Behandlet"
+    rejected_folder: str = "Afvist"
+    quarantine_folder: str = "Karantæne"
+    ignored_folder: str = "Ignoreret"
+
+
+class IntakeConfig(Section):
+    source: Literal["folder", "imap", "exchange"] = "folder"
+    allow: tuple[str, ...] = ("kommune.example",)
+    max_bytes: Annotated[int, Field(ge=10_000, le=50_000_000)] = 1_000_000
+    max_lines: Annotated[int, Field(ge=1, le=50)] = 5
+    imap: ImapConfig = ImapConfig()
+
+
+class SmtpConfig(Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = "SPARRING_SMTP_PASSWORD"
+    ca_file: str = ""
+    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30
+
+
+class OutboxConfig(Section):
+    transport: Literal["folder", "smtp", "exchange"] = "folder"
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    backoff_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    backoff_max_seconds: Annotated[float, Field(ge=0, le=86400)] = 900.0
+    smtp: SmtpConfig = SmtpConfig()
+
+
+class CaldavConfig(Section):
+    url: str = ""
+    username: str = ""
+    password_env: str = "SPARRING_CALDAV_PASSWORD"
+    calendar: str = "sparring"
+    ca_file: str = ""
+
+
+class CalendarConfig(Section):
+    backend: Literal["local", "caldav", "exchange"] = "local"
+    horizon_months: Annotated[int, Field(ge=1, le=24)] = 6
+    caldav: CaldavConfig = CaldavConfig()
+
+
+class StorageConfig(Section):
+    # Empty means SQLite in the data directory; else an SQLAlchemy URL,
+    # e.g. postgresql+psycopg://sparring@db.kommune.example/sparring
+    url: str = ""
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class AgendaConfig(Section):
+    cpr_display: Literal["masked", "full"] = "masked"
+    caseworker_copy: Literal["own_item", "timetable", "none"] = "own_item"
+    cancel_empty: bool = False
+
+
+class Config(Section):
+    """The whole configuration file."""
+
+    service: ServiceConfig = ServiceConfig()
+    closures: ClosuresConfig = ClosuresConfig()
+    intake: IntakeConfig = IntakeConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    calendar: CalendarConfig = CalendarConfig()
+    exchange: ExchangeConfig = ExchangeConfig()
+    storage: StorageConfig = StorageConfig()
+    agenda: AgendaConfig = AgendaConfig()
+    series: tuple[SeriesConfig, ...] = Field(min_length=1)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        ids = [s.id for s in self.series]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"series ids must be unique, got {ids}")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.service.timezone)
+
+    def all_series(self) -> tuple[Series, ...]:
+        return tuple(s.to_series() for s in self.series)
+
+    def closed_days(self) -> ClosedDays:
+        c = self.closures
+        return ClosedDays(
+            country=c.country,
+            language=self.service.language,
+            annual=tuple(
+                AnnualClosure(
+                    int(a.date[:2]), int(a.date[3:]), a.name, _hhmm(a.from_) if a.from_ else None
+                )
+                for a in c.annual
+            ),
+            dates=tuple(
+                Closure(d.date, d.name, _hhmm(d.from_) if d.from_ else None) for d in c.dates
+            ),
+        )
+
+
+def _hhmm(text: str) -> time:
+    hour, minute = text.split(":")
+    return time(int(hour), int(minute))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate ``path``; raise ``ConfigError`` with one sentence."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found; pass --config FILE.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.__class__.__name__}).") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}.") from None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, text, exc)) from None
+    return config.model_copy(update={"source": path})
+
+
+def _describe(path: Path, text: str, exc: ValidationError) -> str:
+    """One sentence for the first problem: file, line, key, what is allowed."""
+    error = exc.errors()[0]
+    loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    key = _dotted(loc) or "(top level)"
+    line = locate(text, loc)
+    where = f"{path}: line {line}: " if line else f"{path}: "
+    return f"{where}{key}: {_explain(error)}."
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part in {"function-after", "constrained-str"})
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _explain(error: dict) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key; see config/README.md for the keys allowed here"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "string_pattern_mismatch":
+        return f"{error['input']!r} has the wrong form ({_pattern_hint(error)})"
+    if kind in ("literal_error", "enum"):
+        return f"{error['input']!r} is not allowed; {msg[0].lower() + msg[1:]}"
+    msg = msg.removeprefix("Value error, ")
+    return f"{msg} (got {error['input']!r})" if "input" in error and kind != "value_error" else msg
+
+
+def _pattern_hint(error: dict) -> str:
+    pattern = error.get("ctx", {}).get("pattern", "")
+    if "[0-5]" in pattern:
+        return "use HH:MM, e.g. 12:00"
+    if "@" in pattern:
+        return "use a mail address such as name@kommune.example"
+    if "0[1-9]|1[0-2]" in pattern:
+        return "use MM-DD, e.g. 12-24"
+    return f"must match {pattern}"
+
+
+def locate(text: str, loc: tuple) -> int | None:
+    """Best-effort line of a key path in TOML text (tomllib keeps no positions)."""
+    lines = text.splitlines()
+    table: list[str] = []
+    counters: dict[str, int] = {}
+    seen_tables: list[tuple[str, int, int]] = []  # (name, index, line)
+    for number, line in enumerate(lines, 1):
+        header = re.match(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?", line)
+        if header:
+            name = header.group(2)
+            index = counters.get(name, 0)
+            counters[name] = index + 1
+            seen_tables.append((name, index if header.group(1) == "[[" else -1, number))
+    want_table, want_index, rest = _split_loc(loc)
+    start, end = 1, len(lines) + 1
+    for i, (name, index, number) in enumerate(seen_tables):
+        if name == want_table and index in (want_index, -1):
+            start = number
+            end = seen_tables[i + 1][2] if i + 1 < len(seen_tables) else len(lines) + 1
+            break
+    else:
+        if want_table:
+            rest = (want_table, *rest)
+    for key in [k for k in rest if isinstance(k, str)][:1] or []:
+        for number in range(start, end):
+            if re.match(rf"^\s*{re.escape(key)}\s*=", lines[number - 1]):
+                return number
+    return start if want_table and start > 1 else None
+
+
+def _split_loc(loc: tuple) -> tuple[str | None, int, tuple]:
+    if not loc:
+        return None, -1, ()
+    head, *tail = loc
+    if tail and isinstance(tail[0], int):
+        return str(head), tail[0], tuple(tail[1:])
+    return str(head), -1, tuple(tail)

@@ -1,0 +1,186 @@
+"""The domain's values: frozen dataclasses shared by the core and the adapters.
+
+Nothing here does I/O or reads a clock. Times are timezone-aware
+``datetime`` objects in the service's zone (Europe/Copenhagen by default);
+local wall time is the truth for recurring things, UTC only on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from enum import Enum
+
+
+class Cadence(str, Enum):
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class WeekParity(str, Enum):
+    EVEN = "even"
+    ODD = "odd"
+    ANY = "any"
+
+    def admits(self, day: date) -> bool:
+        """ISO week parity; from ``isocalendar`` so week 53 counts as odd."""
+        if self is WeekParity.ANY:
+            return True
+        odd = day.isocalendar().week % 2 == 1
+        return odd if self is WeekParity.ODD else not odd
+
+
+class OnClosed(str, Enum):
+    """What happens to a session that falls on a closed day."""
+
+    CANCEL = "cancel"
+    MOVE = "move"  # to the next working day, same hour
+
+
+class SessionStatus(str, Enum):
+    PLANNED = "planned"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class DeadlineRule:
+    """When agenda items for a session must have arrived.
+
+    Either ``days_before`` calendar days before the session, or the
+    ``weekday_before`` (0 = Monday) of the session's own week or earlier,
+    at ``at`` local time. A deadline on a closed day moves back.
+    """
+
+    at: time
+    days_before: int | None = None
+    weekday_before: int | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """A recurring sparring forum (sparringsforum), e.g. weekly for 15-29."""
+
+    id: str
+    name: str
+    min_age: int
+    max_age: int | None
+    cadence: Cadence
+    weekday: int  # 0 = Monday
+    start: time
+    duration: timedelta
+    deadline: DeadlineRule
+    week_parity: WeekParity = WeekParity.ANY
+    nth: int = 1  # monthly: which matching weekday of the month
+    slot_length: timedelta = timedelta(minutes=10)
+    coordinators: tuple[str, ...] = ()
+    on_closed: OnClosed = OnClosed.CANCEL
+    location: str = ""
+
+    @property
+    def capacity(self) -> int:
+        return int(self.duration // self.slot_length)
+
+    def serves_age(self, age: int) -> bool:
+        return age >= self.min_age and (self.max_age is None or age <= self.max_age)
+
+
+@dataclass(frozen=True)
+class Closure:
+    """A closed day, or a day closed from ``from_time`` (half day)."""
+
+    day: date
+    name: str
+    from_time: time | None = None
+
+    def covers(self, moment: time) -> bool:
+        return self.from_time is None or moment >= self.from_time
+
+
+@dataclass(frozen=True)
+class Session:
+    """One occurrence of a series (møde i sparringsforum).
+
+    ``key`` is stable for the life of the session, even when it is moved
+    off a closed day: it is built from the date the rule gave.
+    """
+
+    series_id: str
+    rule_date: date
+    start: datetime
+    end: datetime
+    deadline: datetime
+    capacity: int
+    status: SessionStatus = SessionStatus.PLANNED
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.series_id}/{self.rule_date.isoformat()}"
+
+    @property
+    def planned(self) -> bool:
+        return self.status is SessionStatus.PLANNED
+
+    def slot_start(self, index: int, slot_length: timedelta) -> datetime:
+        return self.start + index * slot_length
+
+
+class BusyKind(str, Enum):
+    BUSY = "busy"
+    TENTATIVE = "tentative"
+    OUT_OF_OFFICE = "oof"
+    UNKNOWN = "unknown"  # no access: never silently free
+
+
+@dataclass(frozen=True)
+class BusyInterval:
+    start: datetime
+    end: datetime
+    kind: BusyKind = BusyKind.BUSY
+
+
+@dataclass(frozen=True)
+class Attendee:
+    address: str
+    name: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """A weekly rule (RRULE:FREQ=WEEKLY;INTERVAL=n;UNTIL=…) with exceptions.
+
+    Only what both iCalendar and EWS express; the monthly even-ISO-week rule
+    is not one of them and is published as single events instead.
+    """
+
+    interval: int = 1
+    until: date | None = None
+    exdates: tuple[datetime, ...] = ()  # local start times of removed occurrences
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """A calendar event sparring owns: a session, a caseworker's slot, a booking.
+
+    ``uid`` is stable for the life of the thing it stands for; ``sequence``
+    rises with every change that is sent. With ``recurrence`` the event is a
+    series; with ``recurrence_id`` it is one changed or cancelled occurrence
+    of the series ``uid``. Summary, description and location never carry a
+    CPR number or case text: invitations are not the place for them.
+    """
+
+    uid: str
+    summary: str
+    start: datetime
+    end: datetime
+    organizer: str
+    organizer_name: str = ""
+    attendees: tuple[Attendee, ...] = ()
+    description: str = ""
+    location: str = ""
+    sequence: int = 0
+    cancelled: bool = False
+    recurrence: Recurrence | None = None
+    recurrence_id: datetime | None = None
+    categories: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,1 @@
+"""Fixture module for dovecot (filled in by its adapter's work)."""

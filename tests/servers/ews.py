@@ -1,0 +1,1 @@
+"""Fixture module for ews (filled in by its adapter's work)."""

@@ -1,0 +1,1 @@
+"""Fixture module for postgres (filled in by its adapter's work)."""

@@ -1,0 +1,1 @@
+"""Fixture module for radicale (filled in by its adapter's work)."""

@@ -1,0 +1,1 @@
+"""Fixture module for smtp (filled in by its adapter's work)."""

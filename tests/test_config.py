@@ -1,0 +1,104 @@
+"""Configuration loading: the shipped file is valid; every mistake is one sentence."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scheduler.config import load_config
+from scheduler.errors import ConfigError
+
+SHIPPED = Path(__file__).parent.parent / "config" / "sparring.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sparring.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def shipped_with(old: str, new: str, tmp_path: Path) -> Path:
+    text = SHIPPED.read_text(encoding="utf-8")
+    assert old in text
+    return write(tmp_path, text.replace(old, new, 1))
+
+
+def test_shipped_config_models_the_rule_book():
+    config = load_config(SHIPPED)
+    young, adult = config.all_series()
+    assert (young.min_age, young.max_age, young.cadence.value) == (15, 29, "weekly")
+    assert young.capacity == 6 and young.deadline.days_before == 3
+    assert (adult.min_age, adult.max_age, adult.cadence.value) == (30, None, "monthly")
+    assert adult.capacity == 3 and adult.week_parity.value == "even"
+    assert adult.deadline.weekday_before == 0 and adult.start.hour == 14
+    addresses = [config.service.mailbox, config.service.admin, *young.coordinators, *adult.coordinators]
+    assert all(a.endswith("@kommune.example") for a in addresses)
+
+
+def test_unknown_key_names_file_key_and_line(tmp_path):
+    path = shipped_with('weekday = "thursday"', 'weekday = "thursday"\ncolour = "blue"', tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    line = path.read_text().splitlines().index('colour = "blue"') + 1
+    assert message.startswith(f"{path}: line {line}: series[0].colour: unknown key")
+    assert "\n" not in message
+
+
+def test_wrong_value_says_what_is_allowed(tmp_path):
+    path = shipped_with('weekday = "wednesday"', 'weekday = "onsdag"', tmp_path)
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    assert "series[1].weekday" in message and "'onsdag'" in message and "wednesday" in message
+
+
+def test_wrong_type_and_bad_time(tmp_path):
+    path = shipped_with("duration = 60", 'duration = "an hour"', tmp_path)
+    assert "series[0].duration" in str(pytest.raises(ConfigError, load_config, path).value)
+    path = shipped_with('start = "14:00"', 'start = "2pm"', tmp_path)
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    assert "series[1].start" in message and "HH:MM" in message
+
+
+def test_toml_syntax_error_gives_line(tmp_path):
+    path = shipped_with('id = "unge"', 'id = "unge', tmp_path)
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    assert message.startswith(f"{path}: not valid TOML") and "line" in message
+
+
+def test_missing_file(tmp_path):
+    message = str(pytest.raises(ConfigError, load_config, tmp_path / "nope.toml").value)
+    assert "not found" in message
+
+
+def test_unknown_time_zone(tmp_path):
+    path = shipped_with('timezone = "Europe/Copenhagen"', 'timezone = "Europe/Aarhus"', tmp_path)
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    assert "service.timezone" in message and "Europe/Aarhus" in message
+
+
+def test_deadline_needs_exactly_one_rule(tmp_path):
+    path = shipped_with("deadline = { days_before = 3, at = \"12:00\" }",
+                        "deadline = { days_before = 3, weekday_before = \"monday\" }", tmp_path)
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    assert "series[0].deadline" in message and "exactly one" in message
+
+
+def test_cli_reports_one_sentence_exit_2_no_traceback(tmp_path):
+    path = shipped_with("slot_minutes = 10", "slot_minutes = 7", tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "--config", str(path), "check-config"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "whole number of slots" in result.stderr
+
+
+def test_check_config_ok():
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "--config", str(SHIPPED), "check-config"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout and "voksne" in result.stdout
