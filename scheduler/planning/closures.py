@@ -92,7 +92,7 @@ class ClosedDays:
         if found:
             return found.name
         if day.weekday() not in self.working_weekdays:
-            return "Weekend" if self.language.startswith("en") else "Weekend"
+            return "Weekend"
         return None
 
     def open_moment_at_or_before(self, moment: datetime) -> datetime:
