@@ -1,0 +1,157 @@
+"""Where an agenda item goes: routing by age, deadlines, slots, acute items.
+
+Pure: the sessions, what is already booked, and the arrival time are all
+arguments. The rules (seed 003 and issue 3):
+
+* An item goes to the first upcoming session, of any series, whose age range
+  holds the citizen's age on that session's date, whose deadline had not
+  passed when the *mailbox* received the mail, and that has a free slot.
+* An acute item ignores the deadline and takes the first slot of the next
+  session for its age; when that session is full, the latest-arrived
+  ordinary item there is bumped to the following session with room.
+* A new item for a citizen who already has one pending in the session it
+  reaches replaces that one and keeps its place.
+* Slots are given in order: acute items first, then by arrival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from scheduler.model import Series, Session
+
+
+@dataclass(frozen=True)
+class Booked:
+    """An item already placed in a session (pending)."""
+
+    item_id: int
+    session_key: str
+    acute: bool
+    received_at: datetime
+    cpr_hash: str
+    birth_date: date
+
+
+@dataclass(frozen=True)
+class Request:
+    """A valid item waiting for a place."""
+
+    cpr_hash: str
+    birth_date: date
+    received_at: datetime
+    acute: bool = False
+
+
+@dataclass(frozen=True)
+class Bump:
+    """An ordinary item moved on to make room for an acute one."""
+
+    item_id: int
+    from_key: str
+    to: Session
+
+
+@dataclass(frozen=True)
+class Placement:
+    session: Session
+    first_reachable: Session
+    replaces: int | None = None
+    bumped: Bump | None = None
+
+    @property
+    def moved(self) -> bool:
+        """Placed later than the first session the mail could have reached."""
+        return self.session.key != self.first_reachable.key
+
+    def why_moved(self, received_at: datetime) -> str | None:
+        """'late' (after the first session's deadline), 'full', or None."""
+        if not self.moved:
+            return None
+        return "late" if received_at > self.first_reachable.deadline else "full"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str  # under_age | no_session
+
+
+def age_on(birth: date, day: date) -> int:
+    """Whole years; a 29 February birthday counts from 1 March in common years."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def slot_order(items: Iterable[Booked]) -> list[Booked]:
+    """The order slots are given in: acute first, then by arrival."""
+    return sorted(items, key=lambda b: (not b.acute, b.received_at, b.item_id))
+
+
+def serving(sessions: Iterable[Session], series: Mapping[str, Series], birth: date, after: datetime):
+    """Planned sessions after ``after`` whose series serves the age on the day."""
+    for session in sessions:
+        if session.planned and session.start > after:
+            if series[session.series_id].serves_age(age_on(birth, session.start.date())):
+                yield session
+
+
+def allocate(
+    request: Request,
+    sessions: Sequence[Session],
+    series: Mapping[str, Series],
+    booked: Mapping[str, Sequence[Booked]],
+) -> Placement | Refusal:
+    """Decide the session for ``request``. ``sessions`` holds every series'
+    sessions from ``received_at`` over the planning horizon, sorted by start."""
+    youngest = min(s.min_age for s in series.values())
+    if age_on(request.birth_date, request.received_at.date()) < youngest:
+        return Refusal("under_age")
+    first = next(serving(sessions, series, request.birth_date, request.received_at), None)
+    if first is None:
+        return Refusal("no_session")
+    place = _acute if request.acute else _ordinary
+    return place(request, sessions, series, booked, first)
+
+
+def _ordinary(request, sessions, series, booked, first) -> Placement | Refusal:
+    for session in serving(sessions, series, request.birth_date, request.received_at):
+        if request.received_at > session.deadline:
+            continue
+        here = booked.get(session.key, ())
+        same = _same_citizen(here, request.cpr_hash)
+        if same is not None:
+            return Placement(session, first, replaces=same.item_id)
+        if len(here) < session.capacity:
+            return Placement(session, first)
+    return Refusal("no_session")
+
+
+def _acute(request, sessions, series, booked, first) -> Placement | Refusal:
+    for session in serving(sessions, series, request.birth_date, request.received_at):
+        here = booked.get(session.key, ())
+        same = _same_citizen(here, request.cpr_hash)
+        if same is not None:
+            return Placement(session, first, replaces=same.item_id)
+        if len(here) < session.capacity:
+            return Placement(session, first)
+        ordinary = [b for b in here if not b.acute]
+        if ordinary:
+            victim = slot_order(ordinary)[-1]
+            target = _room_after(victim, session, sessions, series, booked)
+            if target is None:
+                return Refusal("no_session")
+            return Placement(session, first, bumped=Bump(victim.item_id, session.key, target))
+    return Refusal("no_session")
+
+
+def _room_after(victim: Booked, full: Session, sessions, series, booked) -> Session | None:
+    """The first session after ``full`` for the victim's own age with a free slot."""
+    for session in serving(sessions, series, victim.birth_date, full.start):
+        if len(booked.get(session.key, ())) < session.capacity:
+            return session
+    return None
+
+
+def _same_citizen(here: Sequence[Booked], cpr_hash: str) -> Booked | None:
+    return next((b for b in here if b.cpr_hash == cpr_hash), None)
