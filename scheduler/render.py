@@ -65,3 +65,11 @@ def environment(language: str = "da") -> jinja2.Environment:
 
 def render(template: str, language: str = "da", **context: object) -> str:
     return environment(language).get_template(template).render(**context)
+
+
+def render_mail(template: str, language: str = "da", **context: object) -> tuple[str, str]:
+    """Subject and body of a mail template; the subject is the template's
+    top-level ``{% set subject = ... %}`` so that it is translated with it."""
+    module = environment(language).get_template(template).make_module(context)
+    body = str(module).lstrip("\n")
+    return str(module.subject).strip(), body

@@ -16,7 +16,7 @@ arguments. The rules (seed 003 and issue 3):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -25,14 +25,21 @@ from scheduler.model import Series, Session
 
 @dataclass(frozen=True)
 class Booked:
-    """An item already placed in a session (pending)."""
+    """An item already placed in a session (pending).
+
+    ``birth_date`` may be a callable returning the date: the store decrypts
+    it only when a bump needs the victim's age.
+    """
 
     item_id: int
     session_key: str
     acute: bool
     received_at: datetime
     cpr_hash: str
-    birth_date: date
+    birth_date: date | Callable[[], date]
+
+    def birth(self) -> date:
+        return self.birth_date() if callable(self.birth_date) else self.birth_date
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ def _acute(request, sessions, series, booked, first) -> Placement | Refusal:
 
 def _room_after(victim: Booked, full: Session, sessions, series, booked) -> Session | None:
     """The first session after ``full`` for the victim's own age with a free slot."""
-    for session in serving(sessions, series, victim.birth_date, full.start):
+    for session in serving(sessions, series, victim.birth(), full.start):
         if len(booked.get(session.key, ())) < session.capacity:
             return session
     return None

@@ -1,0 +1,26 @@
+"""Who may send agenda items: full addresses or exact domains.
+
+``kommune.example`` admits ``a@kommune.example`` but not
+``a@kommune.example.evil.example`` nor ``a@evilkommune.example``; a
+sub-domain must be listed on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class Allowlist:
+    def __init__(self, entries: Iterable[str]) -> None:
+        cleaned = [e.strip().lower() for e in entries if e.strip()]
+        self.addresses = frozenset(e for e in cleaned if "@" in e)
+        self.domains = frozenset(e.lstrip("@") for e in cleaned if "@" not in e)
+
+    def permits(self, address: str | None) -> bool:
+        if not address or address.count("@") != 1:
+            return False
+        address = address.strip().lower()
+        local, domain = address.split("@")
+        if not local or not domain:
+            return False
+        return address in self.addresses or domain in self.domains

@@ -1,0 +1,176 @@
+"""Delivering the outbox: mails and calendar writes, with retries.
+
+Each entry is claimed (its attempt counted and its next try pushed back) and
+committed *before* it is attempted, then marked done after. A crash between
+the two leaves it claimed: it is tried once more after the back-off, never
+lost, and sent at most twice. Transient failures back off exponentially
+(tenacity's wait, honouring a server's own ``retry_after`` such as EWS
+``BackOffMilliseconds``); permanent ones, or too many attempts, mark the
+entry failed and queue a report to the administrator.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+from sqlalchemy import select
+from tenacity import wait_exponential
+
+from scheduler.calendars.serial import meeting_from_json
+from scheduler.mail.compose import text_mail
+from scheduler.ports import CalendarBackend, MailTransport, OutgoingMail, PermanentError, TransientError
+from scheduler.store.tables import OutboxEntry
+
+log = logging.getLogger("sparring.outbox")
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class Dispatcher:
+    def __init__(self, app, transport: MailTransport, calendar: CalendarBackend | None) -> None:
+        self.app = app
+        self.transport = transport
+        self.calendar = calendar
+        cfg = app.config.outbox
+        self.max_attempts = cfg.max_attempts
+        self._wait = wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds)
+
+    def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
+        seconds = self._wait(SimpleNamespace(attempt_number=attempts))
+        return timedelta(seconds=max(seconds, retry_after or 0))
+
+    def run_once(self, limit: int = 200) -> DispatchReport:
+        report = DispatchReport()
+        for entry_id in self._due(limit):
+            payload = self._claim(entry_id)
+            if payload is not None:
+                self._attempt(entry_id, *payload, report)
+        return report
+
+    def _due(self, limit: int) -> list[int]:
+        with self.app.transaction() as repo:
+            return list(
+                repo.db.scalars(
+                    select(OutboxEntry.id)
+                    .where(OutboxEntry.status == "pending", OutboxEntry.next_attempt_at <= self.app.now())
+                    .order_by(OutboxEntry.id)
+                    .limit(limit)
+                )
+            )
+
+    def _claim(self, entry_id: int):
+        """Count the attempt and push the next try back, committed first."""
+        with self.app.transaction() as repo:
+            entry = repo.db.get(OutboxEntry, entry_id, with_for_update=True)
+            if entry is None or entry.status != "pending" or entry.next_attempt_at > self.app.now():
+                return None
+            entry.attempts += 1
+            entry.next_attempt_at = self.app.now() + self.backoff(entry.attempts)
+            payload = repo.cipher.decrypt_json(entry.payload_enc, context="outbox.payload")
+            return entry.kind, entry.recipients, payload, entry.attempts
+
+    def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
+        try:
+            self._deliver(kind, recipients, payload)
+        except TransientError as exc:
+            if attempts >= self.max_attempts:
+                self._fail(entry_id, f"{type(exc).__name__} after {attempts} attempts", report)
+            else:
+                self._retry_later(entry_id, attempts, exc.retry_after, _safe(exc))
+                report.retried += 1
+            return
+        except PermanentError as exc:
+            self._fail(entry_id, _safe(exc), report)
+            return
+        with self.app.transaction() as repo:
+            entry = repo.db.get(OutboxEntry, entry_id)
+            entry.status, entry.sent_at, entry.last_error = "done", self.app.now(), None
+        report.sent += 1
+
+    def _deliver(self, kind: str, recipients: str, payload: dict) -> None:
+        import json
+
+        if payload["type"] == "mail":
+            mail = OutgoingMail(
+                sender=payload["sender"],
+                recipients=tuple(json.loads(recipients)),
+                message=payload["message"].encode("utf-8"),
+                kind=kind,
+            )
+            self.transport.send(mail)
+            return
+        if self.calendar is None:
+            raise PermanentError("no calendar backend is configured")
+        meeting = meeting_from_json(payload["meeting"])
+        if payload["type"] == "calendar-put":
+            self.calendar.put(meeting)
+        elif payload["type"] == "calendar-cancel":
+            self.calendar.cancel(meeting)
+        else:
+            raise PermanentError(f"unknown outbox entry type {payload['type']!r}")
+
+    def _retry_later(self, entry_id: int, attempts: int, retry_after: float | None, error: str) -> None:
+        with self.app.transaction() as repo:
+            entry = repo.db.get(OutboxEntry, entry_id)
+            entry.next_attempt_at = self.app.now() + self.backoff(attempts, retry_after)
+            entry.last_error = error
+
+    def _fail(self, entry_id: int, error: str, report: DispatchReport) -> None:
+        with self.app.transaction() as repo:
+            entry = repo.db.get(OutboxEntry, entry_id)
+            entry.status, entry.last_error = "failed", error[:500]
+            log.error("outbox entry failed permanently id=%s kind=%s error=%s", entry_id, entry.kind, error)
+            if entry.kind != "report":
+                self._report(repo, entry, error)
+        report.failed += 1
+
+    def _report(self, repo, entry: OutboxEntry, error: str) -> None:
+        admin = self.app.config.service.admin
+        body = (
+            f"sparring kunne ikke levere en udgående besked (nr. {entry.id}, type {entry.kind}).\n"
+            f"Fejl: {error}\nForsøg: {entry.attempts}\n\n"
+            "Se 'sparring status' og 'sparring outbox --failed'. Beskeden er gemt og kan sendes igen "
+            f"med 'sparring outbox --retry {entry.id}'.\n"
+        )
+        message = text_mail(
+            sender=self.app.forum_address, sender_name=self.app.forum_name, to=[admin],
+            subject=f"sparring: levering mislykkedes (nr. {entry.id})", body=body,
+            sent_at=self.app.now(), language="da",
+        )
+        repo.enqueue_mail(message, kind="report", dedupe_key=f"failure:{entry.id}", recipients=[admin])
+
+
+def _safe(exc: Exception) -> str:
+    """An error text fit for the database and logs: adapters' messages name
+    hosts and codes, never personal data; cut to size all the same."""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def retry_failed(app, entry_id: int | None = None) -> int:
+    """Put failed entries (one, or all) back in the queue; returns how many."""
+    with app.transaction() as repo:
+        query = select(OutboxEntry).where(OutboxEntry.status == "failed")
+        if entry_id is not None:
+            query = query.where(OutboxEntry.id == entry_id)
+        entries = repo.db.scalars(query).all()
+        for entry in entries:
+            entry.status, entry.attempts, entry.next_attempt_at = "pending", 0, app.now()
+        return len(entries)
+
+
+def next_due(app) -> datetime | None:
+    with app.transaction() as repo:
+        return repo.db.scalar(
+            select(OutboxEntry.next_attempt_at)
+            .where(OutboxEntry.status == "pending")
+            .order_by(OutboxEntry.next_attempt_at)
+            .limit(1)
+        )

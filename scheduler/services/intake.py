@@ -1,0 +1,148 @@
+"""Taking in agenda items by mail: decide, store, answer.
+
+One mail is one transaction: the decision, the stored item, the receipt and
+any alert are committed together, and only then is the mail moved out of the
+inbox (``MailSource.settle``). A crash in between makes the source hand the
+mail out again; its Message-ID is then recognised as already processed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scheduler.mail.parse import MailKind, ParsedMail, parse_mail
+from scheduler.planning.allocation import Placement, Refusal, Request, allocate
+from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
+from scheduler.ports import Disposition, IncomingMail, MailSource
+from scheduler.reasons import reason
+from scheduler.services.allowlist import Allowlist
+from scheduler.services.context import App
+from scheduler.services.notices import Notices
+from scheduler.store.repository import Repository
+
+_AUTOMATIC = {
+    MailKind.AUTO_REPLY: "auto_reply",
+    MailKind.BOUNCE: "bounce",
+    MailKind.READ_RECEIPT: "read_receipt",
+    MailKind.CALENDAR_REPLY: "calendar_reply",
+}
+_REFUSALS = {"under_age": "under_15", "no_session": "no_session"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one mail; the ``ingest --json`` line."""
+
+    message_id: str
+    outcome: str
+    disposition: Disposition
+    series: str | None = None
+    session_start: datetime | None = None
+    acute: bool = False
+    reason: str | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def as_json(self) -> dict:
+        return {
+            "message_id": self.message_id,
+            "outcome": self.outcome,
+            "series": self.series,
+            "session_start": self.session_start.isoformat() if self.session_start else None,
+            "acute": self.acute,
+            "reason": self.reason,
+        }
+
+
+class Intake:
+    """The use case: one incoming mail in, one committed decision out."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.allow = Allowlist(app.config.intake.allow)
+
+    def process(self, mail: IncomingMail) -> Outcome:
+        parsed = parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
+        with self.app.transaction() as repo:
+            if repo.mail_seen(parsed.message_id):
+                return Outcome(parsed.message_id, "duplicate", Disposition.IGNORED)
+            repo.begin_mail(parsed, mail, self.app.now())
+            outcome = self._decide(repo, parsed, mail)
+            repo.finish_mail(outcome.outcome, outcome.extra.get("code"))
+            return outcome
+
+    def run(self, source: MailSource, limit: int = 500) -> list[Outcome]:
+        """Fetch what waits, decide each mail, then move them in one go."""
+        outcomes: list[Outcome] = []
+        mails = source.fetch(limit)
+        moves: dict[Disposition, list[str]] = {}
+        for mail in mails:
+            outcome = self.process(mail)
+            outcomes.append(outcome)
+            moves.setdefault(outcome.disposition, []).append(mail.ref)
+        if moves:
+            source.settle(moves)
+            self.app.set_meta("last_intake", self.app.now().isoformat())
+        return outcomes
+
+    # -- decisions -------------------------------------------------------
+
+    def _decide(self, repo: Repository, parsed: ParsedMail, mail: IncomingMail) -> Outcome:
+        if parsed.kind in _AUTOMATIC:
+            if parsed.kind is MailKind.CALENDAR_REPLY and parsed.calendar_reply:
+                self.app.on_calendar_reply(repo, parsed.calendar_reply)
+            return Outcome(parsed.message_id, "ignored", Disposition.IGNORED,
+                           extra={"code": _AUTOMATIC[parsed.kind]})
+        if not self.allow.permits(parsed.sender):
+            return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
+                           reason=self._reason("not_allowed"), extra={"code": "not_allowed"})
+        notices = Notices(self.app, repo, parsed, mail.received_at)
+        if parsed.kind is MailKind.TOO_LARGE:
+            return self._reject(notices, parsed, "too_large", {"limit": self.app.config.intake.max_bytes})
+        if parsed.kind is MailKind.WITHDRAW:
+            return self._withdraw(repo, notices, parsed, mail)
+        content = check_item(parsed, mail.received_at.date(), self.app.config.intake.max_lines)
+        if isinstance(content, Rejection):
+            return self._reject(notices, parsed, content.code, content.params)
+        return self._place(repo, notices, parsed, mail, content)
+
+    def _place(self, repo, notices, parsed, mail, content: ItemContent) -> Outcome:
+        cpr_hash = self.app.cipher.lookup_hash(content.cpr.digits, purpose="cpr")
+        request = Request(cpr_hash, content.cpr.birth_date, mail.received_at, content.acute)
+        sessions = self.app.sessions_from(mail.received_at)
+        booked = repo.booked(sessions)
+        result = allocate(request, sessions, self.app.series, booked)
+        if isinstance(result, Refusal):
+            return self._reject(notices, parsed, _REFUSALS[result.code], {})
+        item_id = repo.place_item(result, request, content, parsed, mail.received_at, self.app)
+        notices.placed(item_id, result, content)
+        outcome = "moved" if result.moved else "accepted"
+        return Outcome(parsed.message_id, outcome, Disposition.PROCESSED,
+                       series=result.session.series_id, session_start=result.session.start,
+                       acute=content.acute, extra={"item_id": item_id})
+
+    def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
+        cpr = check_withdrawal(parsed, mail.received_at.date())
+        if isinstance(cpr, Rejection):
+            return self._reject(notices, parsed, cpr.code, cpr.params)
+        cpr_hash = self.app.cipher.lookup_hash(cpr.digits, purpose="cpr")
+        withdrawn = repo.withdraw(cpr_hash, parsed.sender, mail.received_at)
+        if not withdrawn:
+            return self._reject(notices, parsed, "nothing_to_withdraw", {})
+        notices.withdrawn(withdrawn, cpr)
+        first = withdrawn[0]
+        return Outcome(parsed.message_id, "withdrawn", Disposition.PROCESSED,
+                       series=first.series_id, session_start=first.session_start)
+
+    def _reject(self, notices, parsed, code: str, params: dict) -> Outcome:
+        sentence = self._reason(code, **params)
+        notices.rejected(sentence)
+        return Outcome(parsed.message_id, "rejected", Disposition.REJECTED,
+                       reason=sentence, extra={"code": code})
+
+    def _reason(self, code: str, **params) -> str:
+        return reason(code, self.app.config.service.language, **params)
+
+
+def retention_end(session_start: datetime, days: int) -> datetime:
+    return session_start + timedelta(days=days)

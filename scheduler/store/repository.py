@@ -1,0 +1,280 @@
+"""Queries and writes the services need, over one database transaction.
+
+Personal data goes in and out of here only: CPR numbers and item texts are
+encrypted with the ``FieldCipher`` on the way in and decrypted on the way
+out; lookups use keyed hashes. Nothing here commits: ``App.transaction``
+does, so a decision and its outbox entries land together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from scheduler.model import Session
+from scheduler.planning.allocation import Booked, Placement, Request, slot_order
+from scheduler.planning.cpr import Cpr, parse_cpr
+from scheduler.store.crypto import FieldCipher
+from scheduler.store.tables import Item, Mail, Meta, OutboxEntry
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """An item with its personal data decrypted, for agendas and notices."""
+
+    id: int
+    series_id: str
+    session_key: str
+    session_start: datetime
+    acute: bool
+    received_at: datetime
+    sender: str
+    status: str
+    cpr: Cpr
+    health: tuple[str, ...]
+    social: tuple[str, ...]
+
+
+class LazyBooked(Mapping[str, Sequence[Booked]]):
+    """Pending items per session key, fetched only for sessions looked at."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._cache: dict[str, list[Booked]] = {}
+
+    def __getitem__(self, key: str) -> list[Booked]:
+        if key not in self._cache:
+            self._cache[key] = self.repo.booked_in(key)
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+class Repository:
+    def __init__(self, db: DbSession, cipher: FieldCipher, app=None) -> None:
+        self.db = db
+        self.cipher = cipher
+        self.app = app
+
+    # -- mails ---------------------------------------------------------
+
+    def message_key(self, message_id: str) -> str:
+        return self.cipher.lookup_hash(message_id, purpose="message-id")
+
+    def mail_seen(self, message_id: str) -> bool:
+        key = self.message_key(message_id)
+        return self.db.scalar(select(Mail.id).where(Mail.message_key == key)) is not None
+
+    def begin_mail(self, parsed, incoming, now: datetime) -> None:
+        """Record the mail before deciding, so items can point at it."""
+        self.current_mail = Mail(
+            message_key=self.message_key(parsed.message_id),
+            source_ref=incoming.ref[:200],
+            received_at=incoming.received_at,
+            processed_at=now,
+            outcome="processing",
+            reason_code=None,
+            sender=(parsed.sender or "")[:320] or None,
+            purge_after=now + timedelta(days=self._retention()),
+        )
+        self.db.add(self.current_mail)
+        self.db.flush()
+
+    def finish_mail(self, outcome: str, code: str | None) -> None:
+        self.current_mail.outcome = outcome
+        self.current_mail.reason_code = code
+
+    def _retention(self) -> int:
+        return self.app.config.storage.retention_days if self.app else 30
+
+    # -- items ---------------------------------------------------------
+
+    def booked(self, sessions: Sequence[Session]) -> LazyBooked:
+        return LazyBooked(self)
+
+    def booked_in(self, session_key: str) -> list[Booked]:
+        rows = self.db.execute(
+            select(Item.id, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc).where(
+                Item.session_key == session_key, Item.status == PENDING
+            )
+        )
+        return [
+            Booked(r.id, session_key, r.acute, r.received_at, r.cpr_hash, _LazyBirth(self, r.cpr_enc))
+            for r in rows
+        ]
+
+    def place_item(self, placement: Placement, request: Request, content, parsed, received_at, app) -> int:
+        now = app.now()
+        if placement.replaces is not None:
+            self._set_status(placement.replaces, "replaced", now)
+        if placement.bumped is not None:
+            self._move(placement.bumped.item_id, placement.bumped.to, now)
+        session = placement.session
+        item = Item(
+            mail_id=self.current_mail.id,
+            series_id=session.series_id,
+            session_key=session.key,
+            session_start=session.start,
+            acute=request.acute,
+            status=PENDING,
+            cpr_hash=request.cpr_hash,
+            cpr_enc=self.cipher.encrypt(content.cpr.digits, context="items.cpr"),
+            text_enc=self.cipher.encrypt_json(
+                {"health": list(content.health), "social": list(content.social)}, context="items.text"
+            ),
+            sender=parsed.sender,
+            received_at=received_at,
+            created_at=now,
+            updated_at=now,
+            purge_after=session.start + timedelta(days=self._retention()),
+            version=1,
+        )
+        self.db.add(item)
+        self.db.flush()
+        return item.id
+
+    def _set_status(self, item_id: int, status: str, now: datetime) -> None:
+        self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
+
+    def _move(self, item_id: int, to: Session, now: datetime) -> None:
+        self.db.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(
+                session_key=to.key,
+                series_id=to.series_id,
+                session_start=to.start,
+                updated_at=now,
+                purge_after=to.start + timedelta(days=self._retention()),
+            )
+        )
+
+    def withdraw(self, cpr_hash: str, sender: str, now: datetime) -> list[ItemView]:
+        """Withdraw ``sender``'s pending items for the citizen in sessions not yet held."""
+        rows = self.db.scalars(
+            select(Item).where(
+                Item.cpr_hash == cpr_hash,
+                Item.sender == sender,
+                Item.status == PENDING,
+                Item.session_start > now,
+            )
+        ).all()
+        for row in rows:
+            row.status, row.updated_at = "withdrawn", now
+        self.db.flush()
+        return [self._view(r) for r in rows]
+
+    def item(self, item_id: int) -> ItemView:
+        return self._view(self.db.get(Item, item_id))
+
+    def items_of_session(self, session_key: str, statuses: Iterable[str] = (PENDING,)) -> list[ItemView]:
+        rows = self.db.scalars(
+            select(Item).where(Item.session_key == session_key, Item.status.in_(tuple(statuses)))
+        ).all()
+        views = [self._view(r) for r in rows]
+        order = {b.item_id: n for n, b in enumerate(slot_order(_as_booked(views)))}
+        return sorted(views, key=lambda v: order.get(v.id, len(order)))
+
+    def slot_index(self, item: ItemView) -> int:
+        order = slot_order(self.booked_in(item.session_key))
+        return next((n for n, b in enumerate(order) if b.item_id == item.id), len(order))
+
+    def pending_sessions(self, after: datetime) -> list[str]:
+        return list(
+            self.db.scalars(
+                select(Item.session_key).where(Item.status == PENDING, Item.session_start > after).distinct()
+            )
+        )
+
+    def _view(self, row: Item) -> ItemView:
+        digits = self.cipher.decrypt(row.cpr_enc, context="items.cpr")
+        text = self.cipher.decrypt_json(row.text_enc, context="items.text")
+        return ItemView(
+            id=row.id,
+            series_id=row.series_id,
+            session_key=row.session_key,
+            session_start=row.session_start,
+            acute=row.acute,
+            received_at=row.received_at,
+            sender=row.sender,
+            status=row.status,
+            cpr=_cpr(digits),
+            health=tuple(text.get("health", ())),
+            social=tuple(text.get("social", ())),
+        )
+
+    # -- outbox --------------------------------------------------------
+
+    def enqueue_mail(self, message: EmailMessage, *, kind: str, dedupe_key: str, recipients: Sequence[str]) -> bool:
+        payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
+                   "message": message.as_string()}
+        return self.enqueue(kind, dedupe_key, recipients, payload)
+
+    def enqueue(self, kind: str, dedupe_key: str, recipients: Sequence[str], payload: dict) -> bool:
+        """Queue one outgoing action once; a second one with the same key is dropped."""
+        key = dedupe_key[:200]
+        if self.db.scalar(select(OutboxEntry.id).where(OutboxEntry.dedupe_key == key)) is not None:
+            return False
+        now = self.app.now()
+        self.db.add(
+            OutboxEntry(
+                dedupe_key=key,
+                kind=kind,
+                recipients=json.dumps(list(recipients)),
+                payload_enc=self.cipher.encrypt_json(payload, context="outbox.payload"),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                purge_after=now + timedelta(days=self._retention()),
+            )
+        )
+        self.db.flush()
+        return True
+
+    # -- meta ----------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        row = self.db.get(Meta, key)
+        if row is None:
+            self.db.add(Meta(key=key, value=value))
+        else:
+            row.value = value
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.get(Meta, key)
+        return row.value if row else None
+
+    def count_outbox(self, status: str) -> int:
+        return self.db.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == status))
+
+
+class _LazyBirth:
+    """A birth date decrypted only if the allocation asks for it (a bump)."""
+
+    def __init__(self, repo: Repository, blob: bytes) -> None:
+        self.repo, self.blob = repo, blob
+
+    def __call__(self) -> date:
+        return _cpr(self.repo.cipher.decrypt(self.blob, context="items.cpr")).birth_date
+
+
+def _cpr(digits: str) -> Cpr:
+    # Stored numbers were valid when taken in; "today" far ahead skips the future check.
+    return parse_cpr(digits, date.max)
+
+
+def _as_booked(views: Sequence[ItemView]) -> list[Booked]:
+    return [Booked(v.id, v.session_key, v.acute, v.received_at, "", v.cpr.birth_date) for v in views]
