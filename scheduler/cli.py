@@ -11,13 +11,17 @@ import argparse
 import json
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from scheduler.clock import FixedClock, SystemClock, parse_now
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
 from scheduler.planning.sessions import Planner
+
+
+# A session still counts as "next" until it has ended.
+_SESSION_GRACE = timedelta(hours=2)
 
 
 def _date(text: str) -> date:
@@ -48,6 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--series", default=None)
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(run=cmd_plan)
+
+    keygen = commands.add_parser("keygen", help="print a new encryption key")
+    keygen.set_defaults(run=cmd_keygen, needs_config=False)
+
+    ingest = commands.add_parser("ingest", help="take in agenda items by mail")
+    ingest.add_argument("--eml", nargs="+", metavar="PATH", help="process these files instead of the source")
+    ingest.add_argument("--json", action="store_true", help="one JSON object per mail, one per line")
+    ingest.set_defaults(run=cmd_ingest)
+
+    agenda = commands.add_parser("agenda", help="print a session's agenda as it stands")
+    agenda.add_argument("--series", required=True)
+    which = agenda.add_mutually_exclusive_group()
+    which.add_argument("--session", type=_date, help="the session's date")
+    which.add_argument("--next", action="store_true", help="the next session (default)")
+    agenda.add_argument("--format", choices=("text", "html", "json"), default="text")
+    agenda.set_defaults(run=cmd_agenda)
+
+    outbox = commands.add_parser("outbox", help="show or retry queued mails and calendar writes")
+    outbox.add_argument("--failed", action="store_true", help="only failed entries")
+    outbox.add_argument("--retry", metavar="ID", nargs="?", const="all", help="queue failed entries again")
+    outbox.add_argument("--send", action="store_true", help="deliver what is due now")
+    outbox.set_defaults(run=cmd_outbox)
+
+    publish = commands.add_parser("publish", help="publish the sessions in the calendars")
+    publish.set_defaults(run=cmd_publish)
     return parser
 
 
@@ -61,9 +90,28 @@ class Context:
         now = args.now or os.environ.get("SPARRING_NOW")
         self.clock = FixedClock(parse_now(now, tz)) if now else SystemClock(tz)
         self.data_dir = Path(args.data_dir or self.config.service.data_dir)
+        self._app = None
 
     def planner(self) -> Planner:
         return Planner(self.config.all_series(), self.config.closed_days(), self.config.tz)
+
+    def app(self):
+        """The services' context; needs the key, so only commands that touch data ask."""
+        if self._app is None:
+            from scheduler.wiring import make_app
+
+            announce = lambda text: print(text, file=sys.stderr)  # noqa: E731
+            self._app = make_app(self.config, self.clock, self.data_dir, demo=self.args.demo,
+                                 announce=announce)
+        return self._app
+
+    def dispatcher(self):
+        from scheduler.services.dispatch import Dispatcher
+        from scheduler.wiring import make_calendar, make_transport
+
+        app = self.app()
+        return Dispatcher(app, make_transport(self.config, self.data_dir, self.clock),
+                          make_calendar(self.config, self.data_dir))
 
 
 def cmd_check_config(ctx: Context) -> int:
@@ -113,10 +161,105 @@ def cmd_plan(ctx: Context) -> int:
     return 0
 
 
+def cmd_keygen(ctx: Context | None) -> int:
+    from scheduler.store.keys import new_key
+
+    print(new_key())
+    return 0
+
+
+def cmd_ingest(ctx: Context) -> int:
+    from scheduler.ports import IncomingMail
+    from scheduler.services.intake import Intake
+
+    app = ctx.app()
+    intake = Intake(app)
+    if ctx.args.eml:
+        outcomes = [intake.process(IncomingMail(str(p), _read(p), app.now())) for p in ctx.args.eml]
+    else:
+        from scheduler.wiring import make_source
+
+        source = make_source(ctx.config, ctx.data_dir)
+        try:
+            outcomes = intake.run(source)
+        finally:
+            source.close()
+    ctx.dispatcher().run_once()
+    for outcome in outcomes:
+        if ctx.args.json:
+            print(json.dumps(outcome.as_json(), ensure_ascii=False))
+        else:
+            where = f" {outcome.series} {outcome.session_start:%Y-%m-%d %H:%M}" if outcome.session_start else ""
+            why = f": {outcome.reason}" if outcome.reason else ""
+            print(f"{outcome.outcome:<11} {outcome.message_id}{where}{why}")
+    return 0
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"ingest: cannot read {path} ({exc.strerror}).") from None
+
+
+def cmd_agenda(ctx: Context) -> int:
+    from scheduler.services.agenda import build_agenda, render_agenda
+
+    app = ctx.app()
+    if ctx.args.series not in app.series:
+        raise UserError(f"agenda: unknown series {ctx.args.series!r}; configured: {', '.join(app.series)}.")
+    session = _pick_session(app, ctx.args.series, ctx.args.session)
+    full = ctx.config.agenda.cpr_display == "full"
+    with app.transaction() as repo:
+        agenda = build_agenda(repo, app, session, full_cpr=full)
+    sys.stdout.write(render_agenda(agenda, ctx.args.format, app.language, app.forum_name))
+    return 0
+
+
+def _pick_session(app, series_id: str, day: date | None):
+    if day is None:
+        session = next(app.planner.upcoming(series_id, app.now() - _SESSION_GRACE), None)
+        if session is None:
+            raise UserError(f"agenda: series {series_id!r} has no coming session.")
+        return session
+    found = app.planner.sessions(day, day, series_id)
+    if not found:
+        raise UserError(f"agenda: series {series_id!r} has no session on {day}.")
+    return found[0]
+
+
+def cmd_outbox(ctx: Context) -> int:
+    from scheduler.services.dispatch import retry_failed
+    from scheduler.services.status import outbox_rows
+
+    app = ctx.app()
+    if ctx.args.retry:
+        count = retry_failed(app, None if ctx.args.retry == "all" else int(ctx.args.retry))
+        print(f"{count} entr{'y' if count == 1 else 'ies'} queued again")
+    if ctx.args.send:
+        report = ctx.dispatcher().run_once()
+        print(f"sent {report.sent}, retrying {report.retried}, failed {report.failed}")
+    for row in outbox_rows(app, failed_only=ctx.args.failed):
+        print(row)
+    return 0
+
+
+def cmd_publish(ctx: Context) -> int:
+    from scheduler.services.publishing import publish_horizon
+
+    app = ctx.app()
+    publish_horizon(app)
+    report = ctx.dispatcher().run_once(limit=5000)
+    print(f"published; sent {report.sent}, retrying {report.retried}, failed {report.failed}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "needs_config", True) is False:
+            return args.run(None)
         return args.run(Context(args))
     except UserError as exc:
         print(f"sparring: {exc}", file=sys.stderr)
