@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="publish the sessions in the calendars")
     publish.set_defaults(run=cmd_publish)
+
+    run = commands.add_parser("run", help="start the service (the daemon)")
+    run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run.set_defaults(run=cmd_run)
+
+    status = commands.add_parser("status", help="next jobs, last intake, outbox backlog and failures")
+    status.set_defaults(run=cmd_status)
+
+    simulate = commands.add_parser("simulate", help="run the whole cycle in simulated time")
+    simulate.add_argument("--from", dest="first", type=_date, required=True)
+    simulate.add_argument("--to", dest="last", type=_date, required=True)
+    simulate.set_defaults(run=cmd_simulate)
+
+    purge = commands.add_parser("purge", help="delete what is past its retention now")
+    purge.set_defaults(run=cmd_purge)
     return parser
 
 
@@ -251,6 +266,46 @@ def cmd_publish(ctx: Context) -> int:
     publish_horizon(app)
     report = ctx.dispatcher().run_once(limit=5000)
     print(f"published; sent {report.sent}, retrying {report.retried}, failed {report.failed}")
+    return 0
+
+
+def cmd_run(ctx: Context) -> int:
+    from scheduler.daemon import Daemon
+    from scheduler.logs import setup_logging
+
+    setup_logging(ctx.args.log_level)
+    daemon = Daemon(ctx.app())
+    daemon.install_signals()
+    return daemon.run()
+
+
+def cmd_status(ctx: Context) -> int:
+    from scheduler.services.status import status_lines
+
+    for line in status_lines(ctx.app()):
+        print(line)
+    return 0
+
+
+def cmd_simulate(ctx: Context) -> int:
+    from scheduler.services.simulate import simulate
+
+    if ctx.args.last < ctx.args.first:
+        raise UserError(f"simulate: --to {ctx.args.last} lies before --from {ctx.args.first}.")
+    if not isinstance(ctx.clock, FixedClock):
+        ctx.clock = FixedClock(parse_now(f"{ctx.args.first}T00:00", ctx.config.tz))
+    app = ctx.app()
+    summary = simulate(app, ctx.dispatcher(), ctx.args.first, ctx.args.last)
+    print(summary.table(list(app.series)))
+    return 0
+
+
+def cmd_purge(ctx: Context) -> int:
+    from scheduler.services.retention import purge
+
+    report = purge(ctx.app())
+    print(f"deleted items {report.items}, mail records {report.mails}, "
+          f"outbox entries {report.outbox}, files {report.files}")
     return 0
 
 

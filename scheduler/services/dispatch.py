@@ -11,7 +11,9 @@ entry failed and queue a report to the administrator.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -42,6 +44,7 @@ class Dispatcher:
         cfg = app.config.outbox
         self.max_attempts = cfg.max_attempts
         self._wait = wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds)
+        self._lock = threading.Lock()  # the intake loop and the scheduler's thread share it
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
         seconds = self._wait(SimpleNamespace(attempt_number=attempts))
@@ -49,10 +52,11 @@ class Dispatcher:
 
     def run_once(self, limit: int = 200) -> DispatchReport:
         report = DispatchReport()
-        for entry_id in self._due(limit):
-            payload = self._claim(entry_id)
-            if payload is not None:
-                self._attempt(entry_id, *payload, report)
+        with self._lock:
+            for entry_id in self._due(limit):
+                payload = self._claim(entry_id)
+                if payload is not None:
+                    self._attempt(entry_id, *payload, report)
         return report
 
     def _due(self, limit: int) -> list[int]:
@@ -96,8 +100,6 @@ class Dispatcher:
         report.sent += 1
 
     def _deliver(self, kind: str, recipients: str, payload: dict) -> None:
-        import json
-
         if payload["type"] == "mail":
             mail = OutgoingMail(
                 sender=payload["sender"],

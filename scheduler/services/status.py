@@ -22,3 +22,41 @@ def outbox_rows(app, failed_only: bool = False, limit: int = 50) -> list[str]:
             f"{e.last_error or ''}".rstrip()
             for e in repo.db.scalars(query)
         ]
+
+
+def status_lines(app) -> list[str]:
+    """Next jobs, last intake, outbox backlog and failures, the lease holder."""
+    from sqlalchemy import func, text
+
+    from scheduler.services import lease
+    from scheduler.services.deadlines import agenda_due
+    from scheduler.store.tables import SessionState
+
+    now = app.now()
+    lines = [f"now: {now:%Y-%m-%d %H:%M %Z}"]
+    holder = lease.holder_of(app)
+    lines.append(f"daemon: {holder[0]} (lease until {holder[1]:%H:%M:%S} UTC)" if holder else "daemon: not running")
+    with app.transaction() as repo:
+        last = repo.get_meta("last_intake")
+        lines.append(f"last intake: {last or 'never'}")
+        counts = dict(repo.db.execute(
+            select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)).all())
+        lines.append(f"outbox: pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}, "
+                     f"done {counts.get('done', 0)}")
+        try:
+            jobs = repo.db.execute(text(
+                "SELECT id, next_run_time FROM apscheduler_jobs ORDER BY next_run_time LIMIT 5")).all()
+        except Exception:  # the daemon has never run: no job table yet
+            repo.db.rollback()
+            jobs = []
+        sent = {s.session_key for s in repo.db.scalars(select(SessionState)) if s.agenda_sent_at}
+    from datetime import datetime, timedelta, timezone
+
+    for job_id, ts in jobs:
+        when = datetime.fromtimestamp(ts, timezone.utc).astimezone(app.tz) if ts else None
+        lines.append(f"job {job_id}: next {when:%Y-%m-%d %H:%M}" if when else f"job {job_id}: paused")
+    for session in list(agenda_due(app, now, now + timedelta(days=35)))[:4]:
+        mark = "sent" if session.key in sent else "due"
+        lines.append(f"agenda {session.key}: {mark} {session.deadline:%Y-%m-%d %H:%M}")
+    lines.extend(f"failed: {row}" for row in outbox_rows(app, failed_only=True, limit=10))
+    return lines

@@ -142,6 +142,7 @@ class Repository:
             version=1,
         )
         self.db.add(item)
+        self.current_mail.purge_after = max(self.current_mail.purge_after, item.purge_after)
         self.db.flush()
         return item.id
 

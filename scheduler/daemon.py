@@ -1,0 +1,134 @@
+"""``sparring run``: the service. The only module that imports APScheduler.
+
+Wiring: configuration → adapters → jobs. The main thread runs the intake
+loop (IMAP IDLE, or polling) and renews the lease; APScheduler runs the
+timed jobs (agendas at deadlines, publishing, purge, outbox) from a job
+store in the same database, so they survive restarts and missed ones run
+once, late, when the service is back. SIGTERM/SIGINT stop it after the
+current job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from scheduler import jobs, systemd
+from scheduler.ports import TransientError
+from scheduler.services import deadlines, lease
+from scheduler.services.dispatch import Dispatcher
+from scheduler.services.intake import Intake
+from scheduler.wiring import make_calendar, make_source, make_transport
+
+log = logging.getLogger("sparring.daemon")
+
+
+class Daemon:
+    def __init__(self, app, poll_seconds: float | None = None) -> None:
+        self.app = app
+        self.config = app.config
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = threading.Event()
+        self.poll = poll_seconds or self._default_poll()
+        self.dispatcher = Dispatcher(app, make_transport(self.config, app.data_dir, app.clock),
+                                     make_calendar(self.config, app.data_dir))
+        self.scheduler: BackgroundScheduler | None = None
+
+    def _default_poll(self) -> float:
+        source = self.config.intake.source
+        if source == "imap":
+            return float(self.config.intake.imap.poll_seconds)
+        if source == "exchange":
+            return float(self.config.exchange.poll_seconds)
+        return 2.0
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+
+    def run(self) -> int:
+        systemd.notify("STATUS=waiting for the lease")
+        while not self.stopping.is_set() and not lease.acquire(self.app, self.holder):
+            log.info("standby: another instance holds the lease")
+            systemd.notify("STATUS=standby", "WATCHDOG=1")
+            self.stopping.wait(lease.RENEW_EVERY.total_seconds())
+        if self.stopping.is_set():
+            return 0
+        try:
+            self._start_scheduler()
+            self._catch_up()
+            systemd.notify("READY=1", "STATUS=running")
+            log.info("running holder=%s source=%s", self.holder, self.config.intake.source)
+            self._intake_loop()
+        finally:
+            systemd.notify("STOPPING=1")
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=True)
+            lease.release(self.app, self.holder)
+            log.info("stopped")
+        return 0
+
+    def _start_scheduler(self) -> None:
+        tz = self.app.tz
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.app.engine, tablename="apscheduler_jobs")},
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=tz,
+        )
+        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler)
+        self.scheduler.start(paused=True)
+        self.scheduler.add_job("scheduler.jobs:publish", "cron", hour=2, minute=0, id="publish",
+                               replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:purge", "cron", hour=3, minute=0, id="purge",
+                               replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
+                               replace_existing=True)
+        self.scheduler.resume()
+        jobs.publish()
+
+    def _catch_up(self) -> None:
+        """Agendas whose deadline passed while no instance ran: send them, late."""
+        since = self.app.now() - timedelta(days=14)
+        for key in deadlines.missed_agendas(self.app, since):
+            log.warning("agenda missed while down; sending late session=%s", key)
+            jobs.agenda(key)
+
+    def _intake_loop(self) -> None:
+        intake = Intake(self.app)
+        source = make_source(self.config, self.app.data_dir)
+        watchdog = systemd.watchdog_interval()
+        renewed = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                self._intake_once(intake, source)
+                if time.monotonic() - renewed > lease.RENEW_EVERY.total_seconds():
+                    if not lease.acquire(self.app, self.holder):
+                        log.error("lease lost; stopping so the other instance acts alone")
+                        return
+                    renewed = time.monotonic()
+                systemd.notify("WATCHDOG=1")
+                timeout = min(self.poll, watchdog or self.poll, lease.RENEW_EVERY.total_seconds())
+                source.wait(timeout)
+        finally:
+            source.close()
+
+    def _intake_once(self, intake: Intake, source) -> None:
+        try:
+            outcomes = intake.run(source)
+        except TransientError as exc:
+            log.warning("mail source unavailable: %s", exc)
+            self.stopping.wait(min(self.poll, 30))
+            return
+        if outcomes:
+            log.info("intake mails=%d", len(outcomes))
+            self.dispatcher.run_once()

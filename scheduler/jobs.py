@@ -1,0 +1,71 @@
+"""The daemon's job functions: module-level, so APScheduler's SQLAlchemy job
+store can keep them as references ("scheduler.jobs:agenda") across restarts.
+
+They reach the running service through ``RUNTIME``, set by the daemon before
+the scheduler starts; the stored jobs themselves hold only a session key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from scheduler.services import deadlines, publishing, retention
+
+log = logging.getLogger("sparring.jobs")
+
+
+@dataclass
+class Runtime:
+    app: object
+    dispatcher: object
+    scheduler: object = None
+    extra: dict = field(default_factory=dict)
+
+
+RUNTIME: Runtime | None = None
+
+
+def _runtime() -> Runtime:
+    if RUNTIME is None:
+        raise RuntimeError("the sparring daemon is not running in this process")
+    return RUNTIME
+
+
+def agenda(session_key: str) -> None:
+    """Compile and send the agenda of one session (at its deadline)."""
+    rt = _runtime()
+    if deadlines.send_agenda(rt.app, session_key):
+        log.info("agenda queued session=%s", session_key)
+        rt.dispatcher.run_once()
+
+
+def publish() -> None:
+    """Publish sessions over the horizon and schedule their agenda jobs."""
+    rt = _runtime()
+    app = rt.app
+    publishing.publish_horizon(app)
+    schedule_agendas(rt)
+    rt.dispatcher.run_once(limit=5000)
+
+
+def schedule_agendas(rt: Runtime) -> None:
+    app = rt.app
+    now = app.now()
+    end = now + timedelta(days=31 * app.config.calendar.horizon_months)
+    for session in deadlines.agenda_due(app, now, end):
+        rt.scheduler.add_job(
+            "scheduler.jobs:agenda", "date", run_date=session.deadline, args=[session.key],
+            id=f"agenda:{session.key}", replace_existing=True,
+            misfire_grace_time=None, coalesce=True,
+        )
+
+
+def dispatch() -> None:
+    _runtime().dispatcher.run_once()
+
+
+def purge() -> None:
+    report = retention.purge(_runtime().app)
+    log.info("purged items=%d mails=%d", report.items, report.mails)

@@ -1,0 +1,93 @@
+"""At a session's deadline: compile the agenda and mail it, once.
+
+The coordinators of the series get every item in full; each caseworker with
+an item gets the timetable with only their own item in full (or as
+configured). Agendas go only to allowlisted internal addresses. Whether an
+agenda was sent is recorded with it in one transaction, so a restart never
+sends it twice; one compiled after its deadline (the service was down) is
+marked late.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from scheduler.mail.compose import text_mail
+from scheduler.services.agenda import agenda_mail_parts, build_agenda
+from scheduler.services.allowlist import Allowlist
+from scheduler.store.tables import SessionState
+
+# An agenda compiled more than this after its deadline is marked late.
+LATE_AFTER = timedelta(minutes=5)
+
+
+def agenda_due(app, first: datetime, last: datetime):
+    """Planned sessions whose deadline lies in ``first``..``last``."""
+    days = (first.date() - timedelta(days=1), last.date() + timedelta(days=40))
+    for session in app.planner.sessions(*days):
+        if session.planned and first <= session.deadline <= last:
+            yield session
+
+
+def send_agenda(app, session_key: str) -> bool:
+    """Compile and queue the agenda of one session; False if already sent."""
+    session = app.session_by_key(session_key)
+    if not session.planned:
+        return False
+    now = app.now()
+    with app.transaction() as repo:
+        state = repo.db.get(SessionState, session_key, with_for_update=True)
+        if state is not None and state.agenda_sent_at is not None:
+            return False
+        late = now - session.deadline > LATE_AFTER
+        if state is None:
+            state = SessionState(session_key=session_key, agenda_late=False, cancel_sent=False, updated_at=now)
+            repo.db.add(state)
+        _queue_agendas(app, repo, session, late)
+        state.agenda_sent_at, state.agenda_late, state.updated_at = now, late, now
+        if app.config.agenda.cancel_empty and not repo.items_of_session(session_key):
+            app.calendar_sync.cancel_session(repo, session)
+    return True
+
+
+def _queue_agendas(app, repo, session, late: bool) -> None:
+    series = app.series[session.series_id]
+    allow = Allowlist(app.config.intake.allow)
+    full = app.config.agenda.cpr_display == "full"
+    agenda = build_agenda(repo, app, session, full_cpr=full, late=late)
+    coordinators = [a for a in series.coordinators if allow.permits(a)]
+    _queue(app, repo, agenda, coordinators, f"agenda:{session.key}")
+    mode = app.config.agenda.caseworker_copy
+    if mode == "none":
+        return
+    for sender in sorted({line.sender for line in agenda.lines} - set(coordinators)):
+        if not allow.permits(sender):
+            continue
+        own = build_agenda(repo, app, session, full_cpr=full, late=late,
+                           only_sender=sender if mode == "own_item" else "\0nobody")
+        _queue(app, repo, own, [sender], f"agenda:{session.key}:{sender}")
+
+
+def _queue(app, repo, agenda, to: list[str], key: str) -> None:
+    if not to:
+        return
+    subject, text, html = agenda_mail_parts(agenda, app.language, app.forum_name)
+    message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to,
+                        subject=subject, body=text, html=html, sent_at=app.now(),
+                        language=app.language)
+    repo.enqueue_mail(message, kind="agenda", dedupe_key=key, recipients=to)
+
+
+def missed_agendas(app, since: datetime) -> list[str]:
+    """Sessions whose deadline passed since ``since`` and that have not started,
+    with no agenda sent: what a restart must catch up on."""
+    now = app.now()
+    keys = []
+    with app.transaction() as repo:
+        for session in agenda_due(app, since, now):
+            if session.start <= now:
+                continue
+            state = repo.db.get(SessionState, session.key)
+            if state is None or state.agenda_sent_at is None:
+                keys.append(session.key)
+    return keys

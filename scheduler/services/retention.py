@@ -1,0 +1,59 @@
+"""Deleting what has served its purpose (GDPR storage limitation).
+
+Items, mail records and finished outbox entries carry a ``purge_after``
+time (their session plus ``storage.retention_days``); the purge deletes
+them, and the files the embedded default keeps: processed mails and sent
+messages older than the retention. Nothing personal outlives it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, exists, select
+
+from scheduler.store.tables import Item, Mail, OutboxEntry
+
+log = logging.getLogger("sparring.retention")
+
+FOLDERS = ("processed", "rejected", "quarantine", "ignored", "outbox")
+
+
+@dataclass
+class PurgeReport:
+    items: int = 0
+    mails: int = 0
+    outbox: int = 0
+    files: int = 0
+
+
+def purge(app) -> PurgeReport:
+    now = app.now()
+    report = PurgeReport()
+    with app.transaction() as repo:
+        report.items = repo.db.execute(delete(Item).where(Item.purge_after < now)).rowcount
+        report.outbox = repo.db.execute(
+            delete(OutboxEntry).where(OutboxEntry.purge_after < now, OutboxEntry.status != "pending")
+        ).rowcount
+        unreferenced = ~exists(select(Item.id).where(Item.mail_id == Mail.id))
+        report.mails = repo.db.execute(delete(Mail).where(Mail.purge_after < now, unreferenced)).rowcount
+    cutoff = (now - timedelta(days=app.config.storage.retention_days)).timestamp()
+    for name in FOLDERS:
+        report.files += _purge_files(app.data_dir / name, cutoff)
+    log.info("retention purge items=%d mails=%d outbox=%d files=%d",
+             report.items, report.mails, report.outbox, report.files)
+    return report
+
+
+def _purge_files(folder: Path, cutoff: float) -> int:
+    if not folder.is_dir():
+        return 0
+    count = 0
+    for path in folder.iterdir():
+        if path.is_file() and path.stat().st_mtime < cutoff:
+            path.unlink()
+            count += 1
+    return count
