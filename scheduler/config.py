@@ -174,6 +174,7 @@ class ExchangeConfig(Section):
     verify_tls: bool = True
     ca_file: str = ""
     poll_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
     processed_folder: str = "Behandlet"
     rejected_folder: str = "Afvist"
     quarantine_folder: str = "Karantæne"
@@ -233,6 +234,56 @@ class AgendaConfig(Section):
     cancel_empty: bool = False
 
 
+class WindowConfig(Section):
+    """A yearly window such as March-April: MM-DD to MM-DD, both included."""
+
+    start: Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
+    end: Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
+
+
+class CooperationConfig(Section):
+    """Samarbejdsmøder: booked by the daemon twice a year (seed 003)."""
+
+    enabled: bool = True
+    title: str = "Samarbejdsmøde: ungeindsatsen, beskæftigelse og socialområdet"
+    organiser: Address | None = None  # told when no slot exists; default service.admin
+    required: tuple[Address, ...] = ()
+    optional: tuple[Address, ...] = ()
+    duration: Annotated[int, Field(ge=15, le=480)] = 120
+    windows: tuple[WindowConfig, ...] = (
+        WindowConfig(start="03-01", end="04-30"),
+        WindowConfig(start="09-01", end="10-31"),
+    )
+    lead_weeks: Annotated[int, Field(ge=1, le=26)] = 6
+    location: str = ""
+
+
+class AcuteBookingConfig(Section):
+    """An acute item gets a meeting before the next session if one can be found."""
+
+    enabled: bool = True
+    working_days: Annotated[int, Field(ge=1, le=10)] = 2
+    duration: Annotated[int, Field(ge=10, le=20)] = 20
+    min_duration: Annotated[int, Field(ge=10, le=20)] = 10
+
+
+class BookingConfig(Section):
+    working_hours: tuple[HHMM, HHMM] = ("09:00", "15:00")
+    grid_minutes: Annotated[int, Field(ge=5, le=60)] = 15
+    buffer_minutes: Annotated[int, Field(ge=0, le=60)] = 0
+    strategy: Literal["earliest", "spread"] = "earliest"
+    rooms: tuple[Address, ...] = ()  # room mailboxes, tried in this order
+    default_duration: Annotated[int, Field(ge=10, le=480)] = 60
+    cooperation: CooperationConfig = CooperationConfig()
+    acute: AcuteBookingConfig = AcuteBookingConfig()
+
+    @model_validator(mode="after")
+    def _hours(self) -> BookingConfig:
+        if self.working_hours[0] >= self.working_hours[1]:
+            raise ValueError("working_hours must be [start, end] with start before end")
+        return self
+
+
 class Config(Section):
     """The whole configuration file."""
 
@@ -244,6 +295,7 @@ class Config(Section):
     exchange: ExchangeConfig = ExchangeConfig()
     storage: StorageConfig = StorageConfig()
     agenda: AgendaConfig = AgendaConfig()
+    booking: BookingConfig = BookingConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)
     source: Path | None = Field(default=None, exclude=True)
 

@@ -71,7 +71,8 @@ def make_source(config: Config, data_dir: Path) -> MailSource:
         )
     from scheduler.exchange.mailbox import ExchangeSource
 
-    return ExchangeSource(exchange_account(config), _folders(config.exchange), config.intake.imap.batch_size)
+    return ExchangeSource(exchange_account(config), _folders(config.exchange), config.exchange.batch_size,
+                          poll_seconds=config.exchange.poll_seconds)
 
 
 def make_transport(config: Config, data_dir: Path, clock: Clock) -> MailTransport:
@@ -117,4 +118,4 @@ def exchange_account(config: Config):
     from scheduler.exchange.account import build_account
 
     ews = config.exchange
-    return build_account(ews, _password(ews.password_env, "exchange"))
+    return build_account(ews, _password(ews.password_env, "exchange"), timezone=config.service.timezone)

@@ -1,0 +1,161 @@
+"""Round trips per calendar operation, beside the protocol minimum (issue 4 item 6).
+
+Run from the repository root: ``python -m bench.roundtrips [--from YYYY-MM-DD]``.
+
+Scenarios, for the shipped configuration (``config/sparring.toml``):
+
+* publish a year of both series: the weekly series as one recurring event
+  with its cancelled sessions as exceptions, the monthly series as single
+  events (no RRULE expresses "first even-ISO-week Wednesday");
+* the same year with every session a single event;
+* free/busy for 150 people over 6 months.
+
+Each backend is a function ``(sessions, people, start) -> list[Row]``
+registered in ``BACKENDS``; the EWS one runs exchangelib against the fake
+EWS server from the tests, in-process. A CalDAV runner can be added beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+
+from scheduler.config import Config, load_config
+from scheduler.model import Attendee, Meeting, Recurrence, Series, Session
+
+YEAR = timedelta(days=365)
+HALF_YEAR = timedelta(days=183)
+PEOPLE = 150
+
+
+@dataclass(frozen=True)
+class Row:
+    backend: str
+    scenario: str
+    made: Counter  # requests made, by operation
+    minimum: Counter  # the protocol minimum, by operation
+    note: str = ""
+
+
+# -- meetings from the planner (the lead will move this into a service) --------
+
+
+def plan(config: Config, first: date) -> tuple[dict[str, Series], list[Session]]:
+    from scheduler.planning.sessions import Planner
+
+    planner = Planner(series=config.all_series(), closed=config.closed_days(), tz=config.tz)
+    return {s.id: s for s in planner.series}, planner.sessions(first, first + YEAR)
+
+
+def session_meeting(config: Config, series: Series, session: Session, uid: str) -> Meeting:
+    return Meeting(
+        uid=uid, summary=series.name, start=session.start, end=session.end,
+        organizer=config.service.mailbox, organizer_name=config.service.mailbox_name,
+        attendees=tuple(Attendee(a) for a in series.coordinators), location=series.location,
+        description="Sparringsforum. Dagsordenen udsendes ved fristen.",
+    )
+
+
+def year_meetings(config: Config, first: date, *, recurring: bool) -> list[Meeting]:
+    """One recurring event per any-parity weekly series (when ``recurring``), else singles."""
+    all_series, sessions = plan(config, first)
+    domain = config.service.mailbox.split("@")[1]
+    out: list[Meeting] = []
+    for series in all_series.values():
+        mine = [s for s in sessions if s.series_id == series.id]
+        if recurring and series.cadence.value == "weekly" and series.week_parity.value == "any" and mine:
+            master = session_meeting(config, series, mine[0], f"sparring-series-{series.id}@{domain}")
+            rule = Recurrence(interval=1, until=mine[-1].rule_date,
+                              exdates=tuple(s.start for s in mine if not s.planned))
+            out.append(replace(master, recurrence=rule))
+            continue
+        out += [session_meeting(config, series, s, f"sparring-session-{series.id}-{s.rule_date}@{domain}")
+                for s in mine if s.planned]
+    return out
+
+
+def exdate_count(meetings: list[Meeting]) -> int:
+    return sum(len(m.recurrence.exdates) for m in meetings if m.recurrence)
+
+
+# -- EWS -------------------------------------------------------------------------
+
+
+def run_ews(config: Config, first: date) -> list[Row]:
+    from exchangelib.protocol import Protocol
+
+    from scheduler.config import ExchangeConfig
+    from scheduler.exchange.account import build_account
+    from scheduler.exchange.calendar import ExchangeCalendar
+    from tests.servers.ews import EwsServer
+
+    rows = []
+    with EwsServer() as server:
+        fake = server.fake
+        ews = ExchangeConfig(service_endpoint=server.url, mailbox=config.service.mailbox,
+                             username=fake.user, auth="basic")
+
+        def measure(action: Callable[[ExchangeCalendar], None]) -> Counter:
+            Protocol.clear_cache()
+            calendar = ExchangeCalendar(build_account(ews, fake.password, timezone=config.service.timezone),
+                                        config.tz)
+            calendar.account.calendar  # warm-up: version guess and folder lookup, once per process
+            fake.reset()
+            action(calendar)
+            return Counter(op for op, _ in fake.requests)
+
+        for recurring, label in ((True, "publish a year: weekly recurring + monthly singles"),
+                                 (False, "publish a year: every session a single event")):
+            meetings = year_meetings(config, first, recurring=recurring)
+            made = measure(lambda cal: cal.put_many(meetings))
+            minimum = Counter(CreateItem=math.ceil(len(meetings) / 100))
+            if exdate_count(meetings):
+                minimum["DeleteItem"] = math.ceil(exdate_count(meetings) / 100)
+            rows.append(Row("ews", label, made, minimum,
+                            f"{len(meetings)} items, {exdate_count(meetings)} cancelled occurrences"))
+
+        people = [f"person{n:03d}@{config.service.mailbox.split('@')[1]}" for n in range(PEOPLE)]
+        fake.availability.update({p: [] for p in people})
+        start = datetime.combine(first, time(0), tzinfo=config.tz)
+        made = measure(lambda cal: cal.free_busy(people, start, start + HALF_YEAR))
+        windows = math.ceil(HALF_YEAR / timedelta(days=42))
+        minimum = Counter(GetUserAvailability=math.ceil(PEOPLE / 100) * windows)
+        rows.append(Row("ews", f"free/busy: {PEOPLE} people over 183 days", made, minimum,
+                        f"{windows} windows of at most 42 days"))
+    return rows
+
+
+BACKENDS: dict[str, Callable[[Config, date], list[Row]]] = {"ews": run_ews}
+
+
+def report(rows: list[Row]) -> str:
+    lines = [f"{'backend':8} {'scenario':55} {'made':>5} {'minimum':>8}  requests (made / minimum)"]
+    for row in rows:
+        ops = sorted(set(row.made) | set(row.minimum))
+        detail = ", ".join(f"{op} {row.made[op]}/{row.minimum[op]}" for op in ops)
+        lines.append(f"{row.backend:8} {row.scenario:55} {sum(row.made.values()):>5} "
+                     f"{sum(row.minimum.values()):>8}  {detail}")
+        if row.note:
+            lines.append(f"{'':8} {'  ' + row.note}")
+    lines.append("Extra FindItem requests are the UID lookups that make a re-publish idempotent "
+                 "(one per 100 UIDs); GetServerTimeZones is read once per year and cached.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="config/sparring.toml")
+    parser.add_argument("--from", dest="first", type=date.fromisoformat, default=date.today())
+    parser.add_argument("--backend", choices=sorted(BACKENDS), action="append")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    rows = [row for name in (args.backend or sorted(BACKENDS)) for row in BACKENDS[name](config, args.first)]
+    print(report(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Agenda items from, and mail through, the forum's Exchange mailbox.
+
+``ExchangeSource`` (ports.MailSource) reads the inbox oldest-received first
+in batches: one FindItem (ids and DateTimeReceived) and one GetItem (the
+MIME content) per batch, never a request per mail. ``settle`` moves the
+mails with one MoveItem per disposition into subfolders of the inbox
+(Danish names by default), created on first use. ``wait`` polls (sleeps):
+EWS streaming notifications (GetStreamingEvents) are a later step.
+
+``ExchangeTransport`` (ports.MailTransport) sends a finished RFC 5322
+message as MIME content with a copy in Sent Items; envelope recipients not
+named in the To/Cc headers go as Bcc.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+
+from exchangelib import Folder, Message
+from exchangelib.errors import ErrorFolderExists, ErrorItemNotFound
+from exchangelib.folders import SHALLOW, FolderCollection
+from exchangelib.services import CreateFolder
+
+from scheduler.exchange.errors import check, mapped
+from scheduler.ports import Disposition, IncomingMail, OutgoingMail
+
+
+class ExchangeSource:
+    """The forum mailbox's inbox; ``ref`` is the EWS item id."""
+
+    def __init__(self, account, folders: Mapping[Disposition, str], batch_size: int = 200,
+                 poll_seconds: float = 60.0) -> None:
+        self.account = account
+        self.names = dict(folders)
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self._folders: dict[Disposition, Folder] = {}
+        self._closed = threading.Event()
+
+    def fetch(self, limit: int) -> list[IncomingMail]:
+        out: list[IncomingMail] = []
+        with mapped("mailbox fetch"):
+            query = self.account.inbox.all().order_by("datetime_received").only("datetime_received")
+            query.page_size = max(1, min(limit, 1000))
+            found = list(query[:limit])
+            for start in range(0, len(found), self.batch_size):
+                batch = found[start:start + self.batch_size]
+                fetched = self.account.fetch(ids=batch, folder=self.account.inbox, chunk_size=len(batch),
+                                             only_fields=["mime_content", "datetime_received"])
+                out.extend(_incoming(item) for item in fetched if not isinstance(item, Exception))
+        return out
+
+    def settle(self, moves: Mapping[Disposition, Sequence[str]]) -> None:
+        with mapped("mailbox move"):
+            for disposition, refs in moves.items():
+                if not refs:
+                    continue
+                target = self._folder(disposition)
+                results = self.account.bulk_move(ids=[(ref, None) for ref in refs], to_folder=target,
+                                                 chunk_size=len(refs))
+                check(results, "mailbox move", ignore=(ErrorItemNotFound,))
+
+    def _folder(self, disposition: Disposition) -> Folder:
+        """The disposition's subfolder of the inbox: all looked up in one FindFolder,
+        the missing ones created in one CreateFolder, on first use."""
+        if not self._folders:
+            found = self._subfolders()
+            missing = [name for name in self.names.values() if name.lower() not in found]
+            if missing:
+                created = list(CreateFolder(account=self.account).call(
+                    parent_folder=self.account.inbox, folders=[Folder(parent=self.account.inbox, name=name) for name in missing]))
+                check(created, "mailbox folder create", ignore=(ErrorFolderExists,))
+                if any(isinstance(c, ErrorFolderExists) for c in created):  # made meanwhile by someone else
+                    found = self._subfolders()
+                found.update((name.lower(), f) for name, f in zip(missing, created) if isinstance(f, Folder))
+            self._folders = {kind: found[name.lower()] for kind, name in self.names.items()}
+        return self._folders[disposition]
+
+    def _subfolders(self) -> dict[str, Folder]:
+        children = FolderCollection(account=self.account, folders=[self.account.inbox]).find_folders(depth=SHALLOW)
+        return {f.name.lower(): f for f in children if not isinstance(f, Exception)}
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until ``timeout`` (or close); no push yet, so always False."""
+        self._closed.wait(timeout)
+        return False
+
+    def close(self) -> None:
+        self._closed.set()
+        self.account.protocol.close()
+
+
+def _incoming(item: Message) -> IncomingMail:
+    received = datetime.fromtimestamp(item.datetime_received.timestamp(), timezone.utc)
+    raw = item.mime_content
+    return IncomingMail(ref=item.id, raw=raw if isinstance(raw, bytes) else raw.encode(), received_at=received)
+
+
+class ExchangeTransport:
+    """Sends through the forum mailbox; Exchange keeps a copy in Sent Items."""
+
+    def __init__(self, account) -> None:
+        self.account = account
+
+    def send(self, mail: OutgoingMail) -> None:
+        with mapped("mail send"):
+            message = Message(account=self.account, folder=self.account.sent, mime_content=mail.message,
+                              bcc_recipients=_hidden(mail) or None)
+            message.send_and_save()
+
+    def close(self) -> None:
+        self.account.protocol.close()
+
+
+def _hidden(mail: OutgoingMail) -> list[str]:
+    """Envelope recipients the headers do not name (they would otherwise get nothing)."""
+    headers = BytesHeaderParser().parsebytes(mail.message)
+    named = {addr.lower() for _, addr in getaddresses(headers.get_all("To", []) + headers.get_all("Cc", []))}
+    return [r for r in mail.recipients if r.lower() not in named]
