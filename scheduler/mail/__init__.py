@@ -1,0 +1,1 @@
+"""Mail in and out: parsing incoming mails (``parse``) and composing outgoing ones."""

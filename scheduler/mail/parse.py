@@ -1,0 +1,516 @@
+"""Incoming mail to a ``ParsedMail``: pure, no I/O, no clock.
+
+Speed matters (the intake benchmark): a mail is parsed once with the
+``compat32`` policy and its parts are decoded explicitly; ``policy.default``
+re-parses Content-Type many times per mail. A mail over ``max_bytes`` is not
+parsed at all, only its header block is read.
+
+What counts as automatic (never answered, filed as ignored), in this order:
+a ``multipart/report`` or report part (read receipt for disposition
+notifications, bounce otherwise), a MAILER-DAEMON/postmaster sender (bounce),
+a ``text/calendar`` part with METHOD:REPLY (calendar reply), then RFC 3834
+signals (auto-reply): ``Auto-Submitted`` other than "no"; ``Precedence``
+bulk/junk/list/auto_reply; ``X-Autoreply``/``X-Autorespond``; a null
+``Return-Path: <>``; and ``X-Auto-Response-Suppress`` *together with* an
+auto-reply subject ("Automatisk svar:", "Autosvar:", "Out of Office",
+"Automatic reply:"). Outlook sets ``X-Auto-Response-Suppress`` on ordinary
+mails too, so that header alone is not enough, nor is the subject alone.
+
+The item text is read from the body by the rules at the end of this
+module: quotes and signatures are cut off first, so numbers in quoted mails
+never count. The repr of a ``ParsedMail`` never shows CPR numbers or case text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
+from email.utils import parseaddr, parsedate_to_datetime
+from enum import Enum
+
+from scheduler.mail.html import html_to_text
+
+_PARSER = BytesParser(policy=compat32)
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+_MAX_PARTS = 200  # more parts than any real mail: the rest is not looked at
+_MAX_DEPTH = 20
+
+
+class MailKind(str, Enum):
+    ITEM = "item"
+    WITHDRAW = "withdraw"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    READ_RECEIPT = "read_receipt"
+    CALENDAR_REPLY = "calendar_reply"
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True)
+class CalendarReply:
+    """An attendee's answer (iTIP REPLY) to an invitation sparring sent."""
+
+    uid: str
+    attendee: str  # lower-cased bare address
+    partstat: str  # ACCEPTED, DECLINED, TENTATIVE, ...
+    recurrence_id: datetime | date | None = None
+    sequence: int = 0
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str  # without <>; "sha256:<hex of raw>" when missing
+    sender: str  # lower-cased bare address, "" if none
+    sender_name: str = ""
+    subject: str = field(default="", repr=False)  # may hold a CPR number
+    date_header: datetime | None = None  # the sender's claim: never used for deadlines
+    kind: MailKind = MailKind.ITEM
+    acute: bool = False
+    cprs: tuple[str, ...] = field(default=(), repr=False)  # 10 digits each, in order
+    bad_cpr: bool = False  # a CPR label followed by something that is not 10 digits
+    health: tuple[str, ...] = field(default=(), repr=False)
+    social: tuple[str, ...] = field(default=(), repr=False)
+    attachments: tuple[str, ...] = ()  # names of parts not taken in
+    calendar_reply: CalendarReply | None = None
+    auto_reason: str | None = None  # the header or part that made it automatic
+    size: int = 0
+
+
+# -- headers -------------------------------------------------------------
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(automatisk\s+svar|autosvar|out\s+of\s+(the\s+)?office|automatic\s+reply|autoreply)\b",
+    re.IGNORECASE,
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BULK = {"bulk", "junk", "list", "auto_reply"}
+_DAEMONS = {"mailer-daemon", "postmaster"}
+
+
+def _unbytes(data: bytes, charset: str | None = None) -> str:
+    """Text from bytes in any (or a wrong, or no) charset; never raises."""
+    for candidate in _charsets(charset):
+        try:
+            text = data.decode(candidate)
+        except (UnicodeDecodeError, LookupError, ValueError, TypeError):
+            continue
+        if not _SURROGATE.search(text):  # utf-7 or unicode_escape can yield lone surrogates
+            return text
+    return data.decode("cp1252", "replace")
+
+
+def _charsets(declared: str | None) -> list[str]:
+    name = (declared or "").strip().strip('"').lower()
+    # As browsers do: Latin-1 and ASCII labels mean windows-1252, whose
+    # extra characters (€, curly quotes) Outlook sends under those labels.
+    if name in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown"):
+        return ["utf-8", "cp1252"]
+    if name in ("iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252"):
+        return ["cp1252", "latin-1"]
+    return [name, "utf-8", "cp1252"]
+
+
+def _raw_text(value: str) -> str:
+    """A raw header value without folds or undecodable-byte surrogates."""
+    value = _FOLD.sub("", value)
+    if _SURROGATE.search(value):
+        try:
+            value = _unbytes(value.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # not an escaped byte: drop it
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _decoded(value: str) -> str:
+    """A header value with RFC 2047 encoded words decoded."""
+    value = _raw_text(value)
+    if "=?" not in value:
+        return value.strip()
+    try:
+        chunks = decode_header(value)
+    except Exception:  # a malformed encoded word: keep the raw text
+        return value.strip()
+    text = "".join(c if isinstance(c, str) else _unbytes(c, cs) for c, cs in chunks)
+    return " ".join(text.split())
+
+
+def _headers(msg: Message) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in msg.raw_items():
+        headers.setdefault(name.lower(), value if isinstance(value, str) else str(value))
+    return headers
+
+
+def _message_id(headers: dict[str, str], raw: bytes) -> str:
+    value = _raw_text(headers.get("message-id", "")).strip()
+    found = re.search(r"<([^<>\s]+)>", value)
+    mid = found.group(1) if found else value.strip("<> \t")
+    return mid if mid else "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _sender(headers: dict[str, str]) -> tuple[str, str]:
+    raw = _raw_text(headers.get("from") or headers.get("sender") or "")
+    try:
+        name, address = parseaddr(raw)
+    except Exception:
+        name, address = "", ""
+    return address.strip().lower(), _decoded(name).strip('" ')
+
+
+def _date(headers: dict[str, str]) -> datetime | None:
+    try:
+        moment = parsedate_to_datetime(_raw_text(headers.get("date", "")))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _auto_reason(headers: dict[str, str], subject: str) -> str | None:
+    auto = headers.get("auto-submitted", "").strip().split(";")[0].strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto[:40]}"
+    precedence = headers.get("precedence", "").strip().lower()
+    if precedence in _BULK:
+        return f"Precedence: {precedence}"
+    for name in ("x-autoreply", "x-autorespond"):
+        if name in headers:
+            return name.title()
+    if "return-path" in headers and headers["return-path"].strip() == "<>":
+        return "Return-Path: <>"
+    if "x-auto-response-suppress" in headers and _AUTO_SUBJECT.search(subject):
+        return "X-Auto-Response-Suppress with an auto-reply subject"
+    return None
+
+
+def _daemon(sender: str) -> bool:
+    return sender.partition("@")[0] in _DAEMONS
+
+
+# -- parts ---------------------------------------------------------------
+
+
+@dataclass
+class _Parts:
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)
+    calendars: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)  # content types of report parts
+    count: int = 0
+
+
+def _collect(part: Message, acc: _Parts, depth: int = 0) -> None:
+    acc.count += 1
+    if acc.count > _MAX_PARTS or depth > _MAX_DEPTH:
+        return
+    ctype = part.get_content_type()
+    maintype = ctype.partition("/")[0]
+    if maintype == "message":
+        _collect_message(part, ctype, acc)
+    elif part.is_multipart():
+        for sub in part.get_payload():
+            if isinstance(sub, Message):
+                _collect(sub, acc, depth + 1)
+    else:
+        _collect_leaf(part, ctype, acc)
+
+
+def _collect_message(part: Message, ctype: str, acc: _Parts) -> None:
+    if ctype in ("message/delivery-status", "message/disposition-notification"):
+        acc.reports.append(ctype)
+    else:  # an attached mail: never read, only named
+        acc.attachments.append(_filename(part) or ctype)
+
+
+def _collect_leaf(part: Message, ctype: str, acc: _Parts) -> None:
+    name = _filename(part)
+    disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
+    if ctype in ("text/calendar", "application/ics"):
+        text = _payload_text(part)
+        if re.search(r"^METHOD:\s*REPLY\b", text, re.IGNORECASE | re.MULTILINE):
+            acc.calendars.append(text)
+        elif name:
+            acc.attachments.append(name)
+    elif ctype in ("text/plain", "text/html") and not name and disposition != "attachment":
+        (acc.plain if ctype == "text/plain" else acc.html).append(_payload_text(part))
+    elif ctype.startswith("image/") and part.get("content-id") and disposition != "attachment":
+        return  # an inline picture of an HTML body (a logo in a signature)
+    else:
+        acc.attachments.append(name or ctype)
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename() or part.get_param("name") or ""
+    except Exception:  # malformed RFC 2231 parameters
+        return ""
+    if not isinstance(name, str):  # an RFC 2231 tuple left undecoded
+        name = str(name[-1]) if name else ""
+    # The receipt names dropped files: a CPR number in a file name is masked.
+    return _NUMBER.sub(lambda number: f"{number[1]}-xxxx", _decoded(name))[:200]
+
+
+def _payload_text(part: Message) -> str:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if not isinstance(data, bytes):
+        return ""
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    text = _unbytes(data, charset)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _calendar_reply(texts: list[str]) -> CalendarReply | None:
+    from icalendar import Calendar  # imported here: most mails never need it
+
+    for text in texts:
+        try:
+            events = Calendar.from_ical(text).walk("VEVENT")
+        except Exception:  # icalendar raises ValueError and more on bad input
+            continue
+        for event in events:
+            reply = _reply_of(event)
+            if reply is not None:
+                return reply
+    return None
+
+
+def _reply_of(event) -> CalendarReply | None:
+    attendees = event.get("ATTENDEE")
+    if attendees is None:
+        return None
+    attendee = attendees[0] if isinstance(attendees, list) else attendees
+    address = re.sub(r"^mailto:", "", str(attendee), flags=re.IGNORECASE).strip().lower()
+    partstat = str(getattr(attendee, "params", {}).get("PARTSTAT", "NEEDS-ACTION")).upper()
+    recurrence = event.get("RECURRENCE-ID")
+    try:
+        sequence = int(event.get("SEQUENCE", 0))
+    except (TypeError, ValueError):
+        sequence = 0
+    return CalendarReply(
+        uid=str(event.get("UID", "")),
+        attendee=address,
+        partstat=partstat,
+        recurrence_id=getattr(recurrence, "dt", None),
+        sequence=sequence,
+    )
+
+
+# -- the whole mail --------------------------------------------------------
+
+
+def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
+    """Parse and classify one mail; never raises on malformed input."""
+    if len(raw) > max_bytes:
+        return _too_large(raw)
+    msg = _PARSER.parsebytes(raw)
+    headers = _headers(msg)
+    common = _common(headers, raw)
+    parts = _Parts()
+    _collect(msg, parts)
+    attachments = tuple(parts.attachments)
+    automatic = _automatic(msg, headers, common, parts)
+    if automatic is not None:
+        kind, reason, reply = automatic
+        return ParsedMail(**common, kind=kind, auto_reason=reason, calendar_reply=reply,
+                          attachments=attachments)
+    body = read_body(common["subject"], _body_text(parts))
+    return ParsedMail(
+        **common,
+        kind=MailKind.WITHDRAW if body.withdraw else MailKind.ITEM,
+        acute=body.acute,
+        cprs=body.cprs,
+        bad_cpr=body.bad_cpr,
+        health=body.health,
+        social=body.social,
+        attachments=attachments,
+    )
+
+
+def _common(headers: dict[str, str], raw: bytes) -> dict:
+    sender, name = _sender(headers)
+    return {
+        "message_id": _message_id(headers, raw),
+        "sender": sender,
+        "sender_name": name,
+        "subject": _decoded(headers.get("subject", "")),
+        "date_header": _date(headers),
+        "size": len(raw),
+    }
+
+
+def _automatic(msg: Message, headers: dict[str, str], common: dict, parts: _Parts):
+    """(kind, reason, calendar reply) for a mail nobody should answer, else None."""
+    ctype = msg.get_content_type()
+    report = (msg.get_param("report-type") or "") if ctype == "multipart/report" else ""
+    if not isinstance(report, str):
+        report = ""
+    if report.lower() == "disposition-notification" or "message/disposition-notification" in parts.reports:
+        return MailKind.READ_RECEIPT, "disposition notification", None
+    if ctype == "multipart/report" or parts.reports:
+        return MailKind.BOUNCE, "multipart/report", None
+    if _daemon(common["sender"]):
+        return MailKind.BOUNCE, "sender " + common["sender"].partition("@")[0], None
+    if parts.calendars:
+        return MailKind.CALENDAR_REPLY, "text/calendar METHOD:REPLY", _calendar_reply(parts.calendars)
+    reason = _auto_reason(headers, common["subject"])
+    return (MailKind.AUTO_REPLY, reason, None) if reason else None
+
+
+def _body_text(parts: _Parts) -> str:
+    plain = "\n".join(parts.plain)
+    if plain.strip() or not parts.html:
+        return plain
+    return "\n".join(html_to_text(markup) for markup in parts.html)
+
+
+def _too_large(raw: bytes) -> ParsedMail:
+    """Only the header block is read; an automatic mail is still recognised."""
+    end = min((i for i in (raw.find(b"\r\n\r\n", 0, 262_144), raw.find(b"\n\n", 0, 262_144)) if i >= 0),
+              default=min(len(raw), 262_144))
+    msg = _HEADER_PARSER.parsebytes(raw[:end])
+    headers = _headers(msg)
+    common = _common(headers, raw)
+    if msg.get_content_type() == "multipart/report" or _daemon(common["sender"]):
+        return ParsedMail(**common, kind=MailKind.BOUNCE, auto_reason="multipart/report or daemon")
+    reason = _auto_reason(headers, common["subject"])
+    kind = MailKind.AUTO_REPLY if reason else MailKind.TOO_LARGE
+    return ParsedMail(**common, kind=kind, auto_reason=reason)
+
+
+# -- the item text -----------------------------------------------------------
+
+_SEP = r"(?:[ \t]?[-\u2010-\u2015][ \t]?|[ \t])?"
+_NUMBER = re.compile(rf"(?<![0-9])([0-9]{{6}}){_SEP}([0-9]{{4}})(?![0-9])")
+_CPR_LABEL = re.compile(r"\bcpr(?:[ .\-]*(?:nummer|nr)\b\.?)?[ \t]*[:\-\u2013.]?[ \t]*", re.IGNORECASE)
+_SECTION = re.compile(
+    r"(?P<label>helbredsm(?:æ|ae)ssige\s+forhold|helbredsforhold|helbred|health"
+    r"|sociale\s+udfordringer|sociale\s+forhold|social\s+challenges|social)"
+    r"(?!\w)[ \t]*[:\-\u2013]?[ \t]*(?P<rest>.*)",
+    re.IGNORECASE,
+)
+_BULLET = re.compile(r"^[\-\u2022*\u00b7\u25aa\u2013][ \t]+")
+_QUOTE = re.compile(
+    r"^(?:>|_{10,}$|-{2,}\s*(?:original message|oprindelig meddelelse|videresendt meddelelse"
+    r"|forwarded message|begin forwarded message)\b)",
+    re.IGNORECASE,
+)
+_HEADER_FROM = re.compile(r"^(?:fra|from)\s*:", re.IGNORECASE)
+_HEADER_SENT = re.compile(r"^(?:sendt|sent|dato|date)\s*:", re.IGNORECASE)
+_ATTRIBUTION = re.compile(r"^(?:den|on)\b.{0,300}\b(?:skrev|wrote)\b[^:]{0,200}:$", re.IGNORECASE)
+_SIGNATURE = re.compile(
+    r"^(?:med\s+venlig\s+hilsen|venlig\s+hilsen|venlige\s+hilsner|(?:de\s+)?bedste\s+hilsner|hilsen"
+    r"|mvh|vh|best\s+regards|kind\s+regards|regards|best\s+wishes)\b",
+    re.IGNORECASE,
+)
+_WITHDRAW = re.compile(r"tr(?:æ|ae)k\s+tilbage|tilbagetr(?:æ|ae)k", re.IGNORECASE)
+_ACUTE = re.compile(r"\bakut\b", re.IGNORECASE)
+_BLANKS = " \t\xa0\ufeff\u200b"
+
+
+@dataclass(frozen=True)
+class _Body:
+    withdraw: bool
+    acute: bool
+    cprs: tuple[str, ...]
+    bad_cpr: bool
+    health: tuple[str, ...]
+    social: tuple[str, ...]
+
+
+def read_body(subject: str, text: str) -> _Body:
+    """The item as the caseworker wrote it: CPR numbers, sections, flags."""
+    lines = [line.strip(_BLANKS) for line in _own_lines(text.replace("\xa0", " ").split("\n"))]
+    found: list[str] = []
+    bad = _scan_cprs(subject, found)
+    for line in lines:
+        bad = _scan_cprs(line, found) or bad
+    health, social = _sections(lines)
+    first = next((line for line in lines if line), "")
+    return _Body(
+        withdraw=bool(_WITHDRAW.search(subject) or _WITHDRAW.search(first)),
+        acute=bool(_ACUTE.search(subject)),
+        cprs=tuple(dict.fromkeys(found)),
+        bad_cpr=bad,
+        health=tuple(health),
+        social=tuple(social),
+    )
+
+
+def _own_lines(lines: list[str]) -> list[str]:
+    """The lines before the first quote or signature."""
+    for index, raw in enumerate(lines):
+        if raw.rstrip("\r") in ("-- ", "--"):
+            return lines[:index]
+        line = raw.strip(_BLANKS)
+        if _QUOTE.match(line) or _SIGNATURE.match(line) or _attribution(line, lines, index):
+            return lines[:index]
+        if _HEADER_FROM.match(line) and _sent_follows(lines, index):
+            return lines[:index]
+    return lines
+
+
+def _attribution(line: str, lines: list[str], index: int) -> bool:
+    """"Den 5. jan. 2027 kl. 12.00 skrev Bo <bo@…>:", possibly wrapped on two lines."""
+    if not re.match(r"(?:den|on)\b", line, re.IGNORECASE) or not re.search(r"[0-9@]", line):
+        return False
+    following = lines[index + 1].strip(_BLANKS) if index + 1 < len(lines) else ""
+    return bool(_ATTRIBUTION.match(line) or _ATTRIBUTION.match(f"{line} {following}"))
+
+
+def _sent_follows(lines: list[str], index: int) -> bool:
+    following = [line.strip(_BLANKS) for line in lines[index + 1 : index + 5]]
+    return any(_HEADER_SENT.match(line) for line in following if line)
+
+
+def _scan_cprs(line: str, found: list[str]) -> bool:
+    """Append the CPR numbers in ``line``; True if a label holds a malformed one."""
+    hits: dict[int, str] = {}
+    bad = False
+    for label in _CPR_LABEL.finditer(line):
+        number = _NUMBER.match(line, label.end())
+        if number:
+            hits[number.start()] = number[1] + number[2]
+        elif line[label.end() : label.end() + 1].isdigit():
+            bad = True
+    for number in _NUMBER.finditer(line):
+        if number.start() not in hits and _plausible(number[1]):
+            hits[number.start()] = number[1] + number[2]
+    found.extend(hits[position] for position in sorted(hits))
+    return bad
+
+
+def _plausible(ddmmyy: str) -> bool:
+    """An unlabelled number must at least look like a date to count as a CPR."""
+    return 1 <= int(ddmmyy[:2]) <= 31 and 1 <= int(ddmmyy[2:4]) <= 12
+
+
+def _sections(lines: list[str]) -> tuple[list[str], list[str]]:
+    sections: dict[str, list[str]] = {"health": [], "social": []}
+    current: list[str] | None = None
+    for line in lines:
+        if not line:
+            current = None
+            continue
+        label = _SECTION.match(_BULLET.sub("", line))
+        if label:
+            current = sections["social" if label["label"][0] in "sS" else "health"]
+            if label["rest"].strip():
+                current.append(label["rest"].strip())
+        elif _CPR_LABEL.match(line) or _NUMBER.fullmatch(line):
+            current = None
+        elif current is not None:
+            current.append(line)
+    return sections["health"], sections["social"]

@@ -1,0 +1,117 @@
+"""One sentence per refusal: what is wrong and how to fix it (Danish, English).
+
+A reason goes into receipts, ``ingest --json`` and the database, so it never
+contains a CPR number, a file name or any case text: only whole-number
+parameters (counts, limits) are filled in; anything else passed is dropped.
+"""
+
+from __future__ import annotations
+
+_REASONS: dict[str, dict[str, str]] = {
+    "no_cpr": {
+        "da": "Vi fandt intet CPR-nummer i mailen; skriv borgerens CPR-nummer som DDMMÅÅ-XXXX, "
+              "fx på en linje der begynder med »CPR:«, og send mailen igen.",
+        "en": "No CPR number was found in the mail; write the citizen's CPR number as DDMMYY-XXXX, "
+              "for example on a line starting with \"CPR:\", and send the mail again.",
+    },
+    "several_cprs": {
+        "da": "Mailen indeholder {count} forskellige CPR-numre, men hver mail må kun handle om én borger; "
+              "send én mail for hver borger.",
+        "en": "The mail contains {count} different CPR numbers, but each mail may concern only one citizen; "
+              "send one mail per citizen.",
+    },
+    "cpr_format": {
+        "da": "CPR-nummeret har ikke 10 cifre; skriv det som DDMMÅÅ-XXXX og send mailen igen.",
+        "en": "The CPR number does not have 10 digits; write it as DDMMYY-XXXX and send the mail again.",
+    },
+    "cpr_date": {
+        "da": "CPR-nummeret svarer ikke til en gyldig fødselsdato; ret nummeret og send mailen igen.",
+        "en": "The CPR number does not give a valid date of birth; correct it and send the mail again.",
+    },
+    "cpr_future": {
+        "da": "CPR-nummeret giver en fødselsdato i fremtiden; ret nummeret og send mailen igen.",
+        "en": "The CPR number gives a date of birth in the future; correct it and send the mail again.",
+    },
+    "no_text": {
+        "da": "Mailen beskriver hverken helbredsforhold eller sociale udfordringer; skriv dem på linjer, "
+              "der begynder med »Helbred:« og »Sociale udfordringer:«, og send mailen igen.",
+        "en": "The mail describes neither health nor social challenges; write them on lines starting with "
+              "\"Helbred:\" and \"Sociale udfordringer:\" and send the mail again.",
+    },
+    "too_many_lines": {
+        "da": "Helbred og sociale udfordringer fylder tilsammen {count} linjer, men højst {max} er tilladt; "
+              "forkort beskrivelsen og send mailen igen.",
+        "en": "Health and social challenges take up {count} lines together, but at most {max} are allowed; "
+              "shorten the description and send the mail again.",
+    },
+    "too_large": {
+        "da": "Mailen er større end grænsen på {limit}; send punktet igen som almindelig tekst uden bilag.",
+        "en": "The mail is larger than the limit of {limit}; send the item again as plain text "
+              "without attachments.",
+    },
+    "under_15": {
+        "da": "Borgeren er under 15 år og kan derfor ikke komme på sparringsforum; kontakt koordinatoren, "
+              "hvis sagen alligevel skal drøftes.",
+        "en": "The citizen is under 15 and therefore cannot be put on the sparring forum; contact the "
+              "coordinator if the case must be discussed anyway.",
+    },
+    "no_session": {
+        "da": "Der er ikke planlagt noget kommende sparringsforum for borgerens alder; kontakt koordinatoren.",
+        "en": "No upcoming sparring forum is planned for the citizen's age; contact the coordinator.",
+    },
+    "not_allowed": {
+        "da": "Mailen kommer ikke fra en godkendt afsender og er ikke behandlet; kontakt koordinatoren, "
+              "hvis du skal kunne sende punkter til sparringsforum.",
+        "en": "The mail does not come from an approved sender and has not been processed; contact the "
+              "coordinator if you need to send items to the sparring forum.",
+    },
+    "nothing_to_withdraw": {
+        "da": "Der er intet ventende punkt fra dig om denne borger at trække tilbage; kontrollér "
+              "CPR-nummeret og send mailen igen.",
+        "en": "There is no pending item from you about this citizen to withdraw; check the CPR number "
+              "and send the mail again.",
+    },
+    "attachments_ignored": {
+        "da": "Vedhæftede filer ({count}) er ikke taget med; skriv de nødvendige oplysninger direkte i mailen.",
+        "en": "Attached files ({count}) were not taken in; write the necessary information in the mail itself.",
+    },
+    "not_an_item": {
+        "da": "Mailen er genkendt som en automatisk besked og er ikke behandlet som et punkt.",
+        "en": "The mail was recognised as an automatic message and was not processed as an item.",
+    },
+    "duplicate": {
+        "da": "Mailen er allerede behandlet; der er ikke sket mere.",
+        "en": "The mail has already been processed; nothing more was done.",
+    },
+}
+_FALLBACK = {
+    "da": "Punktet kunne ikke behandles; kontakt koordinatoren.",
+    "en": "The item could not be processed; contact the coordinator.",
+}
+CODES = frozenset(_REASONS)
+
+
+class _Numbers(dict):
+    """Template values: whole numbers only; a missing one shows as '?'."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def reason(code: str, language: str = "da", **params: object) -> str:
+    """The sentence for ``code``; unknown codes get a neutral sentence."""
+    language = language if language in ("da", "en") else "da"
+    template = _REASONS.get(code, _FALLBACK)[language]
+    values = _Numbers({k: v for k, v in params.items() if isinstance(v, int) and not isinstance(v, bool)})
+    if isinstance(values.get("limit"), int):
+        values["limit"] = _size(values["limit"], language)
+    return template.format_map(values)
+
+
+def _size(limit: int, language: str) -> str:
+    if limit >= 1_000_000:
+        amount, unit = limit / 1_000_000, "MB"
+    else:
+        amount, unit = limit / 1_000, "kB"
+    text = f"{amount:.1f}".removesuffix(".0")
+    return (text.replace(".", ",") if language == "da" else text) + f" {unit}"
