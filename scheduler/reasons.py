@@ -49,6 +49,24 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "The mail is larger than the limit of {limit}; send the item again as plain text "
               "without attachments.",
     },
+    "no_slot": {
+        "da": "Der er ingen tid i perioden, hvor alle påkrævede deltagere er ledige; vælg en længere periode "
+              "eller færre påkrævede deltagere.",
+        "en": "There is no time in the period when every required participant is free; choose a longer period "
+              "or fewer required participants.",
+    },
+    "moved_late": {
+        "da": "Mailen kom efter fristen for det første møde, borgeren kunne komme på, og punktet er derfor sat "
+              "på det næste møde.",
+        "en": "The mail arrived after the deadline of the first session the citizen could attend, so the item "
+              "is on the next session.",
+    },
+    "moved_full": {
+        "da": "Det første møde, borgeren kunne komme på, er fuldt, og punktet er derfor sat på det næste møde "
+              "med en ledig tid.",
+        "en": "The first session the citizen could attend is full, so the item is on the next session with a "
+              "free slot.",
+    },
     "under_15": {
         "da": "Borgeren er under 15 år og kan derfor ikke komme på sparringsforum; kontakt koordinatoren, "
               "hvis sagen alligevel skal drøftes.",

@@ -116,10 +116,11 @@ class Intake:
             return self._reject(notices, parsed, _REFUSALS[result.code], {})
         item_id = repo.place_item(result, request, content, parsed, mail.received_at, self.app)
         notices.placed(item_id, result, content)
-        outcome = "moved" if result.moved else "accepted"
-        return Outcome(parsed.message_id, outcome, Disposition.PROCESSED,
+        why = result.why_moved(mail.received_at)
+        return Outcome(parsed.message_id, "moved" if why else "accepted", Disposition.PROCESSED,
                        series=result.session.series_id, session_start=result.session.start,
-                       acute=content.acute, extra={"item_id": item_id})
+                       acute=content.acute, reason=self._reason(f"moved_{why}") if why else None,
+                       extra={"item_id": item_id})
 
     def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
         cpr = check_withdrawal(parsed, mail.received_at.date())

@@ -1,0 +1,163 @@
+"""The embedded calendar: one ``.ics`` file per event in a folder.
+
+``<directory>/<uid>.ics`` holds the event, or a series with its occurrence
+overrides (RECURRENCE-ID) inside, exactly as a CalDAV server would store
+it. Files are written atomically (a temporary file, then ``os.replace``).
+Nothing is deleted: a cancelled event keeps its file with STATUS:CANCELLED.
+
+Free/busy comes from these files (where the address is organiser or
+attendee) and from one calendar per person at
+``<freebusy_dir>/<mail address>.ics``, e.g. exported from Outlook. An
+address with no such file gets one UNKNOWN interval over the window (and
+any busy time sparring itself gave it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar
+
+from scheduler.calendars.freebusy import busy_by_participant, organizer_of, parse_busy, unknown
+from scheduler.calendars.ical import merge_cancel, merge_put, parse_object
+from scheduler.model import BusyInterval, Meeting
+from scheduler.ports import PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def file_name(uid: str) -> str:
+    """A file-safe, collision-free name for ``uid`` (unsafe bytes %-escaped)."""
+    safe = _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), uid)
+    return ("%2E" + safe[1:] if safe.startswith(".") else safe) + ".ics"
+
+
+class LocalCalendar:
+    """``ports.CalendarBackend`` over a folder; sparring mails the invitations."""
+
+    sends_invitations = False
+
+    def __init__(self, directory: Path, freebusy_dir: Path, tz: ZoneInfo,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.directory = Path(directory)
+        self.freebusy_dir = Path(freebusy_dir)
+        self.tz = tz
+        self._now = clock or (lambda: datetime.now(timezone.utc))
+
+    # -- writes ------------------------------------------------------------
+
+    def put(self, meeting: Meeting) -> None:
+        path = self._path(meeting.uid)
+        self._write(path, merge_put(self._read(path), meeting, self.tz, stamp=self._now()))
+
+    def put_many(self, meetings: Sequence[Meeting]) -> None:
+        """One write per file, however many meetings (master, overrides) it holds."""
+        by_uid: dict[str, list[Meeting]] = {}
+        for meeting in meetings:
+            by_uid.setdefault(meeting.uid, []).append(meeting)
+        for uid, group in by_uid.items():
+            path = self._path(uid)
+            merged = self._read(path)
+            for meeting in group:
+                merged = merge_put(merged, meeting, self.tz, stamp=self._now())
+            self._write(path, merged)
+
+    def cancel(self, meeting: Meeting) -> None:
+        path = self._path(meeting.uid)
+        updated = merge_cancel(self._read(path), meeting, self.tz, stamp=self._now())
+        if updated is not None:
+            self._write(path, updated)
+
+    def read(self, uid: str) -> Calendar | None:
+        """The stored object for ``uid``, or None."""
+        return self._read(self._path(uid))
+
+    # -- free/busy ---------------------------------------------------------
+
+    def free_busy(self, addresses: Sequence[str], start: datetime, end: datetime
+                  ) -> Mapping[str, list[BusyInterval]]:
+        own_objects = list(self._objects())
+        own = busy_by_participant(own_objects, addresses, start, end, self.tz)
+        organizers = {organizer_of(e) for calendar in own_objects for e in calendar.walk("VEVENT")}
+        result: dict[str, list[BusyInterval]] = {}
+        for address in addresses:
+            key = address.lower()
+            busy = list(own.get(key, []))
+            personal = self._personal(key, start, end)
+            if personal is not None:
+                busy.extend(personal)
+            elif key not in organizers:  # the forum's own calendar is this one
+                busy.append(unknown(start, end))
+            result[address] = sorted(set(busy), key=lambda i: (i.start, i.end, i.kind.value))
+        return result
+
+    def close(self) -> None:
+        pass
+
+    # -- files -------------------------------------------------------------
+
+    def _path(self, uid: str) -> Path:
+        return self.directory / file_name(uid)
+
+    def _read(self, path: Path) -> Calendar | None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TransientError(f"calendar file {path.name} cannot be read ({exc.strerror}).") from None
+        try:
+            return parse_object(data)
+        except ValueError:
+            raise PermanentError(f"calendar file {path.name} is not valid iCalendar; "
+                                 "move it aside to let sparring write it anew.") from None
+
+    def _write(self, path: Path, calendar: Calendar) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".ics")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(calendar.to_ical())
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise TransientError(f"calendar file {path.name} cannot be written ({exc.strerror}).") from None
+
+    def _objects(self) -> Iterator[Calendar]:
+        if not self.directory.is_dir():
+            return
+        for path in sorted(self.directory.glob("*.ics")):
+            try:
+                calendar = self._read(path)
+            except (TransientError, PermanentError) as exc:
+                log.warning("calendar file skipped in free/busy: %s", exc)
+                continue
+            if calendar is not None:
+                yield calendar
+
+    def _personal(self, address: str, start: datetime, end: datetime) -> list[BusyInterval] | None:
+        """Busy time from the person's own calendar file; None if there is none."""
+        if "/" in address or "\\" in address or address.startswith("."):
+            return None
+        path = self.freebusy_dir / f"{address}.ics"
+        try:
+            return parse_busy(path.read_bytes(), start, end, tz=self.tz)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            log.warning("a free/busy file could not be read; that person is shown as unknown")
+            return None
+

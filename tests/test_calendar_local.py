@@ -1,0 +1,201 @@
+"""The calendar backend contract, written once (``CalendarContract``) and run
+against the local folder here and against Radicale in test_caldav.py; plus
+what only the folder does (file names, atomic writes, damaged files)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler.calendars.local import LocalCalendar, file_name
+from scheduler.model import Attendee, BusyKind, Meeting, Recurrence
+from scheduler.ports import CalendarBackend, PermanentError
+
+TZ = ZoneInfo("Europe/Copenhagen")
+FORUM = "sparring@kommune.example"
+CASEWORKER = "sagsbehandler@kommune.example"
+STAMP = datetime(2027, 1, 1, 9, tzinfo=timezone.utc)
+
+
+def at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=TZ)
+
+
+def single(uid: str = "slot-1@kommune.example", day: date = date(2027, 1, 7), **changes) -> Meeting:
+    meeting = Meeting(
+        uid=uid, summary="Sparringsforum: din tid kl. 10.10", start=at(day, 10, 10), end=at(day, 10, 20),
+        organizer=FORUM, organizer_name="Sparringsforum", attendees=(Attendee(CASEWORKER),),
+        location="Mødelokale 2, Rådhuset",
+    )
+    return replace(meeting, **changes)
+
+
+SERIES_START = date(2027, 1, 7)  # a Thursday
+SKIPPED = at(date(2027, 1, 14), 10)
+SERIES = Meeting(
+    uid="series-unge@kommune.example", summary="Sparringsforum for unge", start=at(SERIES_START, 10),
+    end=at(SERIES_START, 11), organizer=FORUM, organizer_name="Sparringsforum",
+    attendees=(Attendee("koordinator@kommune.example", "Koordinator"),),
+    recurrence=Recurrence(interval=1, until=date(2027, 3, 25), exdates=(SKIPPED,)),
+)
+WINDOW = (at(date(2027, 1, 1), 0), at(date(2027, 2, 1), 0))
+
+
+def busy(backend: CalendarBackend, address: str, window=WINDOW) -> list[tuple[datetime, datetime]]:
+    """The BUSY intervals (UNKNOWN left out) as (start, end) in UTC."""
+    result = backend.free_busy([address], *window)[address]
+    return [(i.start.astimezone(timezone.utc), i.end.astimezone(timezone.utc))
+            for i in result if i.kind is BusyKind.BUSY]
+
+
+def utc(day: date, hour: int, minute: int = 0) -> datetime:
+    return at(day, hour, minute).astimezone(timezone.utc)
+
+
+def events(calendar) -> list:
+    return list(calendar.walk("VEVENT"))
+
+
+class CalendarContract:
+    """What every backend does; subclasses provide the ``backend`` fixture."""
+
+    def test_is_a_calendar_backend_that_leaves_invitations_to_sparring(self, backend):
+        assert isinstance(backend, CalendarBackend)
+        assert backend.sends_invitations is False
+
+    def test_a_single_event_is_stored_once_however_often_it_is_put(self, backend):
+        backend.put(single())
+        backend.put(single())
+        stored = backend.read("slot-1@kommune.example")
+        assert "METHOD" not in stored  # a stored object is not an iTIP message
+        [event] = events(stored)
+        assert str(event["uid"]) == "slot-1@kommune.example"
+        assert event["dtstart"].params["TZID"] == "Europe/Copenhagen"
+        assert event.decoded("dtstart") == at(date(2027, 1, 7), 10, 10)
+        assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 10), utc(date(2027, 1, 7), 10, 20))]
+
+    def test_a_change_replaces_the_event(self, backend):
+        backend.put(single())
+        backend.put(single(start=at(date(2027, 1, 7), 10, 30), end=at(date(2027, 1, 7), 10, 40), sequence=1))
+        [event] = events(backend.read("slot-1@kommune.example"))
+        assert event["sequence"] == 1
+        assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 30), utc(date(2027, 1, 7), 10, 40))]
+
+    def test_a_weekly_series_with_exdate_is_one_object_and_skips_the_exdate(self, backend):
+        backend.put(SERIES)
+        [event] = events(backend.read(SERIES.uid))
+        assert event["rrule"]["FREQ"] == ["WEEKLY"]
+        thursdays = [SERIES_START + timedelta(weeks=n) for n in range(4)]  # 7, 14, 21, 28 January
+        expected = [(utc(d, 10), utc(d, 11)) for d in thursdays if d != SKIPPED.date()]
+        assert busy(backend, "koordinator@kommune.example") == expected
+
+    def test_an_override_moves_one_occurrence_and_survives_a_new_master(self, backend):
+        backend.put(SERIES)
+        moved = replace(SERIES, recurrence=None, recurrence_id=at(date(2027, 1, 21), 10),
+                        start=at(date(2027, 1, 22), 13), end=at(date(2027, 1, 22), 14), sequence=1)
+        backend.put(moved)
+        backend.put(replace(SERIES, summary="Sparringsforum for unge (nyt navn)", sequence=2))
+        stored = events(backend.read(SERIES.uid))
+        assert len(stored) == 2
+        override = next(e for e in stored if "recurrence-id" in e)
+        assert override.decoded("recurrence-id") == at(date(2027, 1, 21), 10)
+        assert override["sequence"] == 1 and "rrule" not in override
+        got = busy(backend, "koordinator@kommune.example")
+        assert (utc(date(2027, 1, 22), 13), utc(date(2027, 1, 22), 14)) in got
+        assert (utc(date(2027, 1, 21), 10), utc(date(2027, 1, 21), 11)) not in got
+
+    def test_cancelling_one_occurrence_keeps_the_series(self, backend):
+        backend.put(SERIES)
+        occurrence = at(date(2027, 1, 28), 10)
+        backend.cancel(replace(SERIES, recurrence=None, recurrence_id=occurrence, start=occurrence,
+                               end=occurrence + timedelta(hours=1), sequence=1, cancelled=True))
+        stored = events(backend.read(SERIES.uid))
+        master = next(e for e in stored if "recurrence-id" not in e)
+        cancelled = next(e for e in stored if "recurrence-id" in e)
+        assert str(master["status"]) == "CONFIRMED"
+        assert str(cancelled["status"]) == "CANCELLED"
+        got = busy(backend, "koordinator@kommune.example")
+        assert (utc(date(2027, 1, 28), 10), utc(date(2027, 1, 28), 11)) not in got
+        assert (utc(date(2027, 1, 21), 10), utc(date(2027, 1, 21), 11)) in got
+
+    def test_cancelling_a_whole_event_keeps_it_marked_cancelled(self, backend):
+        backend.put(SERIES)
+        backend.cancel(replace(SERIES, sequence=1, cancelled=True))
+        stored = events(backend.read(SERIES.uid))
+        assert [str(e["status"]) for e in stored] == ["CANCELLED"]
+        assert "rrule" in stored[0]  # nothing silently lost
+        assert busy(backend, "koordinator@kommune.example") == []
+
+    def test_cancelling_what_does_not_exist_is_quietly_nothing(self, backend):
+        backend.cancel(single(uid="never-put@kommune.example", cancelled=True))
+        backend.cancel(replace(SERIES, uid="no-series@kommune.example", recurrence=None,
+                               recurrence_id=SKIPPED, cancelled=True))
+        assert backend.read("never-put@kommune.example") is None
+        assert backend.read("no-series@kommune.example") is None
+
+    def test_put_many_writes_every_meeting(self, backend):
+        slots = [single(uid=f"slot-{n}@kommune.example", day=date(2027, 1, 4) + timedelta(days=n)) for n in range(3)]
+        backend.put_many([SERIES, *slots])
+        assert all(backend.read(m.uid) is not None for m in [SERIES, *slots])
+        assert len(busy(backend, CASEWORKER)) == 3
+
+    def test_an_address_the_backend_cannot_see_is_unknown_not_free(self, backend):
+        backend.put(single())
+        result = backend.free_busy(["nobody@kommune.example", CASEWORKER], *WINDOW)
+        assert result["nobody@kommune.example"] == [
+            type(result["nobody@kommune.example"][0])(*WINDOW, BusyKind.UNKNOWN)]
+        # sparring's own slot still counts, beside the warning
+        kinds = [i.kind for i in result[CASEWORKER]]
+        assert BusyKind.BUSY in kinds and BusyKind.UNKNOWN in kinds
+
+    def test_the_forum_itself_is_known_through_its_own_calendar(self, backend):
+        backend.put(single())
+        result = backend.free_busy([FORUM], *WINDOW)[FORUM]
+        assert BusyKind.UNKNOWN not in [i.kind for i in result]
+        assert (utc(date(2027, 1, 7), 10, 10), utc(date(2027, 1, 7), 10, 20)) in busy(backend, FORUM)
+
+
+class TestLocalContract(CalendarContract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> LocalCalendar:
+        return LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+
+
+# -- the folder itself ----------------------------------------------------------
+
+
+def test_file_names_are_safe_and_distinct():
+    assert file_name("sparring-slot-7@kommune.example") == "sparring-slot-7@kommune.example.ics"
+    assert "/" not in file_name("../../etc/passwd")
+    assert not file_name("../x").startswith(".")
+    assert file_name("a/b") != file_name("a_b")
+
+
+def test_one_file_per_event_and_no_temporary_files_left(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(SERIES)
+    backend.put(replace(SERIES, recurrence=None, recurrence_id=at(date(2027, 1, 21), 10), sequence=1))
+    backend.put(single())
+    names = sorted(p.name for p in (tmp_path / "calendar").iterdir())
+    assert names == ["series-unge@kommune.example.ics", "slot-1@kommune.example.ics"]
+
+
+def test_a_damaged_file_is_a_permanent_error_naming_the_file_only(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    (tmp_path / "calendar").mkdir()
+    (tmp_path / "calendar" / file_name("slot-1@kommune.example")).write_text("not a calendar")
+    with pytest.raises(PermanentError, match="slot-1@kommune.example.ics is not valid iCalendar"):
+        backend.put(single())
+    # free/busy skips it rather than failing for everybody
+    assert busy(backend, CASEWORKER) == []
+
+
+def test_dtstamp_comes_from_the_clock_given(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(single())
+    [event] = events(backend.read("slot-1@kommune.example"))
+    assert event.decoded("dtstamp") == STAMP
