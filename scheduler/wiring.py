@@ -108,7 +108,7 @@ def make_calendar(config: Config, data_dir: Path) -> CalendarBackend:
 
         dav = config.calendar.caldav
         return CaldavCalendar(dav.url, dav.username, _password(dav.password_env, "calendar.caldav"),
-                              dav.calendar, config.tz)
+                              dav.calendar, config.tz, ssl_verify=dav.ca_file or True)
     from scheduler.exchange.calendar import ExchangeCalendar
 
     return ExchangeCalendar(exchange_account(config), config.tz)

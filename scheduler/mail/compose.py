@@ -48,4 +48,6 @@ def text_mail(
     message.set_content(body, charset="utf-8", cte="quoted-printable")
     if html is not None:
         message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+        del message["Content-Language"]  # add_alternative moved it into the text part
+        message["Content-Language"] = language
     return message

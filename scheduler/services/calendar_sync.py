@@ -159,15 +159,20 @@ class CalendarSync:
 
     def apply(self, repo: Repository, meeting: Meeting, kind: str, *, uid_key: str = "",
               only_if_known: bool = False) -> None:
-        """Queue what differs between ``meeting`` and what was last sent."""
+        """Queue what differs between ``meeting`` and what was last sent.
+
+        An occurrence (``uid_key``) starts at its series' SEQUENCE: Outlook
+        ignores an occurrence update numbered below the series.
+        """
         row_id = meeting.uid + uid_key
         row = repo.db.get(CalendarEvent, row_id)
         print_ = fingerprint(meeting)
         if row is None:
             if meeting.cancelled and (only_if_known or kind == "slot"):
                 return
-            row = CalendarEvent(uid=row_id, sequence=0, fingerprint=print_, cancelled=meeting.cancelled,
-                                kind=kind, updated_at=self.app.now())
+            master = repo.db.get(CalendarEvent, meeting.uid) if uid_key else None
+            row = CalendarEvent(uid=row_id, sequence=master.sequence if master else 0, fingerprint=print_,
+                                cancelled=meeting.cancelled, kind=kind, updated_at=self.app.now())
             repo.db.add(row)
         elif row.fingerprint == print_ or (row.cancelled and meeting.cancelled):
             return
