@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test servers need, only when missing.
+# Installs the Debian packages the test servers need, only when missing:
+# Dovecot (dovecot-imapd) for the IMAP tests. Idempotent and quiet; runs as
+# root, or through sudo otherwise. The tests start their own Dovecot with
+# their own configuration; the system service is not used.
 set -euo pipefail
+
 need=()
-command -v /usr/sbin/dovecot >/dev/null 2>&1 || need+=(dovecot-imapd)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo_=""
-  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
+[ -x /usr/sbin/dovecot ] && dpkg-query -W -f='${Status}' dovecot-imapd 2>/dev/null | grep -q "ok installed" \
+  || need+=(dovecot-imapd)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "install-test-deps: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+  as_root=(sudo)
 fi
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  "${need[@]}" >/dev/null

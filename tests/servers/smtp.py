@@ -1,1 +1,138 @@
-"""Fixture module for smtp (filled in by its adapter's work)."""
+"""A throwaway SMTP server (aiosmtpd) on 127.0.0.1 for the tests.
+
+Two listeners share one handler: submission with STARTTLS required before
+anything else and AUTH (PLAIN/LOGIN) only over TLS, and SMTPS (implicit
+TLS). The certificate comes from ``tests/servers/tls.py``. The handler
+keeps every accepted message for assertions and can be told to answer a
+given recipient with a temporary (451) or permanent (550) refusal.
+
+Fixtures:
+- ``smtp_server``: session; the running server (``SmtpServer``).
+- ``smtp``: per test; the same server with no messages and no failures.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.servers import unavailable
+from tests.servers.tls import TlsFiles, throwaway_tls
+
+USER, PASSWORD = "sparring", "smtp-test-password"
+
+
+@dataclass(frozen=True)
+class Received:
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    authenticated_as: str | None
+
+
+@dataclass
+class Handler:
+    """aiosmtpd handler: refusals by recipient, and what was accepted."""
+
+    messages: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> "451 ..." / "550 ..."
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        answer = self.refuse.get(address.lower())
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        login = session.auth_data if session.authenticated else None
+        self.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos),
+                                      bytes(envelope.original_content or envelope.content), login))
+        return "250 Message accepted"
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    good = isinstance(auth_data, LoginPassword) and (
+        auth_data.login.decode(), auth_data.password.decode()) == (USER, PASSWORD)
+    return AuthResult(success=good, handled=False, auth_data=auth_data.login.decode() if good else None)
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int  # STARTTLS required (submission)
+    smtps_port: int  # implicit TLS
+    user: str
+    password: str
+    tls: TlsFiles
+    handler: Handler
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.tls.ca_file)
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    def refuse(self, address: str, answer: str) -> None:
+        """Answer RCPT TO for ``address`` with ``answer``, e.g. "550 5.1.1 No such user"."""
+        self.handler.refuse[address.lower()] = answer
+
+    def reset(self) -> None:
+        self.handler.messages.clear()
+        self.handler.refuse.clear()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _controllers(tls: TlsFiles, handler: Handler):
+    from aiosmtpd.controller import Controller
+
+    common = dict(hostname="127.0.0.1", server_hostname="localhost", authenticator=authenticator,
+                  auth_exclude_mechanism=["CRAM-MD5"])
+    submission = Controller(handler, port=_free_port(), tls_context=tls.server_context(),
+                            require_starttls=True, auth_require_tls=True, **common)
+    # aiosmtpd counts only STARTTLS as TLS for auth_require_tls; SMTPS is TLS throughout.
+    smtps = Controller(handler, port=_free_port(), ssl_context=tls.server_context(),
+                       auth_require_tls=False, **common)
+    return submission, smtps
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        unavailable("aiosmtpd is not installed")
+    tls, handler = throwaway_tls(), Handler()
+    submission, smtps = _controllers(tls, handler)
+    started = []
+    try:
+        for controller in (submission, smtps):
+            controller.start()
+            started.append(controller)
+    except Exception as exc:  # noqa: BLE001 - any start failure means: no server
+        for controller in started:
+            controller.stop()
+        unavailable(f"aiosmtpd could not be started: {exc}")
+    try:
+        yield SmtpServer("127.0.0.1", submission.port, smtps.port, USER, PASSWORD, tls, handler)
+    finally:
+        for controller in started:
+            controller.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server: SmtpServer) -> SmtpServer:
+    smtp_server.reset()
+    return smtp_server

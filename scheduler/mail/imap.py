@@ -1,0 +1,371 @@
+"""The IMAP mail source (imaplib): batched fetches, one MOVE per folder, IDLE.
+
+A mail is fetched with ``BODY.PEEK[]`` (the mailbox is not changed), in
+one ``UID FETCH`` per batch, and moved to the folder of its disposition
+only after the decision is committed: one ``UID MOVE`` per disposition,
+or COPY + STORE \\Deleted + UID EXPUNGE where MOVE is not offered. TLS is
+required (IMAPS or STARTTLS, certificates verified); plaintext only to a
+loopback address. A dropped connection is reopened once per call. Mail
+content never reaches a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import logging
+import re
+import select
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
+
+from scheduler.ports import Disposition, IncomingMail, PermanentError, TransientError, chunked
+from scheduler.tls import client_context, require_tls_or_loopback
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_FOLDERS = {
+    Disposition.PROCESSED: "Behandlet",
+    Disposition.REJECTED: "Afvist",
+    Disposition.QUARANTINE: "Karantæne",
+    Disposition.IGNORED: "Ignoreret",
+}
+FETCH_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+MAX_IDLE = 25 * 60.0  # RFC 2177: re-issue IDLE before 29 minutes
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_INTERNALDATE = re.compile(
+    rb'INTERNALDATE "\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"')
+_UID = re.compile(rb"\bUID (\d+)")
+
+
+def encode_mailbox(name: str) -> str:
+    """RFC 3501 modified UTF-7: "Karantæne" -> "Karant&AOY-ne"."""
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            packed = base64.b64encode("".join(pending).encode("utf-16-be")).decode()
+            out.append("&" + packed.rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for char in name:
+        if 0x20 <= ord(char) <= 0x7E:
+            flush()
+            out.append("&-" if char == "&" else char)
+        else:
+            pending.append(char)
+    flush()
+    return "".join(out)
+
+
+def mailbox_arg(name: str) -> str:
+    """A folder name as an IMAP quoted string (imaplib does not quote)."""
+    encoded = encode_mailbox(name)
+    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def uid_set(uids: Sequence[int]) -> str:
+    """Compact sequence set: [1, 2, 3, 7, 9, 10] -> "1:3,7,9:10"."""
+    parts: list[str] = []
+    ordered = sorted(set(uids))
+    start = prev = ordered[0]
+    for uid in ordered[1:] + [None]:
+        if uid is not None and uid == prev + 1:
+            prev = uid
+            continue
+        parts.append(str(start) if start == prev else f"{start}:{prev}")
+        if uid is not None:
+            start = prev = uid
+    return ",".join(parts)
+
+
+def parse_internaldate(text: bytes) -> datetime | None:
+    """An aware datetime from an ``INTERNALDATE "dd-Mon-yyyy hh:mm:ss +zzzz"`` item."""
+    match = _INTERNALDATE.search(text)
+    if not match:
+        return None
+    day, month, year, hour, minute, second, sign, oh, om = match.groups()
+    offset = timedelta(hours=int(oh), minutes=int(om)) * (-1 if sign == b"-" else 1)
+    return datetime(int(year), _MONTHS[month.decode().title()], int(day), int(hour), int(minute),
+                    int(second), tzinfo=timezone(offset))
+
+
+def parse_fetch(data: list) -> list[IncomingMail]:
+    """Mails from imaplib's FETCH data: (meta, literal) tuples, then b')'.
+
+    UID may follow the literal, so the text after it is read too; an entry
+    without UID or INTERNALDATE is skipped (it is fetched again next time).
+    """
+    mails = []
+    for index, item in enumerate(data):
+        if not isinstance(item, tuple):
+            continue
+        after = data[index + 1] if index + 1 < len(data) else b""
+        meta = item[0] + b" " + (after if isinstance(after, bytes) else b"")
+        uid, received = _UID.search(meta), parse_internaldate(meta)
+        if uid is None or received is None:
+            log.warning("imap fetch response without UID or INTERNALDATE skipped")
+            continue
+        mails.append(IncomingMail(ref=uid.group(1).decode(), raw=item[1], received_at=received))
+    return mails
+
+
+class ImapSource:
+    """ports.MailSource over IMAP (Dovecot, Exchange's IMAP, any IMAP4rev1)."""
+
+    def __init__(self, host: str, port: int, security: str, username: str, password: str,
+                 folder: str = "INBOX", folders: Mapping[Disposition, str] | None = None,
+                 batch_size: int = 200, ssl_context: ssl.SSLContext | None = None,
+                 idle: bool = True, timeout: float = 60.0) -> None:
+        require_tls_or_loopback(host, security, "intake.imap")
+        self.host, self.port, self.security = host, port, security
+        self.username, self._password = username, password
+        self.folder = folder
+        self.folders = {**DEFAULT_FOLDERS, **(folders or {})}
+        self.batch_size = max(1, batch_size)
+        self.ssl_context = ssl_context or client_context()  # imaplib's default does not verify
+        self.idle, self.timeout = idle, timeout
+        self._conn: imaplib.IMAP4 | None = None
+        self._caps: frozenset[str] = frozenset()
+        self._validity: bytes | None = None  # UIDVALIDITY of the open folder
+        self._fetched_validity: bytes | None = None
+        self._known_folders: set[str] = set()
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- connection --------------------------------------------------------
+
+    def _open(self) -> imaplib.IMAP4:
+        conn = self._dial()
+        try:
+            self._login(conn)
+            # imaplib keeps the pre-login list; MOVE and others appear only now.
+            typ, data = conn.capability()
+            self._caps = frozenset(data[-1].decode().upper().split()) if typ == "OK" else frozenset()
+            conn.capabilities = tuple(self._caps)
+            typ, _ = conn.select(mailbox_arg(self.folder))
+            self._validity = (conn.response("UIDVALIDITY")[1] or [None])[-1]
+        except (OSError, imaplib.IMAP4.abort) as exc:
+            _quietly(conn.shutdown)
+            raise TransientError(f"The IMAP server {self.where} closed the connection while logging in "
+                                 f"({type(exc).__name__}).") from None
+        if typ != "OK":
+            _quietly(conn.logout)
+            raise PermanentError(f"The IMAP folder {self.folder!r} cannot be opened on {self.where}.")
+        self._conn = conn
+        log.info("imap connected server=%s security=%s", self.where, self.security)
+        return conn
+
+    def _login(self, conn: imaplib.IMAP4) -> None:
+        try:
+            conn.login(self.username, self._password)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            _quietly(conn.shutdown)
+            if "[UNAVAILABLE]" in str(exc):
+                raise TransientError(f"The IMAP server {self.where} cannot log in users right now.") from None
+            raise PermanentError(f"The IMAP server {self.where} refused the login for {self.username!r}; "
+                                 "check the user name and password.") from None
+
+    def _dial(self) -> imaplib.IMAP4:
+        try:
+            if self.security == "tls":
+                return imaplib.IMAP4_SSL(self.host, self.port, ssl_context=self.ssl_context,
+                                         timeout=self.timeout)
+            conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
+            if self.security == "starttls":
+                try:
+                    self._starttls(conn)
+                except BaseException:
+                    _quietly(conn.shutdown)
+                    raise
+            return conn
+        except ssl.SSLCertVerificationError:
+            raise PermanentError(f"The certificate of the IMAP server {self.where} could not be verified; "
+                                 "set ca_file to the CA that signed it.") from None
+        except (OSError, imaplib.IMAP4.abort) as exc:
+            raise TransientError(f"The IMAP server {self.where} cannot be reached "
+                                 f"({type(exc).__name__}).") from None
+        except imaplib.IMAP4.error:
+            raise PermanentError(f"The IMAP server {self.where} refused STARTTLS.") from None
+
+    def _starttls(self, conn: imaplib.IMAP4) -> None:
+        if "STARTTLS" not in conn.capabilities:
+            raise PermanentError(f"The IMAP server {self.where} does not offer STARTTLS; "
+                                 "use security = \"tls\" with the IMAPS port.")
+        conn.starttls(ssl_context=self.ssl_context)  # re-reads CAPABILITY itself
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            _quietly(self._conn.shutdown)
+        self._conn = None
+
+    def _call(self, operation: Callable[[imaplib.IMAP4], T]) -> T:
+        """Run ``operation``; reopen a dropped connection once and retry."""
+        for attempt in (1, 2):
+            conn = self._conn or self._open()
+            try:
+                return operation(conn)
+            except (imaplib.IMAP4.abort, OSError) as exc:
+                self._drop()
+                if attempt == 2:
+                    raise TransientError(f"The connection to the IMAP server {self.where} was lost "
+                                         f"({type(exc).__name__}).") from None
+                log.info("imap connection lost; reconnecting server=%s", self.where)
+            except imaplib.IMAP4.error:
+                self._drop()
+                raise PermanentError(f"The IMAP server {self.where} rejected a command.") from None
+        raise AssertionError("unreachable")
+
+    # -- MailSource ----------------------------------------------------------
+
+    def fetch(self, limit: int) -> list[IncomingMail]:
+        return self._call(lambda conn: self._fetch(conn, limit))
+
+    def _fetch(self, conn: imaplib.IMAP4, limit: int) -> list[IncomingMail]:
+        typ, data = conn.uid("SEARCH", "UNDELETED")
+        _check(typ, "UID SEARCH")
+        # UIDs rise in arrival order, so the lowest are the oldest.
+        uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())[:max(0, limit)]
+        mails: list[IncomingMail] = []
+        for batch in chunked(uids, self.batch_size):
+            typ, data = conn.uid("FETCH", uid_set(batch), FETCH_ITEMS)
+            _check(typ, "UID FETCH")
+            mails.extend(parse_fetch(data))
+        self._fetched_validity = self._validity
+        return sorted(mails, key=lambda m: (m.received_at, int(m.ref)))
+
+    def settle(self, moves: Mapping[Disposition, Sequence[str]]) -> None:
+        wanted = {Disposition(d): _uids(refs) for d, refs in moves.items() if refs}
+        if wanted:
+            self._call(lambda conn: self._settle(conn, wanted))
+
+    def _settle(self, conn: imaplib.IMAP4, wanted: Mapping[Disposition, list[int]]) -> None:
+        if self._fetched_validity is not None and self._validity != self._fetched_validity:
+            # The UIDs no longer mean the mails we fetched; they come again.
+            log.warning("imap UIDVALIDITY changed; settle skipped server=%s", self.where)
+            return
+        for disposition, uids in wanted.items():
+            self._move(conn, uid_set(uids), self.folders[disposition])
+
+    def _move(self, conn: imaplib.IMAP4, uids: str, folder: str) -> None:
+        target = mailbox_arg(folder)
+        self._ensure_folder(conn, folder)
+        if "MOVE" in self._caps:
+            typ, data = conn.uid("MOVE", uids, target)
+            if typ != "OK" and b"TRYCREATE" in b" ".join(d for d in data if isinstance(d, bytes)):
+                self._known_folders.discard(folder)  # deleted behind our back
+                self._ensure_folder(conn, folder)
+                typ, _ = conn.uid("MOVE", uids, target)
+            _check(typ, "UID MOVE")
+            return
+        _check(conn.uid("COPY", uids, target)[0], "UID COPY")
+        _check(conn.uid("STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
+        if "UIDPLUS" in self._caps:
+            _check(conn.uid("EXPUNGE", uids)[0], "UID EXPUNGE")
+        else:
+            _check(conn.expunge()[0], "EXPUNGE")
+
+    def _ensure_folder(self, conn: imaplib.IMAP4, folder: str) -> None:
+        """Create (and subscribe) a missing target folder, once per source."""
+        if folder in self._known_folders:
+            return
+        name = mailbox_arg(folder)
+        typ, data = conn.list('""', name)
+        if typ != "OK" or not [d for d in data if d]:
+            typ, data = conn.create(name)
+            if typ != "OK" and b"ALREADYEXISTS" not in b" ".join(d for d in data if d):
+                raise PermanentError(f"The IMAP folder {folder!r} cannot be created on {self.where}.")
+            conn.subscribe(name)
+            log.info("imap folder created server=%s", self.where)
+        self._known_folders.add(folder)
+
+    def wait(self, timeout: float) -> bool:
+        if not self.idle:
+            time.sleep(max(0.0, timeout))
+            return False
+        deadline = time.monotonic() + timeout
+        try:
+            conn = self._conn or self._open()
+            if "IDLE" not in self._caps:
+                time.sleep(max(0.0, timeout))
+                return False
+            return self._idle(conn, min(timeout, MAX_IDLE))
+        except (TransientError, PermanentError, imaplib.IMAP4.error, OSError) as exc:
+            # fetch() reports the failure; here we only must not spin.
+            log.info("imap wait failed server=%s error=%s", self.where, type(exc).__name__)
+            self._drop()
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            return False
+
+    def _idle(self, conn: imaplib.IMAP4, timeout: float) -> bool:
+        """RFC 2177 IDLE (imaplib has none): True on an untagged EXISTS."""
+        tag = conn._new_tag()
+        conn.tagged_commands.pop(tag, None)  # we read the tagged reply ourselves
+        conn.send(tag + b" IDLE\r\n")
+        woke = False
+        while not (line := _line(conn)).startswith(b"+"):
+            if line.startswith(tag):  # IDLE refused
+                _check(line.split(b" ", 2)[1].decode(), "IDLE")
+                return woke
+            woke = woke or _is_exists(line)
+        deadline = time.monotonic() + timeout
+        while not woke and (remaining := deadline - time.monotonic()) > 0:
+            if not _buffered(conn) and not select.select([conn.sock], [], [], remaining)[0]:
+                continue
+            woke = _is_exists(_line(conn))
+        conn.send(b"DONE\r\n")
+        while not (line := _line(conn)).startswith(tag):
+            woke = woke or _is_exists(line)  # a wake-up that came with the last read
+        _check(line.split(b" ", 2)[1].decode(), "IDLE")
+        return woke
+
+    def close(self) -> None:
+        if self._conn is not None:
+            _quietly(self._conn.logout)
+        self._conn = None
+
+
+def _uids(refs: Sequence[str]) -> list[int]:
+    try:
+        return [int(ref) for ref in refs]
+    except ValueError:
+        raise PermanentError("An IMAP mail reference must be a UID number.") from None
+
+
+def _check(typ: str, command: str) -> None:
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"{command} failed")
+
+
+def _line(conn: imaplib.IMAP4) -> bytes:
+    line = conn.readline()
+    if not line:
+        raise imaplib.IMAP4.abort("connection closed")
+    return line
+
+
+def _is_exists(line: bytes) -> bool:
+    return re.match(rb"\* \d+ EXISTS", line) is not None
+
+
+def _buffered(conn: imaplib.IMAP4) -> bool:
+    """Decrypted bytes the socket holds that select() cannot see."""
+    pending = getattr(conn.sock, "pending", None)
+    return bool(pending and pending())
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except Exception:  # closing after a failure: nothing useful to add
+        pass
