@@ -23,7 +23,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from scheduler import jobs, systemd
-from scheduler.ports import TransientError
+from scheduler.ports import PermanentError, TransientError
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
@@ -128,6 +128,12 @@ class Daemon:
         except TransientError as exc:
             log.warning("mail source unavailable: %s", exc)
             self.stopping.wait(min(self.poll, 30))
+            return
+        except PermanentError as exc:
+            # Bad credentials or certificate: keep the scheduler (agendas, outbox)
+            # running and try again slowly; the log says what to fix.
+            log.error("mail source refused us: %s", exc)
+            self.stopping.wait(300)
             return
         if outcomes:
             log.info("intake mails=%d", len(outcomes))

@@ -1,0 +1,174 @@
+"""The use cases over a real SQLite store and the local folders."""
+
+from __future__ import annotations
+
+import email
+from datetime import timedelta
+
+from icalendar import Calendar
+from sqlalchemy import select
+
+from scheduler.ports import OutgoingMail, PermanentError, TransientError
+from scheduler.services import deadlines
+from scheduler.services.dispatch import retry_failed
+from scheduler.services.publishing import publish_horizon
+from scheduler.store.tables import OutboxEntry
+from tests.appkit import at, build, ingest, item_mail
+
+
+def outbox_messages(tmp_path):
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted((tmp_path / "outbox").glob("*.eml"))]
+
+
+def calendar_part(message) -> Calendar | None:
+    for part in message.walk():
+        if part.get_content_type() == "text/calendar":
+            return Calendar.from_ical(part.get_payload(decode=True))
+    return None
+
+
+def test_publish_weekly_series_once_with_occurrence_cancels_and_monthly_singles(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch)
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    invitations = [m for m in outbox_messages(tmp_path) if calendar_part(m)]
+    by_method = {}
+    for message in invitations:
+        cal = calendar_part(message)
+        by_method.setdefault(str(cal["METHOD"]), []).append(cal)
+    weekly = [c for c in by_method["REQUEST"] if any("RRULE" in e for e in c.walk("VEVENT"))]
+    assert len(weekly) == 1, "the weekly series is one recurring event"
+    cancels = by_method["CANCEL"]
+    assert cancels, "24 and 31 December are cancelled occurrences"
+    for cal in cancels:
+        (event,) = cal.walk("VEVENT")
+        assert event.get("RECURRENCE-ID") is not None and str(event["STATUS"]) == "CANCELLED"
+    monthly = [c for c in by_method["REQUEST"] if c not in weekly]
+    assert len(monthly) >= 5 and all(len(c.walk("VEVENT")) == 1 for c in monthly)
+    # publishing again changes nothing: no new mails
+    before = len(list((tmp_path / "outbox").iterdir()))
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    assert len(list((tmp_path / "outbox").iterdir())) == before
+
+
+def test_acute_bump_updates_invitations_with_higher_sequence(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    cprs = ["150303-4321", "110698-2345", "0507015555", "010101-4001", "020202-4002", "030303-4003"]
+    for n, cpr in enumerate(cprs):
+        assert ingest(app, item_mail(cpr, f"m{n}"), f"2027-01-04T08:0{n}").outcome == "accepted"
+    acute = ingest(app, item_mail("040404-4004", "acute", subject="AKUT sparring"), "2027-01-05T09:00")
+    assert acute.outcome == "accepted" and acute.acute
+    dispatcher.run_once(limit=1000)
+    messages = outbox_messages(tmp_path)
+    bumped = [m for m in messages if m["Subject"] and "Flyttet" in m["Subject"]]
+    assert len(bumped) == 1
+    updates = [calendar_part(m) for m in messages if calendar_part(m)]
+    sequences = {}
+    for cal in updates:
+        (event,) = cal.walk("VEVENT")
+        sequences.setdefault(str(event["UID"]), []).append(int(event.get("SEQUENCE", 0)))
+    assert any(seq == [0, 1] for seq in sequences.values()), sequences
+
+
+def test_withdrawal_cancels_the_slot_invitation(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    out = ingest(app, item_mail("150303-4321", "w", subject="Træk tilbage"), "2027-01-05T08:00")
+    assert out.outcome == "withdrawn"
+    dispatcher.run_once(limit=100)
+    cancels = [calendar_part(m) for m in outbox_messages(tmp_path)
+               if calendar_part(m) and str(calendar_part(m)["METHOD"]) == "CANCEL"]
+    assert len(cancels) == 1
+
+
+class FlakyTransport:
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.sent: list[OutgoingMail] = []
+
+    def send(self, mail):
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(mail)
+
+    def close(self):
+        pass
+
+
+def test_outbox_retries_transient_with_backoff_then_sends(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    dispatcher.transport = FlakyTransport([TransientError("busy", retry_after=120)])
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    first = dispatcher.run_once()
+    assert first.retried == 1
+    assert dispatcher.run_once().sent == 0, "not before the server's back-off"
+    app.clock.advance(timedelta(seconds=121))
+    assert dispatcher.run_once().sent >= 1
+    assert [m.kind for m in dispatcher.transport.sent].count("receipt") == 1
+
+
+def test_permanent_failure_is_reported_to_admin_and_can_be_retried(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    dispatcher.transport = FlakyTransport([PermanentError("550 no such user")])
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    report = dispatcher.run_once()
+    assert report.failed == 1
+    dispatcher.run_once()
+    admin = [m for m in dispatcher.transport.sent if "it-drift@kommune.example" in m.recipients]
+    assert len(admin) == 1 and b"150303" not in admin[0].message
+    assert [m.kind for m in dispatcher.transport.sent].count("receipt") == 0
+    assert retry_failed(app) == 1
+    dispatcher.run_once()
+    assert [m.kind for m in dispatcher.transport.sent].count("receipt") == 1
+
+
+def test_crash_after_claim_retries_once_more_never_lost(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    entry_id = dispatcher._due(10)[0]
+    assert dispatcher._claim(entry_id) is not None  # ... and the process dies here
+    dispatcher.run_once()
+    with app.transaction() as repo:
+        assert repo.db.get(OutboxEntry, entry_id).status == "pending", "claimed: waits for its back-off"
+    app.clock.advance(timedelta(minutes=5))
+    dispatcher.run_once()
+    with app.transaction() as repo:
+        entry = repo.db.get(OutboxEntry, entry_id)
+        assert entry.status == "done" and entry.attempts == 2
+
+
+def test_agenda_sent_once_at_deadline_and_marked_late_when_missed(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    app.clock.set(at("2027-01-04T12:00"))
+    assert deadlines.send_agenda(app, "unge/2027-01-07")
+    assert not deadlines.send_agenda(app, "unge/2027-01-07"), "only once"
+    app.clock.set(at("2027-01-11T15:00"))  # down at the monthly deadline (11 Jan 12:00)
+    assert deadlines.missed_agendas(app, at("2027-01-10T00:00")) == ["voksne/2027-01-13", "unge/2027-01-14"]
+    assert deadlines.send_agenda(app, "voksne/2027-01-13")
+    dispatcher.run_once(limit=100)
+    agendas = [m for m in outbox_messages(tmp_path) if "Dagsorden" in (m["Subject"] or "")]
+    subjects = sorted(str(m["Subject"]) for m in agendas)
+    assert any("efter fristen" in s for s in subjects)
+    to_coordinators = [m for m in agendas if "koordinator.unge@kommune.example" in m["To"]]
+    assert len(to_coordinators) == 1
+    caseworker = [m for m in agendas if m["To"] == "karen@kommune.example"]
+    assert len(caseworker) == 1
+
+
+def test_agenda_for_empty_session_says_so(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-11T12:00", monkeypatch)
+    assert deadlines.send_agenda(app, "voksne/2027-01-13")
+    dispatcher.run_once(limit=100)
+    (agenda,) = [m for m in outbox_messages(tmp_path) if "Dagsorden" in (m["Subject"] or "")]
+    text = "".join(p.get_payload(decode=True).decode() for p in agenda.walk() if not p.is_multipart())
+    assert "ingen punkter" in text
+
+
+def test_outbox_payloads_are_encrypted(tmp_path, monkeypatch):
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a", subject="AKUT"), "2027-01-04T08:00")
+    with app.transaction() as repo:
+        payloads = repo.db.scalars(select(OutboxEntry.payload_enc)).all()
+    assert payloads and all(b"Angst" not in p and b"150303" not in p for p in payloads)
