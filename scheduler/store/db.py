@@ -1,0 +1,150 @@
+"""Engines, migrations and sessions for SQLite (default) and PostgreSQL.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout, so the
+daemon and a CLI command can share the file. PostgreSQL goes through
+psycopg 3 and must use TLS unless the server is on this machine.
+``migrate`` brings the schema to the newest revision on every start; on
+PostgreSQL an advisory lock lets two instances start at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import sessionmaker
+
+from scheduler.errors import BackendUnavailable, ConfigError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
+# pg_advisory_xact_lock key: any constant shared by all sparring instances.
+MIGRATION_LOCK = 0x5350_4152_4D49_47  # "SPARMIG"
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+_TLS_MODES = {"require", "verify-ca", "verify-full"}
+
+
+def database_url(storage_url: str, data_dir: Path) -> str:
+    """``storage.url`` as given, or SQLite in the data directory when empty."""
+    if storage_url.strip():
+        return storage_url.strip()
+    return f"sqlite:///{Path(data_dir).absolute() / 'sparring.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError("storage.url is not a database URL; use sqlite:///PATH or postgresql://HOST/DB.") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        return _postgres_engine(parsed)
+    raise ConfigError(f"storage.url uses {backend!r}; sparring supports sqlite and postgresql.")
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        _create_private(Path(url.database))
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough in WAL mode
+        cursor.close()
+
+    return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (WAL files inherit it)."""
+    if path.exists() or not path.parent.is_dir():
+        return  # a missing directory is reported when connecting
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _postgres_engine(url: URL) -> Engine:
+    host = url.host or str(url.query.get("host", "") or "")
+    local = not host or host.startswith("/") or host.lower() in _LOOPBACK
+    if not local and url.query.get("sslmode") not in _TLS_MODES:
+        raise ConfigError(
+            f"storage.url: the PostgreSQL server {host} is not on this machine, so the connection must use TLS; "
+            "add ?sslmode=verify-full (or require) to the URL."
+        )
+    try:
+        import psycopg  # noqa: F401  (optional dependency: sparring[postgres])
+    except ImportError:
+        raise ConfigError("storage.url names PostgreSQL, but psycopg 3 is not installed; install sparring[postgres].") from None
+    url = url.set(drivername="postgresql+psycopg")
+    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def where(engine: Engine) -> str:
+    """The database named for messages: host:port or file, never credentials."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite database {url.database or ':memory:'}"
+    host = url.host or str(url.query.get("host", "") or "local socket")
+    return f"PostgreSQL database at {host}:{url.port or 5432}"
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A transaction; an unreachable database becomes one ``BackendUnavailable`` sentence."""
+    try:
+        conn = engine.connect()
+    except DBAPIError as exc:
+        raise BackendUnavailable(f"The {where(engine)} could not be reached ({_reason(exc, engine)}).") from None
+    with conn, conn.begin():
+        yield conn
+
+
+def _reason(exc: DBAPIError, engine: Engine) -> str:
+    lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(exc.orig).__name__
+    password = engine.url.password
+    if password:
+        reason = reason.replace(str(password), "***")
+    return reason.rstrip(".")[:200]
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to head; safe on every start and on concurrent starts."""
+    with connect(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the version
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    # Objects stay readable after commit: services return rows from transactions.
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the sparring schema (a package so wheels include it)."""

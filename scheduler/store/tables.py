@@ -1,0 +1,193 @@
+"""The database schema (SQLAlchemy 2 declarative); migrations/ creates exactly this.
+
+Personal data lives only in ``*_enc`` columns (``FieldCipher`` blobs) and
+is found through ``*_hash`` columns (keyed HMAC). Mail addresses are not
+art. 9 data and stay readable for operations. Every timestamp is
+timezone-aware UTC in Python, whatever the database does with it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names: the same on SQLite and PostgreSQL, so
+# later migrations can drop or alter them by name.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Tables in the same database that are not ours (APScheduler's job store).
+FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
+
+
+def include_name(name: str | None, type_: str, parent_names) -> bool:
+    """Alembic filter: compare and migrate our tables only."""
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes only; stored as UTC, returned as aware UTC.
+
+    SQLite keeps no offset, so values go in as naive UTC and come back with
+    UTC attached; PostgreSQL's timestamptz is converted to UTC on the way out.
+    A naive datetime is a bug (whose local time?) and is refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime refused: give it a time zone")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Mail(Base):
+    """Every mail taken in, whatever became of it (duplicate detection, retention)."""
+
+    __tablename__ = "mails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_key: Mapped[str] = mapped_column(String(64), unique=True)  # lookup_hash "message-id"
+    source_ref: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime]
+    # accepted|moved|rejected|quarantined|duplicate|ignored|withdrawn
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    sender: Mapped[str | None] = mapped_column(String(320))
+    purge_after: Mapped[datetime] = mapped_column(index=True)
+
+
+class Item(Base):
+    """An agenda item: one citizen in one session; CPR and text encrypted."""
+
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mail_id: Mapped[int] = mapped_column(ForeignKey("mails.id"))
+    series_id: Mapped[str] = mapped_column(String(32))
+    session_key: Mapped[str] = mapped_column(String(64), index=True)
+    session_start: Mapped[datetime]
+    acute: Mapped[bool] = mapped_column(Boolean)
+    # pending|withdrawn|replaced|cancelled|discussed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    cpr_hash: Mapped[str] = mapped_column(String(64), index=True)  # lookup_hash "cpr"
+    cpr_enc: Mapped[bytes] = mapped_column(LargeBinary)  # context "items.cpr"
+    text_enc: Mapped[bytes] = mapped_column(LargeBinary)  # {"health": [...], "social": [...]}, "items.text"
+    sender: Mapped[str] = mapped_column(String(320))
+    received_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    purge_after: Mapped[datetime] = mapped_column(index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # row format version
+
+
+class OutboxEntry(Base):
+    """One outgoing mail or calendar operation, sent at least once, deduplicated by key."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # receipt|agenda|invitation|alert|calendar|report
+    recipients: Mapped[str] = mapped_column(Text)  # JSON list of addresses
+    payload_enc: Mapped[bytes] = mapped_column(LargeBinary)  # context "outbox.payload"
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(String(500))  # class names / SMTP codes only
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    purge_after: Mapped[datetime] = mapped_column(index=True)
+
+
+class CalendarEvent(Base):
+    """What was last published per calendar UID, to send only differences."""
+
+    __tablename__ = "calendar_events"
+
+    uid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    cancelled: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime]
+
+
+class SessionState(Base):
+    """Per session: whether its agenda (or cancellation) went out."""
+
+    __tablename__ = "session_state"
+
+    session_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agenda_sent_at: Mapped[datetime | None]
+    agenda_late: Mapped[bool] = mapped_column(Boolean)
+    cancel_sent: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime]
+
+
+class Lease(Base):
+    """Which instance is active (see services/lease.py)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+
+
+class Meta(Base):
+    """Small operational facts (last intake time, calendar epochs); no personal data."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
+
+
+__all__ = [
+    "Base",
+    "CalendarEvent",
+    "Item",
+    "Lease",
+    "Mail",
+    "Meta",
+    "OutboxEntry",
+    "SessionState",
+    "UTCDateTime",
+]
