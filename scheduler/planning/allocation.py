@@ -153,9 +153,11 @@ def _acute(request, sessions, series, booked, first) -> Placement | Refusal:
 
 
 def _room_after(victim: Booked, full: Session, sessions, series, booked) -> Session | None:
-    """The first session after ``full`` for the victim's own age with a free slot."""
+    """The first session after ``full`` for the victim's own age with a free slot,
+    skipping one where the victim's citizen already has an item."""
     for session in serving(sessions, series, victim.birth(), full.start):
-        if len(booked.get(session.key, ())) < session.capacity:
+        here = booked.get(session.key, ())
+        if len(here) < session.capacity and _same_citizen(here, victim.cpr_hash) is None:
             return session
     return None
 
