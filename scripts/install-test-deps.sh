@@ -9,6 +9,11 @@ need=()
 [ -x /usr/sbin/dovecot ] && dpkg-query -W -f='${Status}' dovecot-imapd 2>/dev/null | grep -q "ok installed" \
   || need+=(dovecot-imapd)
 
+# PostgreSQL server binaries (initdb, pg_ctl) and pg_dump for the store tests.
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
+command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
+
 [ ${#need[@]} -eq 0 ] && exit 0
 
 as_root=()
