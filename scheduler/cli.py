@@ -20,6 +20,20 @@ from scheduler.errors import UserError
 from scheduler.planning.sessions import Planner
 
 
+def _minutes(text: str) -> int:
+    if not text.isdigit() or not 5 <= int(text) <= 480:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; give whole minutes from 5 to 480")
+    return int(text)
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    found = tuple(a.strip().lower() for a in text.split(",") if a.strip())
+    bad = [a for a in found if a.count("@") != 1 or "." not in a.partition("@")[2]]
+    if bad or not found:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of mail addresses")
+    return found
+
+
 # A session still counts as "next" until it has ended.
 _SESSION_GRACE = timedelta(hours=2)
 
@@ -80,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="start the service (the daemon)")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run.add_argument("--once", action="store_true",
+                     help="do what is due now (missed agendas, the inbox, the outbox) and exit")
     run.set_defaults(run=cmd_run)
 
     status = commands.add_parser("status", help="next jobs, last intake, outbox backlog and failures")
@@ -92,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     purge = commands.add_parser("purge", help="delete what is past its retention now")
     purge.set_defaults(run=cmd_purge)
+
+    book = commands.add_parser("book", help="find the best common slot and book a meeting")
+    book.add_argument("kind", choices=("cooperation", "network", "coordination", "acute"))
+    book.add_argument("--from", dest="first", type=_date, required=True)
+    book.add_argument("--to", dest="last", type=_date, required=True)
+    book.add_argument("--duration", type=_minutes, required=True, metavar="MINUTES")
+    book.add_argument("--required", type=_addresses, required=True, metavar="ADDR[,ADDR...]")
+    book.add_argument("--optional", type=_addresses, default=(), metavar="ADDR[,ADDR...]")
+    book.add_argument("--external", type=_addresses, default=(), metavar="ADDR[,ADDR...]",
+                      help="invited only, not looked up (the citizen's network)")
+    book.add_argument("--title", default=None)
+    book.add_argument("--joint", action="store_true",
+                      help="coordination: also book the joint conversation with the citizen")
+    book.add_argument("--dry-run", action="store_true", help="only find the slot")
+    book.add_argument("--json", action="store_true")
+    book.set_defaults(run=cmd_book)
     return parser
 
 
@@ -276,7 +308,7 @@ def cmd_run(ctx: Context) -> int:
     setup_logging(ctx.args.log_level)
     daemon = Daemon(ctx.app())
     daemon.install_signals()
-    return daemon.run()
+    return daemon.run_once() if ctx.args.once else daemon.run()
 
 
 def cmd_status(ctx: Context) -> int:
@@ -307,6 +339,37 @@ def cmd_purge(ctx: Context) -> int:
     print(f"deleted items {report.items}, mail records {report.mails}, "
           f"outbox entries {report.outbox}, files {report.files}")
     return 0
+
+
+def cmd_book(ctx: Context) -> int:
+    from scheduler.services.booking import Booker, BookingRequest
+    from scheduler.wiring import make_calendar
+
+    args = ctx.args
+    if args.last < args.first:
+        raise UserError(f"book: --to {args.last} lies before --from {args.first}.")
+    app = ctx.app()
+    calendar = make_calendar(ctx.config, ctx.data_dir)
+    request = BookingRequest(kind=args.kind, first=args.first, last=args.last,
+                             duration=timedelta(minutes=args.duration), required=args.required,
+                             optional=args.optional, external=args.external, title=args.title)
+    result = Booker(app, calendar).book(request, dry_run=args.dry_run, joint=args.joint)
+    if not args.dry_run and result.meeting is not None:
+        ctx.dispatcher().run_once()
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+    elif result.candidate is None:
+        print(result.reason)
+    else:
+        verb = "found" if args.dry_run else "booked"
+        print(f"{verb} {result.candidate.start:%Y-%m-%d %H:%M}-{result.candidate.end:%H:%M}; "
+              f"optional free {result.candidate.optional_free}; invited {', '.join(result.invited)}")
+        for warning in result.warnings:
+            print(f"warning: {warning}")
+        if result.joint is not None:
+            print(f"joint conversation {'booked' if args.joint and not args.dry_run else 'offered'}: "
+                  f"{result.joint.start:%Y-%m-%d %H:%M}-{result.joint.end:%H:%M}")
+    return 0 if result.candidate is not None else 3
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,13 @@ from scheduler.wiring import make_calendar, make_source, make_transport
 log = logging.getLogger("sparring.daemon")
 
 
+class _NoScheduler:
+    """Stands in for APScheduler in ``--once`` runs: timed jobs are not kept."""
+
+    def add_job(self, *args, **kwargs) -> None:
+        return None
+
+
 class Daemon:
     def __init__(self, app, poll_seconds: float | None = None) -> None:
         self.app = app
@@ -54,6 +61,29 @@ class Daemon:
     def install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+
+    def run_once(self) -> int:
+        """Do what is due now and exit: publish, missed agendas, the whole
+        inbox, the outbox. For cron-style operation and for tests."""
+        if not lease.acquire(self.app, self.holder):
+            log.error("another instance holds the lease; nothing done")
+            return 1
+        try:
+            jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
+            jobs.publish()
+            self._catch_up()
+            intake = Intake(self.app)
+            source = make_source(self.config, self.app.data_dir)
+            try:
+                while self._intake_once(intake, source):
+                    pass
+            finally:
+                source.close()
+            while self.dispatcher.run_once().sent:
+                pass
+        finally:
+            lease.release(self.app, self.holder)
+        return 0
 
     def run(self) -> int:
         systemd.notify("STATUS=waiting for the lease")
@@ -122,19 +152,21 @@ class Daemon:
         finally:
             source.close()
 
-    def _intake_once(self, intake: Intake, source) -> None:
+    def _intake_once(self, intake: Intake, source) -> bool:
+        """One fetch-decide-settle round; True if any mail was taken in."""
         try:
             outcomes = intake.run(source)
         except TransientError as exc:
             log.warning("mail source unavailable: %s", exc)
             self.stopping.wait(min(self.poll, 30))
-            return
+            return False
         except PermanentError as exc:
             # Bad credentials or certificate: keep the scheduler (agendas, outbox)
             # running and try again slowly; the log says what to fix.
             log.error("mail source refused us: %s", exc)
             self.stopping.wait(300)
-            return
+            return False
         if outcomes:
             log.info("intake mails=%d", len(outcomes))
             self.dispatcher.run_once()
+        return bool(outcomes)

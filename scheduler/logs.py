@@ -52,4 +52,5 @@ def setup_logging(level: str = "INFO", stream=None) -> logging.Handler:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel("WARNING")
+    logging.getLogger("alembic").setLevel("WARNING")
     return handler
