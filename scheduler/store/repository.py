@@ -21,7 +21,7 @@ from scheduler.model import Session
 from scheduler.planning.allocation import Booked, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store.crypto import FieldCipher
-from scheduler.store.tables import Item, Mail, Meta, OutboxEntry
+from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
 PENDING = "pending"
 
@@ -245,6 +245,39 @@ class Repository:
         self.db.flush()
         return True
 
+    # -- bookings: no CPR, only the request, encrypted (external people are the
+    # citizen's network) --
+
+    def save_booking(self, req, meeting, *, status: str, now: datetime) -> None:
+
+        row = self.db.scalar(select(Booking).where(Booking.uid == meeting.uid)) if meeting else None
+        blob = self.cipher.encrypt_json(_request_json(req), context="bookings.request")
+        keep = timedelta(days=self._retention())
+        if row is None:
+            row = Booking(uid=meeting.uid if meeting else f"none:{req.kind}:{req.reference}:{now.isoformat()}",
+                          kind=req.kind, reference=req.reference or "", created_at=now)
+            self.db.add(row)
+        row.status, row.request_enc, row.updated_at = status, blob, now
+        row.start = meeting.start if meeting else None
+        row.end = meeting.end if meeting else None
+        row.purge_after = (meeting.end if meeting else now) + keep
+        self.db.flush()
+
+
+    def booking_by_uid(self, uid: str):
+        """(request, start) of a booking, or None."""
+
+        row = self.db.scalar(select(Booking).where(Booking.uid == uid))
+        if row is None:
+            return None
+        return _request_from(self.cipher.decrypt_json(row.request_enc, context="bookings.request")), row.start
+
+
+    def bookings_for(self, reference: str) -> list[tuple[str, str]]:
+        """(uid, status) of the bookings made for ``reference``."""
+
+        return [(r.uid, r.status) for r in self.db.scalars(select(Booking).where(Booking.reference == reference))]
+
     # -- meta ----------------------------------------------------------
 
     def set_meta(self, key: str, value: str) -> None:
@@ -279,3 +312,23 @@ def _cpr(digits: str) -> Cpr:
 
 def _as_booked(views: Sequence[ItemView]) -> list[Booked]:
     return [Booked(v.id, v.session_key, v.acute, v.received_at, "", v.cpr.birth_date) for v in views]
+
+
+def _request_json(req) -> dict:
+    return {
+        "kind": req.kind, "first": req.first.isoformat(), "last": req.last.isoformat(),
+        "duration": int(req.duration.total_seconds() // 60), "required": list(req.required),
+        "optional": list(req.optional), "external": list(req.external), "title": req.title,
+        "location": req.location, "reference": req.reference,
+    }
+
+
+def _request_from(data: dict):
+    from scheduler.services.booking import BookingRequest
+
+    return BookingRequest(
+        kind=data["kind"], first=date.fromisoformat(data["first"]), last=date.fromisoformat(data["last"]),
+        duration=timedelta(minutes=data["duration"]), required=tuple(data["required"]),
+        optional=tuple(data["optional"]), external=tuple(data["external"]), title=data["title"],
+        location=data["location"], reference=data["reference"],
+    )

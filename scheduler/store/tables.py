@@ -171,6 +171,28 @@ class Lease(Base):
     expires_at: Mapped[datetime]
 
 
+class Booking(Base):
+    """A meeting sparring booked by free/busy, kept to rebook it on a decline.
+
+    The request (participants, window, duration) is encrypted: external
+    participants are the citizen's network.
+    """
+
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # cooperation|network|coordination|acute|joint
+    reference: Mapped[str] = mapped_column(String(100), index=True)  # e.g. "cooperation:2027-0"
+    status: Mapped[str] = mapped_column(String(16))  # booked|rebooked|no_slot|cancelled
+    start: Mapped[datetime | None]
+    end: Mapped[datetime | None]
+    request_enc: Mapped[bytes] = mapped_column(LargeBinary)  # context "bookings.request"
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    purge_after: Mapped[datetime] = mapped_column(index=True)
+
+
 class Meta(Base):
     """Small operational facts (last intake time, calendar epochs); no personal data."""
 
@@ -182,6 +204,7 @@ class Meta(Base):
 
 __all__ = [
     "Base",
+    "Booking",
     "CalendarEvent",
     "Item",
     "Lease",
