@@ -55,6 +55,16 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "There is no time in the period when every required participant is free; choose a longer period "
               "or fewer required participants.",
     },
+    "request_period": {
+        "da": "Mødeanmodningen mangler en periode; skriv fx »Periode: 2027-02-01 - 2027-02-14« og send mailen igen.",
+        "en": "The meeting request has no period; write e.g. \"Periode: 2027-02-01 - 2027-02-14\" and send "
+              "the mail again.",
+    },
+    "request_duration": {
+        "da": "Varigheden skal være et antal minutter mellem 10 og 480; ret »Varighed:« og send mailen igen.",
+        "en": "The duration must be a number of minutes from 10 to 480; correct \"Varighed:\" and send the "
+              "mail again.",
+    },
     "moved_late": {
         "da": "Mailen kom efter fristen for det første møde, borgeren kunne komme på, og punktet er derfor sat "
               "på det næste møde.",

@@ -33,6 +33,7 @@ def make_app(config: Config, clock: Clock, data_dir: Path, *, demo: bool = False
     sync = CalendarSync(app, sends_invitations=config.calendar.backend == "exchange")
     app.calendar_sync = sync
     app.change_handlers.append(sync.items_changed)
+    app.calendar_factory = lambda: make_calendar(config, data_dir)
     return app
 
 

@@ -50,6 +50,7 @@ class MailKind(str, Enum):
     READ_RECEIPT = "read_receipt"
     CALENDAR_REPLY = "calendar_reply"
     TOO_LARGE = "too_large"
+    BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class ParsedMail:
     attachments: tuple[str, ...] = ()  # names of parts not taken in
     calendar_reply: CalendarReply | None = None
     auto_reason: str | None = None  # the header or part that made it automatic
+    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a booking request's own lines
     size: int = 0
 
 
@@ -326,7 +328,13 @@ def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
         kind, reason, reply = automatic
         return ParsedMail(**common, kind=kind, auto_reason=reason, calendar_reply=reply,
                           attachments=attachments)
-    body = read_body(common["subject"], _body_text(parts))
+    text = _body_text(parts)
+    request = _REQUEST.search(common["subject"])
+    if request:
+        lines = tuple(line.strip(_BLANKS) for line in _own_lines(text.replace("\xa0", " ").split("\n")))
+        return ParsedMail(**common, kind=MailKind.BOOKING_REQUEST, request_lines=lines,
+                          attachments=attachments)
+    body = read_body(common["subject"], text)
     return ParsedMail(
         **common,
         kind=MailKind.WITHDRAW if body.withdraw else MailKind.ITEM,
@@ -417,6 +425,7 @@ _SIGNATURE = re.compile(
 )
 _WITHDRAW = re.compile(r"tr(?:æ|ae)k\s+tilbage|tilbagetr(?:æ|ae)k", re.IGNORECASE)
 _ACUTE = re.compile(r"\bakut\b", re.IGNORECASE)
+_REQUEST = re.compile(r"\b(netværksmøde|netvaerksmoede|koordineringsmøde|koordineringsmoede)\b", re.IGNORECASE)
 _BLANKS = " \t\xa0\ufeff\u200b"
 
 

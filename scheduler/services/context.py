@@ -45,8 +45,10 @@ class App:
         self.language = config.service.language
         self.planner = Planner(config.all_series(), config.closed_days(), self.tz)
         self.series: dict[str, Series] = {s.id: s for s in self.planner.series}
-        self.reply_handlers: list[Callable] = []
         self.change_handlers: list[Callable] = []  # (repo, session_keys, item_ids)
+        self.calendar_factory: Callable = lambda: None
+        self._calendar = None
+        self._booker = None
         self._sessions_from_day = lru_cache(maxsize=64)(self._sessions_of_day)
 
     def now(self) -> datetime:
@@ -54,7 +56,13 @@ class App:
 
     @contextmanager
     def transaction(self) -> Iterator[Repository]:
-        """One unit of work: committed on success, rolled back on any error."""
+        """One unit of work: committed on success, rolled back on any error.
+
+        ``repo.after_commit`` callbacks run once the commit has succeeded:
+        work that talks to servers (free/busy for a booking) never holds a
+        database transaction open, and never runs for a decision that was
+        rolled back.
+        """
         with self._sessionmaker() as db:
             repo = Repository(db, self.cipher, self)
             try:
@@ -63,6 +71,21 @@ class App:
             except BaseException:
                 db.rollback()
                 raise
+        for callback in repo.after_commit:
+            callback()
+
+    def calendar(self):
+        """The calendar backend, built on first use (it may open a connection)."""
+        if self._calendar is None:
+            self._calendar = self.calendar_factory()
+        return self._calendar
+
+    def booker(self):
+        from scheduler.services.booking import Booker
+
+        if self._booker is None:
+            self._booker = Booker(self, self.calendar())
+        return self._booker
 
     def sessions_from(self, moment: datetime) -> list[Session]:
         """Every series' sessions starting after ``moment``, over the horizon."""
@@ -78,11 +101,6 @@ class App:
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as repo:
             repo.set_meta(key, value)
-
-    def on_calendar_reply(self, repo: Repository, reply: object) -> None:
-        """Calendar replies (iTIP REPLY) go to whoever booked the meeting."""
-        for handler in self.reply_handlers:
-            handler(repo, reply)
 
     @property
     def forum_address(self) -> str:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from scheduler.mail.parse import MailKind, ParsedMail, parse_mail
+from scheduler.mail.requests import parse_request
 from scheduler.planning.allocation import Placement, Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
+from scheduler.services import meetings
 from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
 from scheduler.services.notices import Notices
@@ -89,8 +91,9 @@ class Intake:
 
     def _decide(self, repo: Repository, parsed: ParsedMail, mail: IncomingMail) -> Outcome:
         if parsed.kind in _AUTOMATIC:
-            if parsed.kind is MailKind.CALENDAR_REPLY and parsed.calendar_reply:
-                self.app.on_calendar_reply(repo, parsed.calendar_reply)
+            reply = parsed.calendar_reply
+            if parsed.kind is MailKind.CALENDAR_REPLY and reply:
+                repo.after_commit.append(lambda: meetings.on_reply(self.app, reply))
             return Outcome(parsed.message_id, "ignored", Disposition.IGNORED,
                            extra={"code": _AUTOMATIC[parsed.kind]})
         if not self.allow.permits(parsed.sender):
@@ -101,6 +104,8 @@ class Intake:
             return self._reject(notices, parsed, "too_large", {"limit": self.app.config.intake.max_bytes})
         if parsed.kind is MailKind.WITHDRAW:
             return self._withdraw(repo, notices, parsed, mail)
+        if parsed.kind is MailKind.BOOKING_REQUEST:
+            return self._request(repo, notices, parsed)
         content = check_item(parsed, mail.received_at.date(), self.app.config.intake.max_lines)
         if isinstance(content, Rejection):
             return self._reject(notices, parsed, content.code, content.params)
@@ -116,11 +121,23 @@ class Intake:
             return self._reject(notices, parsed, _REFUSALS[result.code], {})
         item_id = repo.place_item(result, request, content, parsed, mail.received_at, self.app)
         notices.placed(item_id, result, content)
+        if content.acute:
+            repo.after_commit.append(lambda: meetings.acute(self.app, item_id))
         why = result.why_moved(mail.received_at)
         return Outcome(parsed.message_id, "moved" if why else "accepted", Disposition.PROCESSED,
                        series=result.session.series_id, session_start=result.session.start,
                        acute=content.acute, reason=self._reason(f"moved_{why}") if why else None,
                        extra={"item_id": item_id})
+
+    def _request(self, repo, notices, parsed) -> Outcome:
+        """A meeting request: booked after commit, answered with the result."""
+        request = parse_request(parsed, self.allow.permits)
+        if isinstance(request, Rejection):
+            return self._reject(notices, parsed, request.code, request.params)
+        key = repo.message_key(parsed.message_id)
+        repo.after_commit.append(
+            lambda: meetings.from_mail(self.app, request, parsed.sender, parsed.message_id, key))
+        return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, extra={"code": "request"})
 
     def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
         cpr = check_withdrawal(parsed, mail.received_at.date())

@@ -4,18 +4,42 @@ Works on SQLite and PostgreSQL alike. The holder renews every
 ``RENEW_EVERY``; a standby takes over once the lease has expired, so within
 ``TTL`` (well under a minute) of the holder's death. Real time, never the
 simulated clock: two processes must agree on it.
+
+For tests, the environment may shorten both: ``SPARRING_LEASE_TTL`` and
+``SPARRING_LEASE_RENEW`` (seconds, decimals allowed; the renewal interval
+must be shorter than the TTL). They are read once, when this module is
+imported.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from scheduler.errors import ConfigError
 from scheduler.store.tables import Lease
 
-TTL = timedelta(seconds=40)
-RENEW_EVERY = timedelta(seconds=10)
+
+def _seconds(variable: str, default: float) -> timedelta:
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return timedelta(seconds=default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise ConfigError(f"{variable}={text!r} is not a number of seconds between 0 and 86400.")
+    return timedelta(seconds=value)
+
+
+TTL = _seconds("SPARRING_LEASE_TTL", 40)
+RENEW_EVERY = _seconds("SPARRING_LEASE_RENEW", 10)
+if RENEW_EVERY >= TTL:
+    raise ConfigError("SPARRING_LEASE_RENEW must be shorter than SPARRING_LEASE_TTL, "
+                      "or the lease lapses between renewals.")
 
 
 def _now() -> datetime:

@@ -67,6 +67,7 @@ class Repository:
         self.db = db
         self.cipher = cipher
         self.app = app
+        self.after_commit: list = []  # run by App.transaction once committed
 
     # -- mails ---------------------------------------------------------
 

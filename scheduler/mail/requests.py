@@ -1,0 +1,100 @@
+"""Meeting requests by mail: a documented, forgiving format (pure).
+
+    Emne: Netværksmøde            (or Koordineringsmøde)
+    Deltagere: a@kommune.example, b@kommune.example
+    Valgfri: c@kommune.example
+    Eksterne: mor@example.org
+    Periode: 2027-02-01 - 2027-02-14      (or 01-02-2027 til 14-02-2027)
+    Varighed: 60                          (minutes; default from the config)
+    Titel: Netværksmøde om forløbet       (optional; never the citizen's name or CPR)
+
+Internal participants (Deltagere, Valgfri) are booked by free/busy; the
+sender takes part too. Addresses outside the allowlist named as internal
+are invited as external. Labels in Danish or English, any case.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from scheduler.mail.parse import ParsedMail
+from scheduler.planning.items import Rejection
+
+_LABELS = {
+    "required": ("deltagere", "deltager", "participants", "required"),
+    "optional": ("valgfri", "valgfrie", "optional"),
+    "external": ("eksterne", "ekstern", "external", "netværk"),
+    "period": ("periode", "period", "vindue", "window"),
+    "duration": ("varighed", "duration", "minutter"),
+    "title": ("titel", "title", "emne"),
+}
+_LINE = re.compile(r"^\s*([A-Za-zÆØÅæøå]+)\s*[:\-]\s*(.*)$")
+_ADDRESS = re.compile(r"[^\s,;<>]+@[^\s,;<>]+\.[A-Za-z]{2,}")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})|(\d{1,2})[-./](\d{1,2})[-./](\d{4})")
+_CPR_SHAPE = re.compile(r"\d{6}[- ]?\d{4}")
+
+
+@dataclass(frozen=True)
+class MeetingRequest:
+    kind: str  # network | coordination
+    first: date
+    last: date
+    duration: int | None
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    external: tuple[str, ...]
+    title: str | None
+
+
+def parse_request(parsed: ParsedMail, internal) -> MeetingRequest | Rejection:
+    """``internal(address) -> bool`` tells who may be looked up by free/busy."""
+    fields = _fields(parsed.request_lines)
+    kind = "coordination" if "koordinering" in parsed.subject.lower() else "network"
+    period = _period(fields.get("period", ""))
+    if period is None:
+        return Rejection("request_period", {})
+    required = [parsed.sender, *_addresses(fields.get("required", ""))]
+    optional = _addresses(fields.get("optional", ""))
+    external = _addresses(fields.get("external", ""))
+    external += [a for a in required + optional if not internal(a)]
+    required = [a for a in dict.fromkeys(required) if internal(a)]
+    optional = [a for a in dict.fromkeys(optional) if internal(a) and a not in required]
+    duration = fields.get("duration", "").split()[0] if fields.get("duration") else ""
+    if duration and (not duration.isdigit() or not 10 <= int(duration) <= 480):
+        return Rejection("request_duration", {})
+    title = fields.get("title") or None
+    if title and _CPR_SHAPE.search(title):
+        title = None  # a title is shown in calendars: never a CPR number
+    return MeetingRequest(kind, *period, int(duration) if duration else None, tuple(required),
+                          tuple(optional), tuple(dict.fromkeys(external)), title)
+
+
+def _fields(lines) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in lines:
+        match = _LINE.match(line)
+        if not match:
+            continue
+        label = match.group(1).lower()
+        for name, words in _LABELS.items():
+            if label in words and name not in found:
+                found[name] = match.group(2).strip()
+    return found
+
+
+def _addresses(text: str) -> list[str]:
+    return [a.lower().strip(".") for a in _ADDRESS.findall(text)]
+
+
+def _period(text: str) -> tuple[date, date] | None:
+    days = []
+    for m in _DATE.finditer(text):
+        try:
+            days.append(date(int(m[1]), int(m[2]), int(m[3])) if m[1] else date(int(m[6]), int(m[5]), int(m[4])))
+        except ValueError:
+            return None
+    if len(days) != 2 or days[1] < days[0]:
+        return None
+    return days[0], days[1]
