@@ -72,6 +72,7 @@ class Daemon:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
             jobs.publish()
             self._catch_up()
+            jobs.cooperation()
             intake = Intake(self.app)
             source = make_source(self.config, self.app.data_dir)
             try:
@@ -123,8 +124,11 @@ class Daemon:
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
                                replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:cooperation", "cron", hour=6, minute=0, id="cooperation",
+                               replace_existing=True)
         self.scheduler.resume()
         jobs.publish()
+        jobs.cooperation()
 
     def _catch_up(self) -> None:
         """Agendas whose deadline passed while no instance ran: send them, late."""

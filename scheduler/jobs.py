@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from scheduler.services import deadlines, publishing, retention
+from scheduler.services import deadlines, meetings, publishing, retention
 
 log = logging.getLogger("sparring.jobs")
 
@@ -60,6 +60,15 @@ def schedule_agendas(rt: Runtime) -> None:
             id=f"agenda:{session.key}", replace_existing=True,
             misfire_grace_time=None, coalesce=True,
         )
+
+
+def cooperation() -> None:
+    """Book the cooperation meetings whose window is due (daily)."""
+    rt = _runtime()
+    booked = meetings.book_cooperation(rt.app)
+    if booked:
+        log.info("cooperation meetings booked count=%d", len(booked))
+    rt.dispatcher.run_once()
 
 
 def dispatch() -> None:

@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from scheduler.ports import Disposition, IncomingMail
-from scheduler.services import deadlines, publishing
+from scheduler.services import deadlines, meetings, publishing
 from scheduler.services.intake import Intake
 
 
@@ -27,6 +27,7 @@ class Summary:
     outcomes: Counter = field(default_factory=Counter)  # (series or "-", outcome)
     agendas: Counter = field(default_factory=Counter)  # series
     skipped: int = 0
+    cooperation: int = 0
 
     def table(self, series_ids: list[str]) -> str:
         rows = [f"{'series':<10} {'sessions':>8} {'cancelled':>9} {'items':>6} {'moved':>6} {'agendas':>8}"]
@@ -40,6 +41,7 @@ class Summary:
         for (_, outcome), count in self.outcomes.items():
             totals[outcome] += count
         rows.append("mails: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+        rows.append(f"cooperation meetings booked: {self.cooperation}")
         if self.skipped:
             rows.append(f"left in the inbox (dated outside the period): {self.skipped}")
         return "\n".join(rows)
@@ -73,6 +75,10 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
             summary.skipped += 1
     for session in deadlines.agenda_due(app, start, end):
         events.append((session.deadline, 2, session.key))
+    day = first
+    while day <= last:  # the daemon's morning jobs: cooperation meetings
+        events.append((datetime.combine(day, time(6), tzinfo=tz), 0, day))
+        day += timedelta(days=1)
     for session in app.planner.sessions(first, last):
         summary.sessions[(session.series_id, session.status.value)] += 1
     events.sort(key=lambda e: (e[0], e[1]))
@@ -81,7 +87,9 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     intake = Intake(app)
     for moment, kind, payload in events:
         app.clock.set(max(moment, app.clock.now()))
-        if kind == 1:
+        if kind == 0:
+            summary.cooperation += len(meetings.book_cooperation(app, payload))
+        elif kind == 1:
             _take(app, intake, summary, *payload)
         elif deadlines.send_agenda(app, payload):
             summary.agendas[payload.partition("/")[0]] += 1
