@@ -172,3 +172,42 @@ def test_outbox_payloads_are_encrypted(tmp_path, monkeypatch):
     with app.transaction() as repo:
         payloads = repo.db.scalars(select(OutboxEntry.payload_enc)).all()
     assert payloads and all(b"Angst" not in p and b"150303" not in p for p in payloads)
+
+
+class CountingCalendar:
+    sends_invitations = False
+
+    def __init__(self):
+        self.calls = []
+
+    def put(self, meeting):
+        self.calls.append(("put", [meeting.uid]))
+
+    def put_many(self, meetings):
+        self.calls.append(("put_many", [m.uid for m in meetings]))
+
+    def cancel(self, meeting):
+        self.calls.append(("cancel", [meeting.uid]))
+
+    def free_busy(self, addresses, start, end):
+        return {}
+
+    def close(self):
+        pass
+
+
+def test_publishing_through_the_outbox_batches_calendar_writes(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch)
+    dispatcher.calendar = CountingCalendar()
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    kinds = [kind for kind, _ in dispatcher.calendar.calls]
+    written = [uid for _, uids in dispatcher.calendar.calls for uid in uids]
+    assert kinds.count("put_many") >= 1
+    assert len(dispatcher.calendar.calls) < len(written), "writes are batched"
+    # order kept: every cancel comes after the put of its series
+    series_uid = next(u for u in written if "series-unge" in u)
+    first_put = written.index(series_uid)
+    cancels = [n for n, (kind, _) in enumerate(dispatcher.calendar.calls) if kind == "cancel"]
+    put_call = next(n for n, (_, uids) in enumerate(dispatcher.calendar.calls) if series_uid in uids)
+    assert all(n > put_call for n in cancels) and first_put >= 0

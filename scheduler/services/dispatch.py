@@ -28,6 +28,9 @@ from scheduler.store.tables import OutboxEntry
 
 log = logging.getLogger("sparring.outbox")
 
+# Calendar writes per put_many: EWS takes up to 100 items per CreateItem.
+PUT_BATCH = 100
+
 
 @dataclass
 class DispatchReport:
@@ -51,13 +54,51 @@ class Dispatcher:
         return timedelta(seconds=max(seconds, retry_after or 0))
 
     def run_once(self, limit: int = 200) -> DispatchReport:
+        """Deliver what is due, in order. Consecutive calendar writes go out
+        together (``put_many``: one EWS CreateItem per 100); a cancel first
+        flushes them, so calendar operations keep their order."""
         report = DispatchReport()
         with self._lock:
+            puts: list[tuple] = []
             for entry_id in self._due(limit):
-                payload = self._claim(entry_id)
-                if payload is not None:
-                    self._attempt(entry_id, *payload, report)
+                claimed = self._claim(entry_id)
+                if claimed is None:
+                    continue
+                kind, recipients, payload, attempts = claimed
+                if payload["type"] == "calendar-put" and self.calendar is not None:
+                    puts.append((entry_id, payload, attempts))
+                    if len(puts) == PUT_BATCH:
+                        self._put_batch(puts, report)
+                        puts = []
+                    continue
+                if payload["type"] == "calendar-cancel":
+                    self._put_batch(puts, report)
+                    puts = []
+                self._attempt(entry_id, kind, recipients, payload, attempts, report)
+            self._put_batch(puts, report)
         return report
+
+    def _put_batch(self, puts: list[tuple], report: DispatchReport) -> None:
+        if len(puts) <= 1:
+            for entry_id, payload, attempts in puts:
+                self._attempt(entry_id, "calendar", "[]", payload, attempts, report)
+            return
+        try:
+            self.calendar.put_many([meeting_from_json(p["meeting"]) for _, p, _ in puts])
+        except TransientError as exc:
+            for entry_id, _, attempts in puts:
+                self._retry_later(entry_id, attempts, exc.retry_after, _safe(exc))
+            report.retried += len(puts)
+            return
+        except PermanentError:
+            for entry_id, payload, attempts in puts:  # find the one that fails
+                self._attempt(entry_id, "calendar", "[]", payload, attempts, report)
+            return
+        with self.app.transaction() as repo:
+            for entry_id, _, _ in puts:
+                entry = repo.db.get(OutboxEntry, entry_id)
+                entry.status, entry.sent_at, entry.last_error = "done", self.app.now(), None
+        report.sent += len(puts)
 
     def _due(self, limit: int) -> list[int]:
         with self.app.transaction() as repo:
