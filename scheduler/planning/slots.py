@@ -8,8 +8,10 @@ The rules, exactly:
 * A candidate starts on the grid, counted in local wall time from midnight,
   at or after the working hours' start, and its wall-clock end (start wall
   time + duration) is at or before their end. The aware start is
-  ``datetime.combine(day, wall, tz)``; the end is start + duration in elapsed
-  time (the two only differ if a DST change fell inside working hours).
+  ``datetime.combine(day, wall, tz)`` (fold 0: in an autumn night's repeated
+  hour the first occurrence; wall times in the spring-forward gap are no
+  grid points); the end is start + duration in elapsed time.
+  Both only matter if working hours span a DST change, never so in Denmark.
 * It lies inside the window, and ``ClosedDays.is_open_at`` holds for its whole
   wall-clock span: weekends, holidays and afternoons of half days are closed.
 * Its padded span ``[start - buffer, end + buffer)`` overlaps no BUSY,
@@ -23,6 +25,7 @@ The rules, exactly:
 * If ``rooms`` is given, the first room in its order with no interval of any
   kind over the padded span is taken; without a free room there is no
   candidate. Without rooms ``room`` is None.
+* An address named twice counts once.
 
 Ranking. ``earliest`` (the default, the CLI contract): candidates are grouped
 by local day; the earliest day with any candidate comes first, within a day
@@ -41,7 +44,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from scheduler.errors import UserError
-from scheduler.model import BusyInterval, BusyKind
+from scheduler.model import BusyInterval
 from scheduler.planning.closures import ClosedDays
 from scheduler.planning.slots_index import DayPoint, SlotIndex
 
@@ -132,33 +135,36 @@ def find_slots(
     if req.strategy == "spread":
         found = [pts for pts in map(index.valid_points, days) if pts]
         chosen = [found[i] for i in spread_indices(len(found), limit)]
-        return [_ranked_day(index, pts, req)[0] for pts in chosen]
-    best: list[Candidate] = []
-    for day in days:  # earliest day first: stop as soon as enough are found
+        return [ranked[0] for ranked in _ranked_days(index, chosen, req)]
+    needed: list[list[DayPoint]] = []  # the earliest days that hold ``limit`` candidates
+    for day in days:
         points = index.valid_points(day)
         if points:
-            best.extend(_ranked_day(index, points, req))
-            if len(best) >= limit:
+            needed.append(points)
+            if sum(map(len, needed)) >= limit:
                 break
-    return best[:limit]
+    return [c for ranked in _ranked_days(index, needed, req) for c in ranked][:limit]
 
 
-def _ranked_day(index: SlotIndex, points: list[DayPoint], req: SlotRequest) -> list[Candidate]:
-    """One day's candidates, most optional people free first, then earliest."""
-    free_who = index.optional_free(points)
-    order = sorted(range(len(points)), key=lambda i: (-len(free_who[i]), points[i].s_us))
-    return [_candidate(points[i], free_who[i], index, req) for i in order]
+def _ranked_days(
+    index: SlotIndex, days: list[list[DayPoint]], req: SlotRequest
+) -> list[list[Candidate]]:
+    """Each day's candidates, most optional people free first, then earliest."""
+    out = []
+    for points, free_who in zip(days, index.optional_free(days)):
+        order = sorted(range(len(points)), key=lambda i: (-len(free_who[i]), points[i].s_us))
+        out.append([_candidate(points[i], free_who[i], index, req) for i in order])
+    return out
 
 
 def _candidate(
     point: DayPoint, who: tuple[str, ...], index: SlotIndex, req: SlotRequest
 ) -> Candidate:
-    unknown = index.unknown_required(point)
     return Candidate(
         start=point.start,
-        end=point.end,
+        end=index.end_of(point),
         optional_free=len(who),
         optional_free_who=who,
         room=point.room,
-        warnings=tuple(unknown_warning(a, req.language) for a in unknown),
+        warnings=tuple(unknown_warning(a, req.language) for a in point.unknown),
     )
