@@ -4,8 +4,9 @@ Wiring: configuration → adapters → jobs. The main thread runs the intake
 loop (IMAP IDLE, or polling) and renews the lease; APScheduler runs the
 timed jobs (agendas at deadlines, publishing, purge, outbox) from a job
 store in the same database, so they survive restarts and missed ones run
-once, late, when the service is back. SIGTERM/SIGINT stop it after the
-current job.
+once, late, when the service is back: after the mail that waited in the
+mailbox has been taken in, so items that arrived in time are on them.
+SIGTERM/SIGINT stop it after the current job.
 """
 
 from __future__ import annotations
@@ -71,15 +72,14 @@ class Daemon:
         try:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
             jobs.publish()
-            self._catch_up()
             jobs.cooperation()
             intake = Intake(self.app)
             source = make_source(self.config, self.app.data_dir)
             try:
-                while self._intake_once(intake, source):
-                    pass
+                self._drain(intake, source)
             finally:
                 source.close()
+            self._catch_up()
             while self.dispatcher.run_once().sent:
                 pass
         finally:
@@ -96,7 +96,6 @@ class Daemon:
             return 0
         try:
             self._start_scheduler()
-            self._catch_up()
             systemd.notify("READY=1", "STATUS=running")
             log.info("running holder=%s source=%s", self.holder, self.config.intake.source)
             self._intake_loop()
@@ -117,6 +116,8 @@ class Daemon:
             timezone=tz,
         )
         jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler)
+        # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
+        # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
         self.scheduler.add_job("scheduler.jobs:publish", "cron", hour=2, minute=0, id="publish",
                                replace_existing=True)
@@ -126,9 +127,14 @@ class Daemon:
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:cooperation", "cron", hour=6, minute=0, id="cooperation",
                                replace_existing=True)
-        self.scheduler.resume()
         jobs.publish()
         jobs.cooperation()
+
+    def _drain(self, intake: Intake, source) -> None:
+        """Take in all the mail that waits. Before ``_catch_up``: a mail that
+        reached the mailbox before a deadline belongs on that agenda."""
+        while not self.stopping.is_set() and self._intake_once(intake, source):
+            pass
 
     def _catch_up(self) -> None:
         """Agendas whose deadline passed while no instance ran: send them, late."""
@@ -140,9 +146,13 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         source = make_source(self.config, self.app.data_dir)
+        jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
         renewed = time.monotonic()
         try:
+            self._drain(intake, source)
+            self._catch_up()
+            self.scheduler.resume()
             while not self.stopping.is_set():
                 self._intake_once(intake, source)
                 if time.monotonic() - renewed > lease.RENEW_EVERY.total_seconds():

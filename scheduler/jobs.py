@@ -76,5 +76,7 @@ def dispatch() -> None:
 
 
 def purge() -> None:
-    report = retention.purge(_runtime().app)
+    rt = _runtime()
+    source = rt.extra.get("source")
+    report = retention.purge(rt.app, source if hasattr(source, "purge_settled") else None)
     log.info("purged items=%d mails=%d", report.items, report.mails)

@@ -64,3 +64,23 @@ def test_exchange_intake_uses_received_time_and_moves_per_disposition(tmp_path, 
     assert outcomes[0].session_start.date().isoformat() == "2027-01-14"
     assert len(ews.in_folder("Behandlet")) == 1 and len(ews.in_folder("Afvist")) == 1
     assert ews.count("MoveItem") == 2
+
+
+def test_imap_retention_purges_settled_mails_older_than_the_cutoff(tmp_path, monkeypatch, imap_mailbox):
+    conn = imap_mailbox.connect()
+    conn.create("Behandlet")
+    conn.logout()
+    imap_mailbox.append(item_mail("150303-4321", "old"), datetime(2025, 1, 2, 8, tzinfo=timezone.utc), "Behandlet")
+    imap_mailbox.append(item_mail("150303-4321", "new"), datetime(2025, 3, 2, 8, tzinfo=timezone.utc), "Behandlet")
+    imap_mailbox.append(item_mail("150303-4321", "inbox"), datetime(2025, 1, 2, 8, tzinfo=timezone.utc))
+    source = ImapSource(
+        host=imap_mailbox.host, port=imap_mailbox.imap_port, security="starttls",
+        username=imap_mailbox.user, password=imap_mailbox.password, folders=FOLDERS,
+        ssl_context=client_context(imap_mailbox.ca_file), idle=False,
+    )
+    try:
+        assert source.purge_settled(datetime(2025, 2, 1, tzinfo=timezone.utc)) == 1
+        assert len(source.fetch(10)) == 1, "the inbox is untouched and still selected"
+    finally:
+        source.close()
+    assert imap_mailbox.folders().get("Behandlet") == 1

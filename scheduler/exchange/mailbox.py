@@ -84,6 +84,19 @@ class ExchangeSource:
         children = FolderCollection(account=self.account, folders=[self.account.inbox]).find_folders(depth=SHALLOW)
         return {f.name.lower(): f for f in children if not isinstance(f, Exception)}
 
+    def purge_settled(self, before: datetime) -> int:
+        """Delete settled mails received before ``before`` (retention), hard."""
+        count = 0
+        with mapped("mailbox purge"):
+            for disposition in self.names:
+                folder = self._folder(disposition)
+                ids = [(i.id, i.changekey) for i in folder.filter(datetime_received__lt=before).only("id")]
+                if ids:
+                    check(self.account.bulk_delete(ids=ids, delete_type="HardDelete"), "mailbox purge",
+                          ignore=(ErrorItemNotFound,))
+                    count += len(ids)
+        return count
+
     def wait(self, timeout: float) -> bool:
         """Sleep until ``timeout`` (or close); no push yet, so always False."""
         self._closed.wait(timeout)

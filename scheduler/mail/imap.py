@@ -289,6 +289,26 @@ class ImapSource:
             log.info("imap folder created server=%s", self.where)
         self._known_folders.add(folder)
 
+    def purge_settled(self, before: datetime) -> int:
+        """Delete settled mails that arrived before ``before`` (retention):
+        one SEARCH and one STORE + EXPUNGE per settled folder."""
+        return self._call(lambda conn: sum(self._purge(conn, f, before) for f in set(self.folders.values())))
+
+    def _purge(self, conn: imaplib.IMAP4, folder: str, before: datetime) -> int:
+        try:
+            typ, _ = conn.select(mailbox_arg(folder))
+            if typ != "OK":
+                return 0  # never created: nothing settled there
+            typ, data = conn.uid("SEARCH", "BEFORE", before.strftime("%d-%b-%Y"))
+            _check(typ, "UID SEARCH")
+            uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())
+            if uids:
+                _check(conn.uid("STORE", uid_set(uids), "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
+                _check(conn.expunge()[0], "EXPUNGE")
+            return len(uids)
+        finally:
+            conn.select(mailbox_arg(self.folder))
+
     def wait(self, timeout: float) -> bool:
         if not self.idle:
             time.sleep(max(0.0, timeout))

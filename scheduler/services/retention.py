@@ -30,7 +30,9 @@ class PurgeReport:
     files: int = 0
 
 
-def purge(app) -> PurgeReport:
+def purge(app, source=None) -> PurgeReport:
+    """Delete what is past its retention; ``source`` (IMAP, Exchange) also
+    drops its settled mails that arrived before the retention cut-off."""
     now = app.now()
     report = PurgeReport()
     with app.transaction() as repo:
@@ -43,6 +45,8 @@ def purge(app) -> PurgeReport:
     cutoff = (now - timedelta(days=app.config.storage.retention_days)).timestamp()
     for name in FOLDERS:
         report.files += _purge_files(app.data_dir / name, cutoff)
+    if source is not None and hasattr(source, "purge_settled"):
+        report.files += source.purge_settled(now - timedelta(days=app.config.storage.retention_days))
     log.info("retention purge items=%d mails=%d outbox=%d files=%d",
              report.items, report.mails, report.outbox, report.files)
     return report
