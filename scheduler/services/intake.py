@@ -8,6 +8,7 @@ mail out again; its Message-ID is then recognised as already processed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,6 +23,8 @@ from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
 from scheduler.services.notices import Notices
 from scheduler.store.repository import Repository
+
+log = logging.getLogger("sparring.intake")
 
 _AUTOMATIC = {
     MailKind.AUTO_REPLY: "auto_reply",
@@ -74,18 +77,64 @@ class Intake:
             return outcome
 
     def run(self, source: MailSource, limit: int = 500) -> list[Outcome]:
-        """Fetch what waits, decide each mail, then move them in one go."""
-        outcomes: list[Outcome] = []
+        """Fetch what waits, decide the batch in one transaction, then move the mails in one go.
+
+        A mail that fails is rolled back alone and stays in the source; the
+        others are committed and settled, and then the error is raised.
+        """
         mails = source.fetch(limit)
-        moves: dict[Disposition, list[str]] = {}
-        for mail in mails:
-            outcome = self.process(mail)
-            outcomes.append(outcome)
-            moves.setdefault(outcome.disposition, []).append(mail.ref)
+        outcomes, moves, failure = self._decide_batch(mails) if mails else ([], {}, None)
         if moves:
             source.settle(moves)
             self.app.set_meta("last_intake", self.app.now().isoformat())
+        if failure is not None:
+            raise failure
         return outcomes
+
+    def _decide_batch(self, mails: list[IncomingMail]):
+        """Decide ``mails`` in one transaction (one commit), a SAVEPOINT per mail.
+
+        Calendar changes are collected and synced once, at the end of the
+        batch: the sync computes the desired state of whole sessions, so once
+        is enough, and it is committed together with the decisions.
+        """
+        outcomes: list[Outcome] = []
+        moves: dict[Disposition, list[str]] = {}
+        failure: Exception | None = None
+        handlers, changes = self.app.change_handlers, _Changes()
+        self.app.change_handlers = [changes.note]
+        try:
+            with self.app.transaction() as repo:
+                repo.begin_batch()
+                for mail in mails:
+                    try:
+                        with repo.db.begin_nested():
+                            outcome = self._decide_one(repo, mail)
+                    except Exception as exc:  # this mail only; it stays in the source
+                        log.error("intake: mail left in the source after an error ref=%s error=%s",
+                                  mail.ref, type(exc).__name__)
+                        repo.forget_batch_cache()
+                        changes.discard()
+                        failure = failure or exc
+                        continue
+                    changes.keep()
+                    outcomes.append(outcome)
+                    moves.setdefault(outcome.disposition, []).append(mail.ref)
+                self.app.change_handlers = handlers
+                changes.replay(handlers, repo)
+        finally:
+            self.app.change_handlers = handlers
+        return outcomes, moves, failure
+
+    def _decide_one(self, repo: Repository, mail: IncomingMail) -> Outcome:
+        """``process`` for one mail of a batch, inside the batch's transaction."""
+        parsed = parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
+        if repo.mail_seen(parsed.message_id):
+            return Outcome(parsed.message_id, "duplicate", Disposition.IGNORED)
+        repo.begin_mail(parsed, mail, self.app.now())
+        outcome = self._decide(repo, parsed, mail)
+        repo.finish_mail(outcome.outcome, outcome.extra.get("code"))
+        return outcome
 
     # -- decisions -------------------------------------------------------
 
@@ -160,6 +209,32 @@ class Intake:
 
     def _reason(self, code: str, **params) -> str:
         return reason(code, self.app.config.service.language, **params)
+
+
+class _Changes:
+    """Change notices (sessions, items) of a batch, replayed once at its end."""
+
+    def __init__(self) -> None:
+        self.sessions: set[str] = set()
+        self.items: set[int] = set()
+        self._pending: list[tuple[set[str], list[int]]] = []
+
+    def note(self, repo: Repository, session_keys, item_ids) -> None:
+        self._pending.append((set(session_keys), list(item_ids)))
+
+    def keep(self) -> None:
+        for sessions, items in self._pending:
+            self.sessions |= sessions
+            self.items.update(items)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        self._pending.clear()
+
+    def replay(self, handlers, repo: Repository) -> None:
+        if self.sessions or self.items:
+            for handler in handlers:
+                handler(repo, set(self.sessions), sorted(self.items))
 
 
 def retention_end(session_start: datetime, days: int) -> datetime:

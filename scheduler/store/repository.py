@@ -217,6 +217,59 @@ class Repository:
             social=tuple(text.get("social", ())),
         )
 
+    # -- batches (Intake.run: one transaction, a savepoint per mail) ---
+
+    def begin_batch(self) -> None:
+        """Prepare this transaction to hold a whole fetched batch of mails.
+
+        On SQLite the transaction is opened explicitly (``BEGIN IMMEDIATE``):
+        pysqlite starts none before a SAVEPOINT, so releasing the first
+        mail's savepoint would otherwise commit it; the write lock is taken
+        up front too. Pending items are then cached per session for the
+        batch (full sessions are otherwise queried again for every mail),
+        and the cache entries a write touches are dropped by the writers
+        below, which stand in for ``place_item`` and ``withdraw`` on this
+        instance only.
+        """
+        if self.db.get_bind().dialect.name == "sqlite":
+            self.db.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        self._batch_booked: dict[str, list[Booked]] = {}
+        place, withdraw = self.place_item, self.withdraw
+
+        def booked_in(session_key: str) -> list[Booked]:
+            if session_key not in self._batch_booked:
+                self._batch_booked[session_key] = Repository.booked_in(self, session_key)
+            return list(self._batch_booked[session_key])
+
+        def place_item(placement: Placement, *args, **kwargs) -> int:
+            touched = {placement.session.key}
+            if placement.bumped is not None:
+                touched |= {placement.bumped.from_key, placement.bumped.to.key}
+            try:
+                return place(placement, *args, **kwargs)
+            finally:
+                self._forget_booked(touched)
+
+        def withdraw_items(cpr_hash: str, sender: str, now: datetime) -> list[ItemView]:
+            try:
+                views = withdraw(cpr_hash, sender, now)
+            except BaseException:
+                self._batch_booked.clear()
+                raise
+            self._forget_booked({v.session_key for v in views})
+            return views
+
+        self.booked_in, self.place_item, self.withdraw = booked_in, place_item, withdraw_items
+
+    def _forget_booked(self, session_keys: Iterable[str]) -> None:
+        for key in session_keys:
+            self._batch_booked.pop(key, None)
+
+    def forget_batch_cache(self) -> None:
+        """Drop every cached session (after a mail's savepoint was rolled back)."""
+        if hasattr(self, "_batch_booked"):
+            self._batch_booked.clear()
+
     # -- outbox --------------------------------------------------------
 
     def enqueue_mail(self, message: EmailMessage, *, kind: str, dedupe_key: str, recipients: Sequence[str]) -> bool:

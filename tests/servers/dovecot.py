@@ -8,6 +8,9 @@ user in a passwd-file; Maildir storage; IDLE and MOVE as Dovecot offers
 them by default. Under root the mail files belong to an unprivileged user
 (``nobody``), as Dovecot refuses mail access as root.
 
+``dovecot_server()`` is the same server as a plain context manager, for
+the benchmarks.
+
 Fixtures:
 - ``dovecot``: session; the running server (``Dovecot``) with helpers to
   APPEND a raw mail with a given INTERNALDATE and to count mails per folder.
@@ -27,6 +30,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -232,10 +236,12 @@ def _wait_listening(process: subprocess.Popen, port: int, root: Path) -> None:
     raise RuntimeError(f"Dovecot did not start: {detail.strip()}")
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
+@contextmanager
+def dovecot_server() -> Iterator[Dovecot]:
+    """A running Dovecot outside pytest (benchmarks); RuntimeError if it cannot start."""
     if not os.path.exists(DOVECOT):
-        unavailable("Dovecot is not installed (Debian package dovecot-imapd; scripts/install-test-deps.sh)")
+        raise RuntimeError("Dovecot is not installed (Debian package dovecot-imapd; "
+                           "scripts/install-test-deps.sh)")
     root = Path(tempfile.mkdtemp(prefix="sparring-dovecot-"))
     os.chmod(root, 0o755)
     tls = throwaway_tls()
@@ -248,7 +254,7 @@ def dovecot() -> Iterator[Dovecot]:
             _wait_listening(process, imap_port, root)
         except RuntimeError as exc:
             stderr = (root / "stderr").read_text(errors="replace")[-300:]
-            unavailable(f"{exc} {stderr.strip()}")
+            raise RuntimeError(f"{exc} {stderr.strip()}") from None
         yield Dovecot(root, "127.0.0.1", imap_port, imaps_port, USER, PASSWORD, tls, process)
     finally:
         process.terminate()
@@ -258,6 +264,16 @@ def dovecot() -> Iterator[Dovecot]:
             process.kill()
             process.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(dovecot_server())
+        except RuntimeError as exc:
+            unavailable(str(exc))
+        yield server
 
 
 @pytest.fixture
