@@ -12,7 +12,8 @@ Scenarios, for the shipped configuration (``config/sparring.toml``):
 
 Each backend is a function ``(sessions, people, start) -> list[Row]``
 registered in ``BACKENDS``; the EWS one runs exchangelib against the fake
-EWS server from the tests, in-process. A CalDAV runner can be added beside it.
+EWS server from the tests, in-process; the CalDAV one a Radicale it starts on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -129,7 +130,85 @@ def run_ews(config: Config, first: date) -> list[Row]:
     return rows
 
 
-BACKENDS: dict[str, Callable[[Config, date], list[Row]]] = {"ews": run_ews}
+# -- CalDAV ----------------------------------------------------------------------
+
+
+def run_caldav(config: Config, first: date) -> list[Row]:
+    """Radicale on 127.0.0.1, started here; requests counted at the client."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from scheduler.calendars.caldav import CaldavCalendar
+    from tests.servers.radicale import free_port, wait_until_up, write_config
+
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        port = free_port()
+        process = subprocess.Popen([sys.executable, "-m", "radicale", "--config", str(write_config(Path(root), port))],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            if not wait_until_up(url, process):
+                raise SystemExit(f"Radicale did not start on {url}")
+            for recurring, label in ((True, "publish a year: weekly recurring + monthly singles"),
+                                     (False, "publish a year: every session a single event")):
+                meetings = year_meetings(config, first, recurring=recurring)
+                calendar = CaldavCalendar(url, "sparring", "x", f"bench-{int(recurring)}", config.tz)
+                calendar.calendar()  # finding or making the calendar is not part of the count
+                sent: Counter = Counter()
+                original = calendar.client.request
+
+                def counting(target, method="GET", *args, _original=original, _sent=sent, **kwargs):
+                    _sent[method.upper()] += 1
+                    return _original(target, method, *args, **kwargs)
+
+                calendar.client.request = counting
+                calendar.put_many(meetings)
+                objects = len({m.uid for m in meetings})
+                minimum = Counter(PUT=objects, REPORT=math.ceil(objects / 100))
+                rows.append(Row("caldav", label, sent, minimum,
+                                f"{len(meetings)} events in {objects} calendar objects"))
+            rows.append(_caldav_free_busy(config, first, url))
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    return rows
+
+
+def _caldav_free_busy(config: Config, first: date, url: str) -> Row:
+    """150 people, each with a calendar on the server: one free-busy REPORT per calendar."""
+    import caldav
+
+    from scheduler.calendars.caldav import CaldavCalendar
+
+    domain = config.service.mailbox.split("@")[1]
+    people = [f"person{n:03d}@{domain}" for n in range(PEOPLE)]
+    for person in people:  # each person's own calendar, as their principal would have it
+        client = caldav.DAVClient(url=f"{url}{person}/", username=person, password="x")
+        client.principal().make_calendar(name="calendar")
+    calendar = CaldavCalendar(url, "sparring", "x", "bench-fb", config.tz)
+    calendar.calendar()
+    sent: Counter = Counter()
+    original = calendar.client.request
+
+    def counting(target, method="GET", *args, **kwargs):
+        sent[method.upper()] += 1
+        return original(target, method, *args, **kwargs)
+
+    calendar.client.request = counting
+    start = datetime.combine(first, time(0), tzinfo=config.tz)
+    busy = calendar.free_busy(people, start, start + HALF_YEAR)
+    unknown = sum(1 for spans in busy.values() if any(b.kind.value == "unknown" for b in spans))
+    # Without a scheduling outbox (Radicale has none) the minimum is one PROPFIND
+    # to find a person's calendars and one free-busy REPORT per calendar.
+    return Row("caldav", f"free/busy: {PEOPLE} people over 183 days", sent,
+               Counter(PROPFIND=PEOPLE, REPORT=PEOPLE),
+               f"one calendar each, {unknown} unknown; the extra REPORT is sparring's own calendar")
+
+
+BACKENDS: dict[str, Callable[[Config, date], list[Row]]] = {"ews": run_ews, "caldav": run_caldav}
 
 
 def report(rows: list[Row]) -> str:
@@ -141,8 +220,10 @@ def report(rows: list[Row]) -> str:
                      f"{sum(row.minimum.values()):>8}  {detail}")
         if row.note:
             lines.append(f"{'':8} {'  ' + row.note}")
-    lines.append("Extra FindItem requests are the UID lookups that make a re-publish idempotent "
+    lines.append("EWS: extra FindItem requests are the UID lookups that make a re-publish idempotent "
                  "(one per 100 UIDs); GetServerTimeZones is read once per year and cached.")
+    lines.append("CalDAV: one multiget REPORT per 100 objects reads what is stored, then one PUT per "
+                 "calendar object (the weekly series with its exceptions is one object).")
     return "\n".join(lines)
 
 
