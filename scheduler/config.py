@@ -7,7 +7,6 @@ is allowed. ``config/sparring.toml`` documents every key with its default.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from scheduler.config_errors import describe
 from scheduler.errors import ConfigError
 from scheduler.model import (
     Cadence,
@@ -146,7 +146,17 @@ class SeriesConfig(Section):
         )
 
 
-class ImapConfig(Section):
+class SettledFolders(Section):
+    """Where mails go once decided (Danish defaults); never deleted by sparring
+    before their retention ends."""
+
+    processed_folder: str = "Behandlet"
+    rejected_folder: str = "Afvist"
+    quarantine_folder: str = "Karantæne"
+    ignored_folder: str = "Ignoreret"
+
+
+class ImapConfig(SettledFolders):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 993
     security: Literal["tls", "starttls", "none"] = "tls"
@@ -157,13 +167,9 @@ class ImapConfig(Section):
     poll_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
     ca_file: str = ""
-    processed_folder: str = "Behandlet"
-    rejected_folder: str = "Afvist"
-    quarantine_folder: str = "Karantæne"
-    ignored_folder: str = "Ignoreret"
 
 
-class ExchangeConfig(Section):
+class ExchangeConfig(SettledFolders):
     """An Exchange Server mailbox reached over EWS (exchangelib)."""
 
     service_endpoint: str = ""  # https://mail.kommune.example/EWS/Exchange.asmx
@@ -175,10 +181,6 @@ class ExchangeConfig(Section):
     ca_file: str = ""
     poll_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
-    processed_folder: str = "Behandlet"
-    rejected_folder: str = "Afvist"
-    quarantine_folder: str = "Karantæne"
-    ignored_folder: str = "Ignoreret"
 
 
 class IntakeConfig(Section):
@@ -351,90 +353,5 @@ def load_config(path: str | Path) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(path, text, exc)) from None
+        raise ConfigError(describe(path, text, exc)) from None
     return config.model_copy(update={"source": path})
-
-
-def _describe(path: Path, text: str, exc: ValidationError) -> str:
-    """One sentence for the first problem: file, line, key, what is allowed."""
-    error = exc.errors()[0]
-    loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
-    key = _dotted(loc) or "(top level)"
-    line = locate(text, loc)
-    where = f"{path}: line {line}: " if line else f"{path}: "
-    return f"{where}{key}: {_explain(error)}."
-
-
-def _is_union_tag(part: object) -> bool:
-    return isinstance(part, str) and ("[" in part or part in {"function-after", "constrained-str"})
-
-
-def _dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _explain(error: dict) -> str:
-    kind, msg = error["type"], error["msg"]
-    if kind == "extra_forbidden":
-        return "unknown key; see config/README.md for the keys allowed here"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "string_pattern_mismatch":
-        return f"{error['input']!r} has the wrong form ({_pattern_hint(error)})"
-    if kind in ("literal_error", "enum"):
-        return f"{error['input']!r} is not allowed; {msg[0].lower() + msg[1:]}"
-    msg = msg.removeprefix("Value error, ")
-    return f"{msg} (got {error['input']!r})" if "input" in error and kind != "value_error" else msg
-
-
-def _pattern_hint(error: dict) -> str:
-    pattern = error.get("ctx", {}).get("pattern", "")
-    if "[0-5]" in pattern:
-        return "use HH:MM, e.g. 12:00"
-    if "@" in pattern:
-        return "use a mail address such as name@kommune.example"
-    if "0[1-9]|1[0-2]" in pattern:
-        return "use MM-DD, e.g. 12-24"
-    return f"must match {pattern}"
-
-
-def locate(text: str, loc: tuple) -> int | None:
-    """Best-effort line of a key path in TOML text (tomllib keeps no positions)."""
-    lines = text.splitlines()
-    table: list[str] = []
-    counters: dict[str, int] = {}
-    seen_tables: list[tuple[str, int, int]] = []  # (name, index, line)
-    for number, line in enumerate(lines, 1):
-        header = re.match(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?", line)
-        if header:
-            name = header.group(2)
-            index = counters.get(name, 0)
-            counters[name] = index + 1
-            seen_tables.append((name, index if header.group(1) == "[[" else -1, number))
-    want_table, want_index, rest = _split_loc(loc)
-    start, end = 1, len(lines) + 1
-    for i, (name, index, number) in enumerate(seen_tables):
-        if name == want_table and index in (want_index, -1):
-            start = number
-            end = seen_tables[i + 1][2] if i + 1 < len(seen_tables) else len(lines) + 1
-            break
-    else:
-        if want_table:
-            rest = (want_table, *rest)
-    for key in [k for k in rest if isinstance(k, str)][:1] or []:
-        for number in range(start, end):
-            if re.match(rf"^\s*{re.escape(key)}\s*=", lines[number - 1]):
-                return number
-    return start if want_table and start > 1 else None
-
-
-def _split_loc(loc: tuple) -> tuple[str | None, int, tuple]:
-    if not loc:
-        return None, -1, ()
-    head, *tail = loc
-    if tail and isinstance(tail[0], int):
-        return str(head), tail[0], tuple(tail[1:])
-    return str(head), -1, tuple(tail)

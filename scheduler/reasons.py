@@ -57,7 +57,7 @@ _REASONS: dict[str, dict[str, str]] = {
     },
     "request_period": {
         "da": "Mødeanmodningen mangler en periode; skriv fx »Periode: 2027-02-01 - 2027-02-14« og send mailen igen.",
-        "en": "The meeting request has no period; write e.g. \"Periode: 2027-02-01 - 2027-02-14\" and send "
+        "en": "The meeting request has no period; write for example \"Periode: 2027-02-01 - 2027-02-14\" and send "
               "the mail again.",
     },
     "request_duration": {

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.config import load_config
-from scheduler.planning.allocation import Booked, Placement, Refusal, Request, age_on, allocate, slot_order
+from scheduler.planning.allocation import Booked, Refusal, Request, age_on, allocate, slot_order
 from scheduler.planning.sessions import Planner
 
 TZ = ZoneInfo("Europe/Copenhagen")

@@ -117,13 +117,14 @@ def allocate(
     first = next(serving(sessions, series, request.birth_date, request.received_at), None)
     if first is None:
         return Refusal("no_session")
-    place = _acute if request.acute else _ordinary
-    return place(request, sessions, series, booked, first)
+    return _place(request, sessions, series, booked, first)
 
 
-def _ordinary(request, sessions, series, booked, first) -> Placement | Refusal:
+def _place(request, sessions, series, booked, first) -> Placement | Refusal:
+    """Ordinary items respect the deadline and take a free slot; an acute one
+    ignores the deadline and, in a full session, bumps the latest ordinary."""
     for session in serving(sessions, series, request.birth_date, request.received_at):
-        if request.received_at > session.deadline:
+        if not request.acute and request.received_at > session.deadline:
             continue
         here = booked.get(session.key, ())
         same = _same_citizen(here, request.cpr_hash)
@@ -131,19 +132,8 @@ def _ordinary(request, sessions, series, booked, first) -> Placement | Refusal:
             return Placement(session, first, replaces=same.item_id)
         if len(here) < session.capacity:
             return Placement(session, first)
-    return Refusal("no_session")
-
-
-def _acute(request, sessions, series, booked, first) -> Placement | Refusal:
-    for session in serving(sessions, series, request.birth_date, request.received_at):
-        here = booked.get(session.key, ())
-        same = _same_citizen(here, request.cpr_hash)
-        if same is not None:
-            return Placement(session, first, replaces=same.item_id)
-        if len(here) < session.capacity:
-            return Placement(session, first)
         ordinary = [b for b in here if not b.acute]
-        if ordinary:
+        if request.acute and ordinary:
             victim = slot_order(ordinary)[-1]
             target = _room_after(victim, session, sessions, series, booked)
             if target is None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from scheduler.mail.parse import MailKind, ParsedMail, parse_mail
 from scheduler.mail.requests import parse_request
-from scheduler.planning.allocation import Placement, Refusal, Request, allocate
+from scheduler.planning.allocation import Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
