@@ -211,3 +211,20 @@ def test_publishing_through_the_outbox_batches_calendar_writes(tmp_path, monkeyp
     cancels = [n for n, (kind, _) in enumerate(dispatcher.calendar.calls) if kind == "cancel"]
     put_call = next(n for n, (_, uids) in enumerate(dispatcher.calendar.calls) if series_uid in uids)
     assert all(n > put_call for n in cancels) and first_put >= 0
+
+
+def test_acute_item_after_the_deadline_sends_an_updated_agenda(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    app.clock.set(at("2027-01-04T12:00"))
+    assert deadlines.send_agenda(app, "unge/2027-01-07")
+    ingest(app, item_mail("110698-2345", "ak", subject="AKUT", sender="ole@kommune.example"), "2027-01-06T13:45")
+    dispatcher.run_once(limit=200)
+    import email.policy
+
+    agendas = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+               for p in sorted((tmp_path / "outbox").glob("*agenda*"))]
+    updated = [m for m in agendas if str(m["Subject"]).startswith("Opdateret dagsorden")]
+    assert {m["To"] for m in updated} >= {"koordinator.social@kommune.example, koordinator.unge@kommune.example"}
+    text = updated[0].get_body(("plain",)).get_content()
+    assert text.index("110698-xxxx") < text.index("150303-xxxx"), "the acute item comes first"

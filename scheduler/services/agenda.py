@@ -36,11 +36,12 @@ class Agenda:
     lines: tuple[AgendaLine, ...]
     compiled_at: datetime
     late: bool = False
+    updated: bool = False  # sent again after the deadline: an acute item came
 
     def context(self, forum_name: str) -> dict:
         return {"series": self.series, "session": self.session, "lines": self.lines,
-                "compiled_at": self.compiled_at, "late": self.late, "forum_name": forum_name,
-                "capacity": self.session.capacity}
+                "compiled_at": self.compiled_at, "late": self.late, "updated": self.updated,
+                "forum_name": forum_name, "capacity": self.session.capacity}
 
     def as_json(self) -> dict:
         return {
@@ -60,11 +61,11 @@ class Agenda:
 
 
 def build_agenda(repo: Repository, app, session: Session, *, full_cpr: bool,
-                 only_sender: str | None = None, late: bool = False) -> Agenda:
+                 only_sender: str | None = None, late: bool = False, updated: bool = False) -> Agenda:
     series = app.series[session.series_id]
     items = repo.items_of_session(session.key)
     lines = tuple(_line(n, item, session, series, full_cpr, only_sender) for n, item in enumerate(items))
-    return Agenda(series, session, lines, app.now(), late)
+    return Agenda(series, session, lines, app.now(), late, updated)
 
 
 def _line(n: int, item: ItemView, session: Session, series: Series, full_cpr: bool,

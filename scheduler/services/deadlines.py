@@ -50,22 +50,33 @@ def send_agenda(app, session_key: str) -> bool:
     return True
 
 
-def _queue_agendas(app, repo, session, late: bool) -> None:
+def queue_update(app, repo, session, cause: str) -> bool:
+    """The agenda again, marked updated, if it has already gone out (an acute
+    item placed after the deadline). Part of the caller's transaction."""
+    state = repo.db.get(SessionState, session.key)
+    if state is None or state.agenda_sent_at is None:
+        return False
+    _queue_agendas(app, repo, session, late=False, updated=cause)
+    return True
+
+
+def _queue_agendas(app, repo, session, late: bool, updated: str = "") -> None:
     series = app.series[session.series_id]
     allow = Allowlist(app.config.intake.allow)
     full = app.config.agenda.cpr_display == "full"
-    agenda = build_agenda(repo, app, session, full_cpr=full, late=late)
+    agenda = build_agenda(repo, app, session, full_cpr=full, late=late, updated=bool(updated))
     coordinators = [a for a in series.coordinators if allow.permits(a)]
-    _queue(app, repo, agenda, coordinators, f"agenda:{session.key}")
+    suffix = f":{updated}" if updated else ""
+    _queue(app, repo, agenda, coordinators, f"agenda:{session.key}{suffix}")
     mode = app.config.agenda.caseworker_copy
     if mode == "none":
         return
     for sender in sorted({line.sender for line in agenda.lines} - set(coordinators)):
         if not allow.permits(sender):
             continue
-        own = build_agenda(repo, app, session, full_cpr=full, late=late,
+        own = build_agenda(repo, app, session, full_cpr=full, late=late, updated=bool(updated),
                            only_sender=sender if mode == "own_item" else "\0nobody")
-        _queue(app, repo, own, [sender], f"agenda:{session.key}:{sender}")
+        _queue(app, repo, own, [sender], f"agenda:{session.key}:{sender}{suffix}")
 
 
 def _queue(app, repo, agenda, to: list[str], key: str) -> None:

@@ -17,6 +17,7 @@ from scheduler.planning.allocation import Placement
 from scheduler.planning.cpr import Cpr
 from scheduler.planning.items import ItemContent
 from scheduler.render import render_mail
+from scheduler.services import deadlines
 from scheduler.store.repository import ItemView, Repository
 
 
@@ -78,6 +79,7 @@ class Notices:
             self._bumped(placement)
         if content.acute:
             self._alert(item, placement, content, series)
+            deadlines.queue_update(self.app, self.repo, session, cause=f"item{item_id}")
         self.app_changed(touched, extra_items=[placement.replaces] if placement.replaces else [])
 
     def withdrawn(self, items: list[ItemView], cpr: Cpr) -> None:
