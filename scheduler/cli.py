@@ -17,6 +17,7 @@ from pathlib import Path
 from scheduler.clock import FixedClock, SystemClock, parse_now
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
+from scheduler.ports import PermanentError, TransientError
 from scheduler.planning.sessions import Planner
 
 
@@ -382,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"sparring: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (TransientError, PermanentError) as exc:
+        # Adapters' messages name the server and the failure, never content.
+        print(f"sparring: {exc}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         return 130
 

@@ -102,3 +102,25 @@ def test_check_config_ok():
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout and "voksne" in result.stdout
+
+
+def test_unreachable_server_is_one_sentence_exit_4(tmp_path):
+    text = SHIPPED.read_text(encoding="utf-8")
+    text = text.replace('source = "folder"', 'source = "imap"', 1).replace("port = 993", "port = 1", 1)
+    path = write(tmp_path, text)
+    env = {**__import__("os").environ, "SPARRING_IMAP_PASSWORD": "x"}
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "--config", str(path), "--data-dir", str(tmp_path / "var"),
+         "--demo", "ingest"], capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 4
+    assert "Traceback" not in result.stderr and "127.0.0.1:1" in result.stderr.splitlines()[-1]
+
+
+def test_missing_key_refuses_to_start(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SPARRING_SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "--config", str(SHIPPED), "--data-dir", str(tmp_path),
+         "agenda", "--series", "unge"], capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 2 and "sparring keygen" in result.stderr and "Traceback" not in result.stderr
