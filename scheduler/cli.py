@@ -8,17 +8,30 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from scheduler.clock import FixedClock, SystemClock, parse_now
+from scheduler.commands import (
+    cmd_agenda,
+    cmd_book,
+    cmd_check_config,
+    cmd_ingest,
+    cmd_keygen,
+    cmd_outbox,
+    cmd_plan,
+    cmd_publish,
+    cmd_purge,
+    cmd_run,
+    cmd_simulate,
+    cmd_status,
+)
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
-from scheduler.ports import PermanentError, TransientError
 from scheduler.planning.sessions import Planner
+from scheduler.ports import PermanentError, TransientError
 
 
 def _minutes(text: str) -> int:
@@ -33,10 +46,6 @@ def _addresses(text: str) -> tuple[str, ...]:
     if bad or not found:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of mail addresses")
     return found
-
-
-# A session still counts as "next" until it has ended.
-_SESSION_GRACE = timedelta(hours=2)
 
 
 def _date(text: str) -> date:
@@ -160,217 +169,6 @@ class Context:
         app = self.app()
         return Dispatcher(app, make_transport(self.config, self.data_dir, self.clock),
                           make_calendar(self.config, self.data_dir))
-
-
-def cmd_check_config(ctx: Context) -> int:
-    config = ctx.config
-    print(f"{config.source}: OK")
-    for series in config.all_series():
-        ages = f"{series.min_age}-{series.max_age}" if series.max_age is not None else f"{series.min_age}+"
-        print(
-            f"  series {series.id}: {series.cadence.value}, ages {ages}, "
-            f"{series.capacity} slots of {series.slot_length.seconds // 60} min"
-        )
-    return 0
-
-
-def cmd_plan(ctx: Context) -> int:
-    args = ctx.args
-    if args.last < args.first:
-        raise UserError(f"plan: --to {args.last} lies before --from {args.first}.")
-    planner = ctx.planner()
-    if args.series is not None and args.series not in {s.id for s in planner.series}:
-        known = ", ".join(s.id for s in planner.series)
-        raise UserError(f"plan: unknown series {args.series!r}; configured: {known}.")
-    sessions = planner.sessions(args.first, args.last, args.series)
-    if args.json:
-        rows = [
-            {
-                "series": s.series_id,
-                "start": s.start.isoformat(),
-                "end": s.end.isoformat(),
-                "deadline": s.deadline.isoformat(),
-                "capacity": s.capacity,
-                "status": s.status.value,
-                "note": s.note,
-            }
-            for s in sessions
-        ]
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=1)
-        print()
-        return 0
-    print(f"{'series':<10} {'start':<17} {'end':<6} {'deadline':<17} {'slots':>5}  status")
-    for s in sessions:
-        note = f"  ({s.note})" if s.note else ""
-        print(
-            f"{s.series_id:<10} {s.start:%Y-%m-%d %H:%M} {s.end:%H:%M}  "
-            f"{s.deadline:%Y-%m-%d %H:%M} {s.capacity:>5}  {s.status.value}{note}"
-        )
-    return 0
-
-
-def cmd_keygen(ctx: Context | None) -> int:
-    from scheduler.store.keys import new_key
-
-    print(new_key())
-    return 0
-
-
-def cmd_ingest(ctx: Context) -> int:
-    from scheduler.ports import IncomingMail
-    from scheduler.services.intake import Intake
-
-    app = ctx.app()
-    intake = Intake(app)
-    if ctx.args.eml:
-        outcomes = [intake.process(IncomingMail(str(p), _read(p), app.now())) for p in ctx.args.eml]
-    else:
-        from scheduler.wiring import make_source
-
-        source = make_source(ctx.config, ctx.data_dir)
-        try:
-            outcomes = intake.run(source)
-        finally:
-            source.close()
-    ctx.dispatcher().run_once()
-    for outcome in outcomes:
-        if ctx.args.json:
-            print(json.dumps(outcome.as_json(), ensure_ascii=False))
-        else:
-            where = f" {outcome.series} {outcome.session_start:%Y-%m-%d %H:%M}" if outcome.session_start else ""
-            why = f": {outcome.reason}" if outcome.reason else ""
-            print(f"{outcome.outcome:<11} {outcome.message_id}{where}{why}")
-    return 0
-
-
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(f"ingest: cannot read {path} ({exc.strerror}).") from None
-
-
-def cmd_agenda(ctx: Context) -> int:
-    from scheduler.services.agenda import build_agenda, render_agenda
-
-    app = ctx.app()
-    if ctx.args.series not in app.series:
-        raise UserError(f"agenda: unknown series {ctx.args.series!r}; configured: {', '.join(app.series)}.")
-    session = _pick_session(app, ctx.args.series, ctx.args.session)
-    full = ctx.config.agenda.cpr_display == "full"
-    with app.transaction() as repo:
-        agenda = build_agenda(repo, app, session, full_cpr=full)
-    sys.stdout.write(render_agenda(agenda, ctx.args.format, app.language, app.forum_name))
-    return 0
-
-
-def _pick_session(app, series_id: str, day: date | None):
-    if day is None:
-        session = next(app.planner.upcoming(series_id, app.now() - _SESSION_GRACE), None)
-        if session is None:
-            raise UserError(f"agenda: series {series_id!r} has no coming session.")
-        return session
-    found = app.planner.sessions(day, day, series_id)
-    if not found:
-        raise UserError(f"agenda: series {series_id!r} has no session on {day}.")
-    return found[0]
-
-
-def cmd_outbox(ctx: Context) -> int:
-    from scheduler.services.dispatch import retry_failed
-    from scheduler.services.status import outbox_rows
-
-    app = ctx.app()
-    if ctx.args.retry:
-        count = retry_failed(app, None if ctx.args.retry == "all" else int(ctx.args.retry))
-        print(f"{count} entr{'y' if count == 1 else 'ies'} queued again")
-    if ctx.args.send:
-        report = ctx.dispatcher().run_once()
-        print(f"sent {report.sent}, retrying {report.retried}, failed {report.failed}")
-    for row in outbox_rows(app, failed_only=ctx.args.failed):
-        print(row)
-    return 0
-
-
-def cmd_publish(ctx: Context) -> int:
-    from scheduler.services.publishing import publish_horizon
-
-    app = ctx.app()
-    publish_horizon(app)
-    report = ctx.dispatcher().run_once(limit=5000)
-    print(f"published; sent {report.sent}, retrying {report.retried}, failed {report.failed}")
-    return 0
-
-
-def cmd_run(ctx: Context) -> int:
-    from scheduler.daemon import Daemon
-    from scheduler.logs import setup_logging
-
-    setup_logging(ctx.args.log_level)
-    daemon = Daemon(ctx.app())
-    daemon.install_signals()
-    return daemon.run_once() if ctx.args.once else daemon.run()
-
-
-def cmd_status(ctx: Context) -> int:
-    from scheduler.services.status import status_lines
-
-    for line in status_lines(ctx.app()):
-        print(line)
-    return 0
-
-
-def cmd_simulate(ctx: Context) -> int:
-    from scheduler.services.simulate import simulate
-
-    if ctx.args.last < ctx.args.first:
-        raise UserError(f"simulate: --to {ctx.args.last} lies before --from {ctx.args.first}.")
-    if not isinstance(ctx.clock, FixedClock):
-        ctx.clock = FixedClock(parse_now(f"{ctx.args.first}T00:00", ctx.config.tz))
-    app = ctx.app()
-    summary = simulate(app, ctx.dispatcher(), ctx.args.first, ctx.args.last)
-    print(summary.table(list(app.series)))
-    return 0
-
-
-def cmd_purge(ctx: Context) -> int:
-    from scheduler.services.retention import purge
-
-    report = purge(ctx.app())
-    print(f"deleted items {report.items}, mail records {report.mails}, "
-          f"outbox entries {report.outbox}, files {report.files}")
-    return 0
-
-
-def cmd_book(ctx: Context) -> int:
-    from scheduler.services.booking import Booker, BookingRequest
-    from scheduler.wiring import make_calendar
-
-    args = ctx.args
-    if args.last < args.first:
-        raise UserError(f"book: --to {args.last} lies before --from {args.first}.")
-    app = ctx.app()
-    calendar = make_calendar(ctx.config, ctx.data_dir)
-    request = BookingRequest(kind=args.kind, first=args.first, last=args.last,
-                             duration=timedelta(minutes=args.duration), required=args.required,
-                             optional=args.optional, external=args.external, title=args.title)
-    result = Booker(app, calendar).book(request, dry_run=args.dry_run, joint=args.joint)
-    if not args.dry_run and result.meeting is not None:
-        ctx.dispatcher().run_once()
-    if args.json:
-        print(json.dumps(result.as_json(), ensure_ascii=False))
-    elif result.candidate is None:
-        print(result.reason)
-    else:
-        verb = "found" if args.dry_run else "booked"
-        print(f"{verb} {result.candidate.start:%Y-%m-%d %H:%M}-{result.candidate.end:%H:%M}; "
-              f"optional free {result.candidate.optional_free}; invited {', '.join(result.invited)}")
-        for warning in result.warnings:
-            print(f"warning: {warning}")
-        if result.joint is not None:
-            print(f"joint conversation {'booked' if args.joint and not args.dry_run else 'offered'}: "
-                  f"{result.joint.start:%Y-%m-%d %H:%M}-{result.joint.end:%H:%M}")
-    return 0 if result.candidate is not None else 3
 
 
 def main(argv: list[str] | None = None) -> int:
