@@ -13,30 +13,41 @@ no lookup.
 A weekly series is one recurring item; one occurrence (``recurrence_id``)
 is addressed as ``OccurrenceItemId`` (master id + 1-based instance index,
 computed from the master's start and interval), updated or deleted
-directly; the series' ``exdates`` are deleted the same way. Free/busy is
-GetUserAvailability, at most 100 mailboxes and 42 days per request.
+directly; the series' ``exdates`` are deleted the same way. Free/busy
+(GetUserAvailability, at most 100 mailboxes and 42 days per request) is
+in ``freebusy``; ``free_busy`` delegates there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 
-from exchangelib import Q, CalendarItem, EWSDateTime, EWSTimeZone, ExtendedProperty
+from exchangelib import CalendarItem, EWSDateTime, ExtendedProperty, Q
+from exchangelib.errors import (
+    ErrorCalendarOccurrenceIsDeletedFromRecurrence,
+    ErrorItemNotFound,
+)
 from exchangelib.fields import FieldPath
 from exchangelib.folders import FolderCollection
-from exchangelib.errors import ErrorCalendarOccurrenceIsDeletedFromRecurrence, ErrorItemNotFound
-from exchangelib.items import MOVE_TO_DELETED_ITEMS, SEND_ONLY_TO_ALL, SEND_TO_ALL_AND_SAVE_COPY
-from exchangelib.properties import (
-    UID, FreeBusyViewOptions, Mailbox, MailboxData, OccurrenceItemId, TimeWindow, TimeZone,
+from exchangelib.items import (
+    MOVE_TO_DELETED_ITEMS,
+    SEND_ONLY_TO_ALL,
+    SEND_TO_ALL_AND_SAVE_COPY,
 )
+from exchangelib.properties import UID, Mailbox, OccurrenceItemId
 from exchangelib.properties import Attendee as EwsAttendee
-from exchangelib.recurrence import EndDatePattern, NoEndPattern, Recurrence, WeeklyPattern
-from exchangelib.services import GetUserAvailability
+from exchangelib.recurrence import (
+    EndDatePattern,
+    NoEndPattern,
+    Recurrence,
+    WeeklyPattern,
+)
 
 from scheduler.exchange.errors import check, mapped
-from scheduler.model import BusyInterval, BusyKind, Meeting
+from scheduler.exchange.freebusy import FreeBusy, ews_time
+from scheduler.model import BusyInterval, Meeting
 from scheduler.ports import PermanentError, chunked
 
 BATCH = 100  # EWS: items per CreateItem / UpdateItem / DeleteItem request
@@ -76,7 +87,7 @@ class ExchangeCalendar:
         self.tz = tz
         self._ids: dict[str, _Known] = {}  # uid -> item, as created or found
         self._series: dict[str, tuple[date, int]] = {}  # uid -> (first day, interval in weeks)
-        self._zones: dict[int, TimeZone] = {}  # year -> the server's definition of tz
+        self._free_busy = FreeBusy(account, tz)
 
     # -- writes ------------------------------------------------------------
 
@@ -212,7 +223,7 @@ class ExchangeCalendar:
         return moment.astimezone(self.tz)
 
     def _ews(self, moment: datetime) -> EWSDateTime:
-        return EWSDateTime.from_datetime(self._local(moment)).astimezone(EWSTimeZone.from_timezone(self.tz))
+        return ews_time(moment, self.tz)
 
     def _values(self, m: Meeting) -> dict:
         def people(required: bool) -> list[EwsAttendee] | None:
@@ -242,63 +253,7 @@ class ExchangeCalendar:
 
     def free_busy(self, addresses: Sequence[str], start: datetime, end: datetime
                   ) -> Mapping[str, list[BusyInterval]]:
-        """ceil(N/100) GetUserAvailability requests per window of at most 42 days,
-        plus one GetServerTimeZones per year (cached)."""
-        out: dict[str, list[BusyInterval]] = {a: [] for a in addresses}
-        with mapped("free/busy"):
-            for first, last in _windows(start, end):
-                for batch in chunked(list(dict.fromkeys(addresses)), BATCH):
-                    for address, found in zip(batch, self._availability(batch, first, last)):
-                        out[address].extend(i for i in found if i not in out[address])
-        return out
-
-    def _availability(self, batch: list[str], start: datetime, end: datetime) -> list[list[BusyInterval]]:
-        ews_tz = EWSTimeZone.from_timezone(self.tz)
-        views = GetUserAvailability(self.account.protocol).call(
-            tzinfo=ews_tz,
-            mailbox_data=[MailboxData(email=a, attendee_type="Required",
-                                      exclude_conflicts=False) for a in batch],
-            timezone=self._zone(start.year),
-            free_busy_view_options=FreeBusyViewOptions(
-                time_window=TimeWindow(start=self._ews(start), end=self._ews(end)),
-                merged_free_busy_interval=15, requested_view="Detailed"),
-        )
-        unknown = [BusyInterval(start, end, BusyKind.UNKNOWN)]
-        found = [self._intervals(v, start, end) if not isinstance(v, Exception) else unknown for v in views]
-        return found + [unknown] * (len(batch) - len(found))
-
-    def _intervals(self, view, start: datetime, end: datetime) -> list[BusyInterval]:
-        if view.view_type == "None":  # no rights to this calendar
-            return [BusyInterval(start, end, BusyKind.UNKNOWN)]
-        out = []
-        for event in view.calendar_events or ():
-            kind = _BUSY.get(event.busy_type)
-            a = max(datetime.fromtimestamp(event.start.timestamp(), self.tz), start)
-            b = min(datetime.fromtimestamp(event.end.timestamp(), self.tz), end)
-            if kind and a < b:
-                out.append(BusyInterval(a, b, kind))
-        return out
-
-    def _zone(self, year: int) -> TimeZone:
-        if year not in self._zones:
-            ews_tz = EWSTimeZone.from_timezone(self.tz)
-            [definition] = self.account.protocol.get_timezones(timezones=[ews_tz], return_full_timezone_data=True)
-            self._zones[year] = TimeZone.from_server_timezone(tz_definition=definition, for_year=year)
-        return self._zones[year]
+        return self._free_busy.lookup(addresses, start, end)
 
     def close(self) -> None:
         self.account.protocol.close()
-
-
-_BUSY = {"Busy": BusyKind.BUSY, "Tentative": BusyKind.TENTATIVE, "OOF": BusyKind.OUT_OF_OFFICE,
-         "NoData": BusyKind.UNKNOWN}  # Free and WorkingElsewhere count as free
-_WINDOW = timedelta(days=42)  # GetUserAvailability's longest time window
-
-
-def _windows(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    out = []
-    while start < end:
-        out.append((start, min(start + _WINDOW, end)))
-        start += _WINDOW
-    return out
-

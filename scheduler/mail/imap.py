@@ -7,23 +7,46 @@ or COPY + STORE \\Deleted + UID EXPUNGE where MOVE is not offered. TLS is
 required (IMAPS or STARTTLS, certificates verified); plaintext only to a
 loopback address. A dropped connection is reopened once per call. Mail
 content never reaches a log line or an exception message.
+
+The wire format (mailbox names, UID sets, FETCH data, status checks) is in
+``imap_wire``; its public helpers are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
 import imaplib
 import logging
-import re
 import select
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TypeVar
 
-from scheduler.ports import Disposition, IncomingMail, PermanentError, TransientError, chunked
+from scheduler.mail.imap_wire import (
+    FETCH_ITEMS,
+    encode_mailbox,
+    expect_ok,
+    is_exists,
+    mailbox_arg,
+    parse_fetch,
+    parse_internaldate,
+    uid_set,
+    uids_of,
+)
+from scheduler.ports import (
+    Disposition,
+    IncomingMail,
+    PermanentError,
+    TransientError,
+    chunked,
+)
 from scheduler.tls import client_context, require_tls_or_loopback
+
+__all__ = [  # the wire helpers callers and tests import from here stay importable
+    "DEFAULT_FOLDERS", "FETCH_ITEMS", "MAX_IDLE", "ImapSource",
+    "encode_mailbox", "mailbox_arg", "parse_fetch", "parse_internaldate", "uid_set",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,86 +57,7 @@ DEFAULT_FOLDERS = {
     Disposition.QUARANTINE: "Karantæne",
     Disposition.IGNORED: "Ignoreret",
 }
-FETCH_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
 MAX_IDLE = 25 * 60.0  # RFC 2177: re-issue IDLE before 29 minutes
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-_INTERNALDATE = re.compile(
-    rb'INTERNALDATE "\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"')
-_UID = re.compile(rb"\bUID (\d+)")
-
-
-def encode_mailbox(name: str) -> str:
-    """RFC 3501 modified UTF-7: "Karantæne" -> "Karant&AOY-ne"."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            packed = base64.b64encode("".join(pending).encode("utf-16-be")).decode()
-            out.append("&" + packed.rstrip("=").replace("/", ",") + "-")
-            pending.clear()
-
-    for char in name:
-        if 0x20 <= ord(char) <= 0x7E:
-            flush()
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    flush()
-    return "".join(out)
-
-
-def mailbox_arg(name: str) -> str:
-    """A folder name as an IMAP quoted string (imaplib does not quote)."""
-    encoded = encode_mailbox(name)
-    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def uid_set(uids: Sequence[int]) -> str:
-    """Compact sequence set: [1, 2, 3, 7, 9, 10] -> "1:3,7,9:10"."""
-    parts: list[str] = []
-    ordered = sorted(set(uids))
-    start = prev = ordered[0]
-    for uid in ordered[1:] + [None]:
-        if uid is not None and uid == prev + 1:
-            prev = uid
-            continue
-        parts.append(str(start) if start == prev else f"{start}:{prev}")
-        if uid is not None:
-            start = prev = uid
-    return ",".join(parts)
-
-
-def parse_internaldate(text: bytes) -> datetime | None:
-    """An aware datetime from an ``INTERNALDATE "dd-Mon-yyyy hh:mm:ss +zzzz"`` item."""
-    match = _INTERNALDATE.search(text)
-    if not match:
-        return None
-    day, month, year, hour, minute, second, sign, oh, om = match.groups()
-    offset = timedelta(hours=int(oh), minutes=int(om)) * (-1 if sign == b"-" else 1)
-    return datetime(int(year), _MONTHS[month.decode().title()], int(day), int(hour), int(minute),
-                    int(second), tzinfo=timezone(offset))
-
-
-def parse_fetch(data: list) -> list[IncomingMail]:
-    """Mails from imaplib's FETCH data: (meta, literal) tuples, then b')'.
-
-    UID may follow the literal, so the text after it is read too; an entry
-    without UID or INTERNALDATE is skipped (it is fetched again next time).
-    """
-    mails = []
-    for index, item in enumerate(data):
-        if not isinstance(item, tuple):
-            continue
-        after = data[index + 1] if index + 1 < len(data) else b""
-        meta = item[0] + b" " + (after if isinstance(after, bytes) else b"")
-        uid, received = _UID.search(meta), parse_internaldate(meta)
-        if uid is None or received is None:
-            log.warning("imap fetch response without UID or INTERNALDATE skipped")
-            continue
-        mails.append(IncomingMail(ref=uid.group(1).decode(), raw=item[1], received_at=received))
-    return mails
 
 
 class ImapSource:
@@ -233,19 +177,19 @@ class ImapSource:
 
     def _fetch(self, conn: imaplib.IMAP4, limit: int) -> list[IncomingMail]:
         typ, data = conn.uid("SEARCH", "UNDELETED")
-        _check(typ, "UID SEARCH")
+        expect_ok(typ, "UID SEARCH")
         # UIDs rise in arrival order, so the lowest are the oldest.
         uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())[:max(0, limit)]
         mails: list[IncomingMail] = []
         for batch in chunked(uids, self.batch_size):
             typ, data = conn.uid("FETCH", uid_set(batch), FETCH_ITEMS)
-            _check(typ, "UID FETCH")
+            expect_ok(typ, "UID FETCH")
             mails.extend(parse_fetch(data))
         self._fetched_validity = self._validity
         return sorted(mails, key=lambda m: (m.received_at, int(m.ref)))
 
     def settle(self, moves: Mapping[Disposition, Sequence[str]]) -> None:
-        wanted = {Disposition(d): _uids(refs) for d, refs in moves.items() if refs}
+        wanted = {Disposition(d): uids_of(refs) for d, refs in moves.items() if refs}
         if wanted:
             self._call(lambda conn: self._settle(conn, wanted))
 
@@ -266,14 +210,14 @@ class ImapSource:
                 self._known_folders.discard(folder)  # deleted behind our back
                 self._ensure_folder(conn, folder)
                 typ, _ = conn.uid("MOVE", uids, target)
-            _check(typ, "UID MOVE")
+            expect_ok(typ, "UID MOVE")
             return
-        _check(conn.uid("COPY", uids, target)[0], "UID COPY")
-        _check(conn.uid("STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
+        expect_ok(conn.uid("COPY", uids, target)[0], "UID COPY")
+        expect_ok(conn.uid("STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
         if "UIDPLUS" in self._caps:
-            _check(conn.uid("EXPUNGE", uids)[0], "UID EXPUNGE")
+            expect_ok(conn.uid("EXPUNGE", uids)[0], "UID EXPUNGE")
         else:
-            _check(conn.expunge()[0], "EXPUNGE")
+            expect_ok(conn.expunge()[0], "EXPUNGE")
 
     def _ensure_folder(self, conn: imaplib.IMAP4, folder: str) -> None:
         """Create (and subscribe) a missing target folder, once per source."""
@@ -300,11 +244,11 @@ class ImapSource:
             if typ != "OK":
                 return 0  # never created: nothing settled there
             typ, data = conn.uid("SEARCH", "BEFORE", before.strftime("%d-%b-%Y"))
-            _check(typ, "UID SEARCH")
+            expect_ok(typ, "UID SEARCH")
             uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())
             if uids:
-                _check(conn.uid("STORE", uid_set(uids), "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
-                _check(conn.expunge()[0], "EXPUNGE")
+                expect_ok(conn.uid("STORE", uid_set(uids), "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
+                expect_ok(conn.expunge()[0], "EXPUNGE")
             return len(uids)
         finally:
             conn.select(mailbox_arg(self.folder))
@@ -335,18 +279,18 @@ class ImapSource:
         woke = False
         while not (line := _line(conn)).startswith(b"+"):
             if line.startswith(tag):  # IDLE refused
-                _check(line.split(b" ", 2)[1].decode(), "IDLE")
+                expect_ok(line.split(b" ", 2)[1].decode(), "IDLE")
                 return woke
-            woke = woke or _is_exists(line)
+            woke = woke or is_exists(line)
         deadline = time.monotonic() + timeout
         while not woke and (remaining := deadline - time.monotonic()) > 0:
             if not _buffered(conn) and not select.select([conn.sock], [], [], remaining)[0]:
                 continue
-            woke = _is_exists(_line(conn))
+            woke = is_exists(_line(conn))
         conn.send(b"DONE\r\n")
         while not (line := _line(conn)).startswith(tag):
-            woke = woke or _is_exists(line)  # a wake-up that came with the last read
-        _check(line.split(b" ", 2)[1].decode(), "IDLE")
+            woke = woke or is_exists(line)  # a wake-up that came with the last read
+        expect_ok(line.split(b" ", 2)[1].decode(), "IDLE")
         return woke
 
     def close(self) -> None:
@@ -355,27 +299,11 @@ class ImapSource:
         self._conn = None
 
 
-def _uids(refs: Sequence[str]) -> list[int]:
-    try:
-        return [int(ref) for ref in refs]
-    except ValueError:
-        raise PermanentError("An IMAP mail reference must be a UID number.") from None
-
-
-def _check(typ: str, command: str) -> None:
-    if typ != "OK":
-        raise imaplib.IMAP4.error(f"{command} failed")
-
-
 def _line(conn: imaplib.IMAP4) -> bytes:
     line = conn.readline()
     if not line:
         raise imaplib.IMAP4.abort("connection closed")
     return line
-
-
-def _is_exists(line: bytes) -> bool:
-    return re.match(rb"\* \d+ EXISTS", line) is not None
 
 
 def _buffered(conn: imaplib.IMAP4) -> bool:
