@@ -9,6 +9,7 @@ outgoing message atomically to ``<data-dir>/outbox/`` as
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -102,6 +103,9 @@ class FolderSource:
         source = self.inbox / ref
         if not source.exists():
             return  # already moved: settling twice is harmless
+        if self._placed_before(source, ref):
+            source.unlink(missing_ok=True)  # a move cut short between link and unlink
+            return
         stem, suffix = os.path.splitext(ref)
         candidate, n = target / ref, 1
         while True:
@@ -114,6 +118,27 @@ class FolderSource:
             except FileNotFoundError:
                 return  # moved by someone else between the check and the link
         source.unlink(missing_ok=True)
+
+    def _placed_before(self, source: Path, ref: str) -> bool:
+        """True when the very file (same inode) already sits in a settled
+        folder: a crash after ``_place`` and before the unlink left it in two
+        places, and the mail was then decided again as a duplicate."""
+        try:
+            info = source.stat()
+        except FileNotFoundError:
+            return False  # moved by someone else: _place finds that out
+        if info.st_nlink < 2:
+            return False
+        stem, suffix = os.path.splitext(ref)
+        for disposition in Disposition:
+            folder = self.inbox.parent / disposition.value
+            for candidate in folder.glob(f"{glob.escape(stem)}*{glob.escape(suffix)}"):
+                try:
+                    if os.path.samestat(info, candidate.stat()):
+                        return True
+                except FileNotFoundError:
+                    continue
+        return False
 
     def wait(self, timeout: float) -> bool:
         """Poll the inbox every ``POLL_STEP`` s; True once a new file is there.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
@@ -35,7 +36,11 @@ def status_lines(app) -> list[str]:
     now = app.now()
     lines = [f"now: {now:%Y-%m-%d %H:%M %Z}"]
     holder = lease.holder_of(app)
-    lines.append(f"daemon: {holder[0]} (lease until {holder[1]:%H:%M:%S} UTC)" if holder else "daemon: not running")
+    # The lease runs on real time, whatever --now says; a stopped or dead holder's has lapsed.
+    if holder and holder[1] > datetime.now(timezone.utc):
+        lines.append(f"daemon: {holder[0]} (lease until {holder[1]:%H:%M:%S} UTC)")
+    else:
+        lines.append(f"daemon: not running (last: {holder[0]})" if holder else "daemon: not running")
     with app.transaction() as repo:
         last = repo.get_meta("last_intake")
         lines.append(f"last intake: {last or 'never'}")
@@ -50,8 +55,6 @@ def status_lines(app) -> list[str]:
             repo.db.rollback()
             jobs = []
         sent = {s.session_key for s in repo.db.scalars(select(SessionState)) if s.agenda_sent_at}
-    from datetime import datetime, timedelta, timezone
-
     for job_id, ts in jobs:
         when = datetime.fromtimestamp(ts, timezone.utc).astimezone(app.tz) if ts else None
         lines.append(f"job {job_id}: next {when:%Y-%m-%d %H:%M}" if when else f"job {job_id}: paused")
