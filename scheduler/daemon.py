@@ -137,8 +137,12 @@ class Daemon:
             pass
 
     def _catch_up(self) -> None:
-        """Agendas whose deadline passed while no instance ran: send them, late."""
-        since = self.app.now() - timedelta(days=14)
+        """Agendas whose deadline passed while no instance ran: send them, late.
+
+        Only since sparring came into use (its first start or first mail): a
+        new installation sends no late agendas for sessions before it existed.
+        """
+        since = max(self.app.now() - timedelta(days=14), deadlines.in_use_since(self.app))
         for key in deadlines.missed_agendas(self.app, since):
             log.warning("agenda missed while down; sending late session=%s", key)
             jobs.agenda(key)

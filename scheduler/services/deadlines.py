@@ -89,6 +89,23 @@ def _queue(app, repo, agenda, to: list[str], key: str) -> None:
     repo.enqueue_mail(message, kind="agenda", dedupe_key=key, recipients=to)
 
 
+def in_use_since(app) -> datetime:
+    """The first start of the service, or its first mail if earlier; recorded
+    on the first call."""
+    from sqlalchemy import func, select
+
+    from scheduler.store.tables import Mail
+
+    with app.transaction() as repo:
+        first_start = repo.get_meta("first_start")
+        if first_start is None:
+            first_start = app.now().isoformat()
+            repo.set_meta("first_start", first_start)
+        first_mail = repo.db.scalar(select(func.min(Mail.received_at)))
+    started = datetime.fromisoformat(first_start)
+    return min(started, first_mail) if first_mail else started
+
+
 def missed_agendas(app, since: datetime) -> list[str]:
     """Sessions whose deadline passed since ``since`` and that have not started,
     with no agenda sent: what a restart must catch up on."""

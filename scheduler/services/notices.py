@@ -100,7 +100,7 @@ class Notices:
             "receipt_bumped.txt.j2",
             [victim.sender],
             f"bumped:{victim.id}:{bump.to.key}",
-            "receipt",
+            "notice",
             False,
             cpr=victim.cpr.masked,
             from_start=self.app.session_by_key(bump.from_key).start,
