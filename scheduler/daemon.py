@@ -50,6 +50,7 @@ class Daemon:
         self.dispatcher = Dispatcher(app, make_transport(self.config, app.data_dir, app.clock),
                                      make_calendar(self.config, app.data_dir))
         self.scheduler: BackgroundScheduler | None = None
+        self._renewed = time.monotonic()
 
     def _default_poll(self) -> float:
         source = self.config.intake.source
@@ -134,7 +135,8 @@ class Daemon:
         """Take in all the mail that waits. Before ``_catch_up``: a mail that
         reached the mailbox before a deadline belongs on that agenda."""
         while not self.stopping.is_set() and self._intake_once(intake, source):
-            pass
+            if not self._keep_lease():  # a long backlog must not let the lease lapse
+                return
 
     def _catch_up(self) -> None:
         """Agendas whose deadline passed while no instance ran: send them, late.
@@ -152,23 +154,33 @@ class Daemon:
         source = make_source(self.config, self.app.data_dir)
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
-        renewed = time.monotonic()
+        self._renewed = time.monotonic()
         try:
             self._drain(intake, source)
+            if self.stopping.is_set():
+                return
             self._catch_up()
             self.scheduler.resume()
             while not self.stopping.is_set():
                 self._intake_once(intake, source)
-                if time.monotonic() - renewed > lease.RENEW_EVERY.total_seconds():
-                    if not lease.acquire(self.app, self.holder):
-                        log.error("lease lost; stopping so the other instance acts alone")
-                        return
-                    renewed = time.monotonic()
+                if not self._keep_lease():
+                    return
                 systemd.notify("WATCHDOG=1")
                 timeout = min(self.poll, watchdog or self.poll, lease.RENEW_EVERY.total_seconds())
                 source.wait(timeout)
         finally:
             source.close()
+
+    def _keep_lease(self) -> bool:
+        """Renew the lease when due; on losing it, stop so the other acts alone."""
+        if time.monotonic() - self._renewed < lease.RENEW_EVERY.total_seconds():
+            return True
+        if not lease.acquire(self.app, self.holder):
+            log.error("lease lost; stopping so the other instance acts alone")
+            self.stopping.set()
+            return False
+        self._renewed = time.monotonic()
+        return True
 
     def _intake_once(self, intake: Intake, source) -> bool:
         """One fetch-decide-settle round; True if any mail was taken in."""
