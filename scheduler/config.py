@@ -109,6 +109,7 @@ class SeriesConfig(Section):
     coordinators: tuple[Address, ...] = Field(min_length=1)
     on_closed: OnClosed = OnClosed.CANCEL
     location: str = ""
+    remind: tuple[Address, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesConfig:
@@ -143,6 +144,7 @@ class SeriesConfig(Section):
             coordinators=tuple(a.lower() for a in self.coordinators),
             on_closed=self.on_closed,
             location=self.location,
+            remind=tuple(a.lower() for a in self.remind),
         )
 
 
@@ -234,6 +236,7 @@ class AgendaConfig(Section):
     cpr_display: Literal["masked", "full"] = "masked"
     caseworker_copy: Literal["own_item", "timetable", "none"] = "own_item"
     cancel_empty: bool = False
+    reminder_hours: Annotated[int, Field(ge=0, le=240)] = 24  # before the deadline; 0: none
 
 
 class WindowConfig(Section):

@@ -41,6 +41,13 @@ def agenda(session_key: str) -> None:
         rt.dispatcher.run_once()
 
 
+def reminder(session_key: str) -> None:
+    """Remind the caseworkers' list of a coming deadline."""
+    rt = _runtime()
+    if deadlines.send_reminder(rt.app, session_key):
+        rt.dispatcher.run_once()
+
+
 def publish() -> None:
     """Publish sessions over the horizon and schedule their agenda jobs."""
     rt = _runtime()
@@ -59,6 +66,12 @@ def schedule_agendas(rt: Runtime) -> None:
             "scheduler.jobs:agenda", "date", run_date=session.deadline, args=[session.key],
             id=f"agenda:{session.key}", replace_existing=True,
             misfire_grace_time=None, coalesce=True,
+        )
+    for session, moment in deadlines.reminders_due(app, now, end):
+        rt.scheduler.add_job(
+            "scheduler.jobs:reminder", "date", run_date=moment, args=[session.key],
+            id=f"reminder:{session.key}", replace_existing=True,
+            misfire_grace_time=3600, coalesce=True,  # a reminder hours late is still useful; days late is not
         )
 
 

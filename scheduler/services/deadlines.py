@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from scheduler.mail.compose import text_mail
+from scheduler.render import render_mail
 from scheduler.services.agenda import agenda_mail_parts, build_agenda
 from scheduler.services.allowlist import Allowlist
 from scheduler.store.tables import SessionState
@@ -119,3 +120,34 @@ def missed_agendas(app, since: datetime) -> list[str]:
             if state is None or state.agenda_sent_at is None:
                 keys.append(session.key)
     return keys
+
+
+# -- reminders ------------------------------------------------------------------
+
+
+def reminders_due(app, first: datetime, last: datetime):
+    """(session, moment) for reminders falling in ``first``..``last``."""
+    hours = app.config.agenda.reminder_hours
+    if hours == 0:
+        return
+    lead = timedelta(hours=hours)
+    for session in agenda_due(app, first, last + lead):
+        moment = session.deadline - lead
+        if first <= moment <= last and app.series[session.series_id].remind:
+            yield session, moment
+
+
+def send_reminder(app, session_key: str) -> bool:
+    """Remind the series' list of the coming deadline, once."""
+    session = app.session_by_key(session_key)
+    series = app.series[session.series_id]
+    if not session.planned or not series.remind or app.now() >= session.deadline:
+        return False
+    with app.transaction() as repo:
+        free = session.capacity - len(repo.booked_in(session_key))
+        subject, body = render_mail("reminder.txt.j2", app.language, series=series, session=session,
+                                    free=max(free, 0), forum_name=app.forum_name, mailbox=app.forum_address)
+        message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=list(series.remind),
+                            subject=subject, body=body, sent_at=app.now(), language=app.language)
+        return repo.enqueue_mail(message, kind="reminder", dedupe_key=f"reminder:{session_key}",
+                                 recipients=list(series.remind))

@@ -28,6 +28,7 @@ class Summary:
     agendas: Counter = field(default_factory=Counter)  # series
     skipped: int = 0
     cooperation: int = 0
+    reminders: int = 0
 
     def table(self, series_ids: list[str]) -> str:
         rows = [f"{'series':<10} {'sessions':>8} {'cancelled':>9} {'items':>6} {'moved':>6} {'agendas':>8}"]
@@ -41,7 +42,7 @@ class Summary:
         for (_, outcome), count in self.outcomes.items():
             totals[outcome] += count
         rows.append("mails: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
-        rows.append(f"cooperation meetings booked: {self.cooperation}")
+        rows.append(f"deadline reminders sent: {self.reminders}; cooperation meetings booked: {self.cooperation}")
         if self.skipped:
             rows.append(f"left in the inbox (dated outside the period): {self.skipped}")
         return "\n".join(rows)
@@ -75,6 +76,8 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
             summary.skipped += 1
     for session in deadlines.agenda_due(app, start, end):
         events.append((session.deadline, 2, session.key))
+    for session, moment in deadlines.reminders_due(app, start, end):
+        events.append((moment, 3, session.key))
     day = first
     while day <= last:  # the daemon's morning jobs: cooperation meetings
         events.append((datetime.combine(day, time(6), tzinfo=tz), 0, day))
@@ -91,6 +94,8 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
             summary.cooperation += len(meetings.book_cooperation(app, payload))
         elif kind == 1:
             _take(app, intake, summary, *payload)
+        elif kind == 3:
+            summary.reminders += int(deadlines.send_reminder(app, payload))
         elif deadlines.send_agenda(app, payload):
             summary.agendas[payload.partition("/")[0]] += 1
         dispatcher.run_once(limit=10_000)
