@@ -162,10 +162,12 @@ class Daemon:
             self._catch_up()
             self.scheduler.resume()
             while not self.stopping.is_set():
-                self._intake_once(intake, source)
+                took = self._intake_once(intake, source)
                 if not self._keep_lease():
                     return
                 systemd.notify("WATCHDOG=1")
+                if took:
+                    continue  # more may wait (a burst): fetch again before idling
                 timeout = min(self.poll, watchdog or self.poll, lease.RENEW_EVERY.total_seconds())
                 source.wait(timeout)
         finally:
@@ -198,5 +200,6 @@ class Daemon:
             return False
         if outcomes:
             log.info("intake mails=%d", len(outcomes))
-            self.dispatcher.run_once()
+            while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job
+                pass
         return bool(outcomes)

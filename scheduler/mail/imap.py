@@ -307,9 +307,22 @@ def _line(conn: imaplib.IMAP4) -> bytes:
 
 
 def _buffered(conn: imaplib.IMAP4) -> bool:
-    """Decrypted bytes the socket holds that select() cannot see."""
+    """Bytes select() cannot see: decrypted ones in the TLS layer, or ones
+    imaplib's reader already buffered (an EXISTS that came with "+ idling")."""
     pending = getattr(conn.sock, "pending", None)
-    return bool(pending and pending())
+    if pending and pending():
+        return True
+    reader = getattr(conn, "file", None)
+    if reader is None:
+        return False
+    timeout = conn.sock.gettimeout()
+    conn.sock.settimeout(0)  # peek must not block when nothing is buffered
+    try:
+        return bool(reader.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError, TimeoutError, OSError):
+        return False
+    finally:
+        conn.sock.settimeout(timeout)
 
 
 def _quietly(action: Callable[[], object]) -> None:
