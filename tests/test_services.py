@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.policy
 from datetime import timedelta
 
 from icalendar import Calendar
@@ -17,7 +18,8 @@ from tests.appkit import at, build, ingest, item_mail
 
 
 def outbox_messages(tmp_path):
-    return [email.message_from_bytes(p.read_bytes()) for p in sorted((tmp_path / "outbox").glob("*.eml"))]
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted((tmp_path / "outbox").glob("*.eml"))]
 
 
 def calendar_part(message) -> Calendar | None:

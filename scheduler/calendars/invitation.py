@@ -11,9 +11,11 @@ replies to invitations (a decline) must come back.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
+from email.mime.base import MIMEBase
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -33,7 +35,7 @@ def invitation_mail(
     language: str = "da",
     tz: ZoneInfo,
     stamp: datetime,
-) -> EmailMessage:
+) -> Message:
     """The mail inviting ``recipients`` to ``meeting`` (or cancelling it)."""
     if method not in ("REQUEST", "CANCEL"):
         raise ValueError(f"an invitation is a REQUEST or a CANCEL, not {method!r}")
@@ -56,16 +58,12 @@ def invitation_mail(
     # Keep delivery reports and meeting responses; stop out-of-office replies.
     message.replace_header("X-Auto-Response-Suppress", "OOF, AutoReply")
     message["Content-Class"] = "urn:content-classes:calendarmessage"
-    if "Content-Language" not in message:  # moved into the text part by add_alternative
-        message["Content-Language"] = language
-    message.add_alternative(
-        ics.decode("utf-8"),
-        subtype="calendar",
-        charset="utf-8",
-        cte="base64",  # keeps the CRLF line folding of iCalendar intact
-        params={"method": method},
-    )
-    _set_calendar_charset(message)
+    # base64 keeps the CRLF line folding of iCalendar intact; charset=UTF-8 in
+    # capitals, as Outlook's own invitations write it.
+    calendar = MIMEBase("text", "calendar", charset="UTF-8", method=method)
+    calendar.set_payload(base64.encodebytes(ics).decode("ascii"))
+    calendar["Content-Transfer-Encoding"] = "base64"
+    message.attach(calendar)
     return message
 
 
@@ -85,10 +83,3 @@ def _context(meeting: Meeting, method: str, forum_name: str, tz: ZoneInfo) -> di
         "until": rule.until if rule else None,
         "forum_name": forum_name,
     }
-
-
-def _set_calendar_charset(message: EmailMessage) -> None:
-    """``charset=UTF-8`` in capitals, as Outlook's own invitations write it."""
-    for part in message.iter_parts():
-        if part.get_content_type() == "text/calendar":
-            part.set_param("charset", "UTF-8")

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session as DbSession
@@ -272,7 +272,7 @@ class Repository:
 
     # -- outbox --------------------------------------------------------
 
-    def enqueue_mail(self, message: EmailMessage, *, kind: str, dedupe_key: str, recipients: Sequence[str]) -> bool:
+    def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str]) -> bool:
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
                    "message": message.as_string()}
         return self.enqueue(kind, dedupe_key, recipients, payload)
