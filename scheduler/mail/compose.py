@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+import binascii
+import io
+from email import base64mime
 from email.charset import QP, Charset
-from email.header import Header
+from email.generator import Generator
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, make_msgid
 
 
@@ -47,7 +51,7 @@ def text_mail(
         message = MIMEMultipart("alternative")
         message.attach(text)
         message.attach(_part(html, "html"))
-    message["From"] = formataddr((sender_name, sender), charset="utf-8")
+    message["From"] = formataddr((_header(sender_name), sender)) if sender_name else sender
     message["To"] = ", ".join(to)
     message["Subject"] = _header(subject)
     message["Date"] = format_datetime(sent_at)
@@ -66,13 +70,34 @@ def _part(content: str, subtype: str) -> MIMEText:
     part = MIMEText("", subtype, "us-ascii")
     del part["Content-Transfer-Encoding"]  # set_charset writes quoted-printable
     part.set_charset(_UTF8_QP)
-    part.set_payload(_UTF8_QP.body_encode(content.replace("\r\n", "\n").replace("\n", "\r\n")))
+    # binascii's C encoder: the email package's own runs per character.
+    text = content.replace("\r\n", "\n").encode("utf-8")
+    part.set_payload(binascii.b2a_qp(text, istext=True).decode("ascii"))
     return part
 
 
-def _header(value: str) -> str | Header:
-    return value if value.isascii() else Header(value, "utf-8")
+def _header(value: str) -> str:
+    """RFC 2047 encoded words (at most 75 characters each) for non-ASCII text,
+    made once here so that writing the message need not fold anything."""
+    if value.isascii():
+        return value
+    words, chunk = [], ""
+    for char in value:
+        if len((chunk + char).encode("utf-8")) > 45:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return " ".join(base64mime.header_encode(w.encode("utf-8"), "utf-8") for w in words if w)
+
+
+def to_bytes(message: Message) -> bytes:
+    """The message as sent: CRLF line ends, headers as built (not re-folded)."""
+    out = io.StringIO()
+    Generator(out, mangle_from_=False, policy=_WIRE).flatten(message)
+    return out.getvalue().encode("ascii", "surrogateescape")
 
 
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
+_WIRE = compat32.clone(max_line_length=None, linesep="\r\n")

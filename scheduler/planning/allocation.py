@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from scheduler.model import Series, Session
 
@@ -97,10 +97,29 @@ def slot_order(items: Iterable[Booked]) -> list[Booked]:
 
 def serving(sessions: Iterable[Session], series: Mapping[str, Series], birth: date, after: datetime):
     """Planned sessions after ``after`` whose series serves the age on the day."""
+    spans = {sid: _age_span(birth, s) for sid, s in series.items()}
     for session in sessions:
         if session.planned and session.start > after:
-            if series[session.series_id].serves_age(age_on(birth, session.start.date())):
+            first, last = spans[session.series_id]
+            if first <= session.start.date() <= last:
                 yield session
+
+
+def _age_span(birth: date, series: Series) -> tuple[date, date]:
+    """The days on which a citizen born on ``birth`` has an age the series serves."""
+    first = _birthday(birth, series.min_age)
+    last = date.max if series.max_age is None else _birthday(birth, series.max_age + 1) - timedelta(days=1)
+    return first, last
+
+
+def _birthday(birth: date, years: int) -> date:
+    """The day one turns ``years``: 29 February counts from 1 March in common years."""
+    try:
+        return birth.replace(year=birth.year + years)
+    except ValueError:
+        return date(birth.year + years, 3, 1)
+    except OverflowError:
+        return date.max
 
 
 def allocate(

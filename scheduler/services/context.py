@@ -8,6 +8,7 @@ to the services that talk to the outside.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -89,7 +90,8 @@ class App:
 
     def sessions_from(self, moment: datetime) -> list[Session]:
         """Every series' sessions starting after ``moment``, over the horizon."""
-        return [s for s in self._sessions_from_day(moment.date()) if s.start > moment]
+        sessions = self._sessions_from_day(moment.date())
+        return sessions[bisect_right(sessions, moment, key=lambda s: s.start):]
 
     def _sessions_of_day(self, day: date) -> list[Session]:
         return self.planner.sessions(day, day + HORIZON)

@@ -10,6 +10,8 @@ PostgreSQL an advisory lock lets two instances start at once.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,13 +64,28 @@ def _sqlite_engine(url: URL) -> Engine:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _wal(cursor)
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough in WAL mode
         cursor.close()
 
     return engine
+
+
+def _wal(cursor) -> None:
+    """Switch to WAL. On a new file, several processes starting at once race
+    for the exclusive lock this needs, and SQLite answers "locked" at once
+    instead of waiting: try again for a while."""
+    for _ in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def _create_private(path: Path) -> None:

@@ -15,8 +15,11 @@ from datetime import date, datetime, timedelta
 from email.message import Message
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
 
+from scheduler.mail.compose import to_bytes
 from scheduler.model import Session
 from scheduler.planning.allocation import Booked, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
@@ -24,6 +27,7 @@ from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
 PENDING = "pending"
+_INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 @dataclass(frozen=True)
@@ -274,30 +278,27 @@ class Repository:
 
     def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str]) -> bool:
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
-                   "message": message.as_string()}
+                   "message": to_bytes(message).decode("ascii", "surrogateescape")}
         return self.enqueue(kind, dedupe_key, recipients, payload)
 
     def enqueue(self, kind: str, dedupe_key: str, recipients: Sequence[str], payload: dict) -> bool:
         """Queue one outgoing action once; a second one with the same key is dropped."""
-        key = dedupe_key[:200]
-        if self.db.scalar(select(OutboxEntry.id).where(OutboxEntry.dedupe_key == key)) is not None:
-            return False
         now = self.app.now()
-        self.db.add(
-            OutboxEntry(
-                dedupe_key=key,
-                kind=kind,
-                recipients=json.dumps(list(recipients)),
-                payload_enc=self.cipher.encrypt_json(payload, context="outbox.payload"),
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                purge_after=now + timedelta(days=self._retention()),
-            )
-        )
-        self.db.flush()
-        return True
+        row = {
+            "dedupe_key": dedupe_key[:200],
+            "kind": kind,
+            "recipients": json.dumps(list(recipients)),
+            "payload_enc": self.cipher.encrypt_json(payload, context="outbox.payload"),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "purge_after": now + timedelta(days=self._retention()),
+        }
+        # One statement, no read first: the unique key drops a repeat.
+        insert = _INSERTS[self.db.get_bind().dialect.name](OutboxEntry)
+        result = self.db.execute(insert.values(row).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+        return result.rowcount == 1
 
     # -- bookings: no CPR, only the request, encrypted (external people are the
     # citizen's network) --
