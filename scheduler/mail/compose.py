@@ -94,8 +94,18 @@ def _header(value: str) -> str:
 def to_bytes(message: Message) -> bytes:
     """The message as sent: CRLF line ends, headers as built (not re-folded)."""
     out = io.StringIO()
-    Generator(out, mangle_from_=False, policy=_WIRE).flatten(message)
+    _WireGenerator(out, mangle_from_=False, policy=_WIRE).flatten(message)
     return out.getvalue().encode("ascii", "surrogateescape")
+
+
+class _WireGenerator(Generator):
+    """Writes headers as they are: every value sparring sets is ASCII already
+    (``_header``), so compat32's per-header ``Header`` round trip is waste."""
+
+    def _write_headers(self, msg: Message) -> None:
+        for name, value in msg.raw_items():
+            self.write(f"{name}: {value}{self._NL}")
+        self.write(self._NL)
 
 
 _UTF8_QP = Charset("utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timedelta
 from email.message import Message
 
@@ -28,6 +29,12 @@ from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
 PENDING = "pending"
 _INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+
+
+@lru_cache(maxsize=4)
+def _queue_statement(dialect: str):
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING, built once per dialect."""
+    return _INSERTS[dialect](OutboxEntry).on_conflict_do_nothing(index_elements=["dedupe_key"])
 
 
 @dataclass(frozen=True)
@@ -296,8 +303,7 @@ class Repository:
             "purge_after": now + timedelta(days=self._retention()),
         }
         # One statement, no read first: the unique key drops a repeat.
-        insert = _INSERTS[self.db.get_bind().dialect.name](OutboxEntry)
-        result = self.db.execute(insert.values(row).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+        result = self.db.connection().execute(_queue_statement(self.db.get_bind().dialect.name), row)
         return result.rowcount == 1
 
     # -- bookings: no CPR, only the request, encrypted (external people are the
