@@ -198,6 +198,10 @@ class Daemon:
             log.error("mail source refused us: %s", exc)
             self.stopping.wait(300)
             return False
+        except Exception as exc:  # a mail that broke its decision: logged, kept, retried
+            log.error("intake round failed error=%s", type(exc).__name__)
+            self.stopping.wait(min(self.poll, 30))
+            return False
         if outcomes:
             log.info("intake mails=%d", len(outcomes))
             while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job

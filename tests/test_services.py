@@ -244,3 +244,35 @@ def test_deadline_reminder_once_to_the_series_list(tmp_path, monkeypatch):
     assert "sagsbehandlere.unge@kommune.example" in text and "6 ledige tider" in text.replace("=\n", "")
     app.clock.set(at("2027-01-04T12:01"))
     assert not deadlines.send_reminder(app, "unge/2027-01-07"), "after the deadline: too late to remind"
+
+
+def test_a_mail_that_breaks_is_rolled_back_alone_then_quarantined(tmp_path, monkeypatch):
+    import pytest
+
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services import intake as intake_module
+    from scheduler.services.intake import Intake
+
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, cpr in (("a.eml", "150303-4321"), ("b.eml", "110698-2345"), ("c.eml", "0507015555")):
+        (inbox / name).write_bytes(item_mail(cpr, name))
+    real = intake_module.parse_mail
+
+    def breaking(raw, **kwargs):
+        if b"110698" in raw:
+            raise RuntimeError("a bug")
+        return real(raw, **kwargs)
+
+    monkeypatch.setattr(intake_module, "parse_mail", breaking)
+    intake, source = Intake(app), FolderSource(inbox)
+    for attempt in range(intake_module.POISON_AFTER - 1):
+        with pytest.raises(RuntimeError):
+            intake.run(source)
+        assert [p.name for p in inbox.glob("*.eml")] == ["b.eml"], "the others are in and moved"
+    with pytest.raises(RuntimeError):
+        intake.run(source)  # the last failure: quarantined for a person, not lost, not retried
+    assert not list(inbox.glob("*.eml")) and (tmp_path / "quarantine" / "b.eml").exists()
+    with app.transaction() as repo:
+        assert len(repo.pending_sessions(app.now() - timedelta(days=400))) >= 1  # a and c are in

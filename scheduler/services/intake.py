@@ -1,14 +1,16 @@
 """Taking in agenda items by mail: decide, store, answer.
 
-One mail is one transaction: the decision, the stored item, the receipt and
-any alert are committed together, and only then is the mail moved out of the
-inbox (``MailSource.settle``). A crash in between makes the source hand the
-mail out again; its Message-ID is then recognised as already processed.
+A fetched batch is one transaction with a savepoint per mail: each mail's
+decision, stored item, receipt and alert stand or fall together, and only
+after the commit are the mails moved out of the inbox (``MailSource.settle``).
+A crash in between makes the source hand the mails out again; their
+Message-IDs are then recognised as already processed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +35,8 @@ _AUTOMATIC = {
     MailKind.CALENDAR_REPLY: "calendar_reply",
 }
 _REFUSALS = {"under_age": "under_15", "no_session": "no_session"}
+# A mail whose decision raised this many times is quarantined, not retried.
+POISON_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -65,16 +69,12 @@ class Intake:
     def __init__(self, app: App) -> None:
         self.app = app
         self.allow = Allowlist(app.config.intake.allow)
+        self._failures: Counter[str] = Counter()  # refs that raised, for POISON_AFTER
 
     def process(self, mail: IncomingMail) -> Outcome:
-        parsed = parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
+        """One mail in its own transaction (``ingest --eml``, ``simulate``)."""
         with self.app.transaction() as repo:
-            if repo.mail_seen(parsed.message_id):
-                return Outcome(parsed.message_id, "duplicate", Disposition.IGNORED)
-            repo.begin_mail(parsed, mail, self.app.now())
-            outcome = self._decide(repo, parsed, mail)
-            repo.finish_mail(outcome.outcome, outcome.extra.get("code"))
-            return outcome
+            return self._decide_one(repo, mail)
 
     def run(self, source: MailSource, limit: int = 500) -> list[Outcome]:
         """Fetch what waits, decide the batch in one transaction, then move the mails in one go.
@@ -84,6 +84,7 @@ class Intake:
         """
         mails = source.fetch(limit)
         outcomes, moves, failure = self._decide_batch(mails) if mails else ([], {}, None)
+        self._quarantine_poison(mails, moves)
         if moves:
             source.settle(moves)
             self.app.set_meta("last_intake", self.app.now().isoformat())
@@ -107,6 +108,7 @@ class Intake:
             with self.app.transaction() as repo:
                 repo.begin_batch()
                 for mail in mails:
+                    callbacks = len(repo.after_commit)
                     try:
                         with repo.db.begin_nested():
                             outcome = self._decide_one(repo, mail)
@@ -114,7 +116,9 @@ class Intake:
                         log.error("intake: mail left in the source after an error ref=%s error=%s",
                                   mail.ref, type(exc).__name__)
                         repo.forget_batch_cache()
+                        del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
                         changes.discard()
+                        self._failures[mail.ref] += 1
                         failure = failure or exc
                         continue
                     changes.keep()
@@ -126,8 +130,17 @@ class Intake:
             self.app.change_handlers = handlers
         return outcomes, moves, failure
 
+    def _quarantine_poison(self, mails: list[IncomingMail], moves: dict) -> None:
+        """A mail that failed ``POISON_AFTER`` times goes to quarantine for a
+        person to look at, instead of failing every round for ever."""
+        for mail in mails:
+            if self._failures.get(mail.ref, 0) >= POISON_AFTER:
+                log.error("intake: mail quarantined after repeated errors ref=%s", mail.ref)
+                moves.setdefault(Disposition.QUARANTINE, []).append(mail.ref)
+                del self._failures[mail.ref]
+
     def _decide_one(self, repo: Repository, mail: IncomingMail) -> Outcome:
-        """``process`` for one mail of a batch, inside the batch's transaction."""
+        """One mail's decision inside the caller's transaction."""
         parsed = parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
         if repo.mail_seen(parsed.message_id):
             return Outcome(parsed.message_id, "duplicate", Disposition.IGNORED)

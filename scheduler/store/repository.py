@@ -62,9 +62,13 @@ class LazyBooked(Mapping[str, Sequence[Booked]]):
         self._cache: dict[str, list[Booked]] = {}
 
     def __getitem__(self, key: str) -> list[Booked]:
-        if key not in self._cache:
-            self._cache[key] = self.repo.booked_in(key)
-        return self._cache[key]
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self.repo.booked_in(key)
+        return found
+
+    def get(self, key: str, default=None) -> list[Booked]:  # the allocation's hot path
+        return self[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._cache)
@@ -79,6 +83,7 @@ class Repository:
         self.cipher = cipher
         self.app = app
         self.after_commit: list = []  # run by App.transaction once committed
+        self._booked_cache: dict[str, list[Booked]] | None = None  # per batch, see begin_batch
 
     # -- mails ---------------------------------------------------------
 
@@ -117,6 +122,16 @@ class Repository:
         return LazyBooked(self)
 
     def booked_in(self, session_key: str) -> list[Booked]:
+        """Pending items of a session (cached within a batch; do not mutate)."""
+        cache = self._booked_cache
+        if cache is None:
+            return self._query_booked(session_key)
+        found = cache.get(session_key)
+        if found is None:
+            found = cache[session_key] = self._query_booked(session_key)
+        return found
+
+    def _query_booked(self, session_key: str) -> list[Booked]:
         rows = self.db.execute(
             select(Item.id, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc).where(
                 Item.session_key == session_key, Item.status == PENDING
@@ -154,14 +169,17 @@ class Repository:
             version=1,
         )
         self.db.add(item)
+        self._forget(session.key)
         self.current_mail.purge_after = max(self.current_mail.purge_after, item.purge_after)
         self.db.flush()
         return item.id
 
     def _set_status(self, item_id: int, status: str, now: datetime) -> None:
+        self.forget_batch_cache()  # the item's session is not at hand; rare enough
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
 
     def _move(self, item_id: int, to: Session, now: datetime) -> None:
+        self.forget_batch_cache()
         self.db.execute(
             update(Item)
             .where(Item.id == item_id)
@@ -186,6 +204,7 @@ class Repository:
         ).all()
         for row in rows:
             row.status, row.updated_at = "withdrawn", now
+            self._forget(row.session_key)
         self.db.flush()
         return [self._view(r) for r in rows]
 
@@ -237,49 +256,21 @@ class Repository:
         pysqlite starts none before a SAVEPOINT, so releasing the first
         mail's savepoint would otherwise commit it; the write lock is taken
         up front too. Pending items are then cached per session for the
-        batch (full sessions are otherwise queried again for every mail),
-        and the cache entries a write touches are dropped by the writers
-        below, which stand in for ``place_item`` and ``withdraw`` on this
-        instance only.
+        batch: a full session is otherwise queried again for every mail.
         """
         if self.db.get_bind().dialect.name == "sqlite":
             self.db.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        self._batch_booked: dict[str, list[Booked]] = {}
-        place, withdraw = self.place_item, self.withdraw
-
-        def booked_in(session_key: str) -> list[Booked]:
-            if session_key not in self._batch_booked:
-                self._batch_booked[session_key] = Repository.booked_in(self, session_key)
-            return list(self._batch_booked[session_key])
-
-        def place_item(placement: Placement, *args, **kwargs) -> int:
-            touched = {placement.session.key}
-            if placement.bumped is not None:
-                touched |= {placement.bumped.from_key, placement.bumped.to.key}
-            try:
-                return place(placement, *args, **kwargs)
-            finally:
-                self._forget_booked(touched)
-
-        def withdraw_items(cpr_hash: str, sender: str, now: datetime) -> list[ItemView]:
-            try:
-                views = withdraw(cpr_hash, sender, now)
-            except BaseException:
-                self._batch_booked.clear()
-                raise
-            self._forget_booked({v.session_key for v in views})
-            return views
-
-        self.booked_in, self.place_item, self.withdraw = booked_in, place_item, withdraw_items
-
-    def _forget_booked(self, session_keys: Iterable[str]) -> None:
-        for key in session_keys:
-            self._batch_booked.pop(key, None)
+        self._booked_cache = {}
 
     def forget_batch_cache(self) -> None:
         """Drop every cached session (after a mail's savepoint was rolled back)."""
-        if hasattr(self, "_batch_booked"):
-            self._batch_booked.clear()
+        if self._booked_cache is not None:
+            self._booked_cache.clear()
+
+    def _forget(self, *session_keys: str) -> None:
+        if self._booked_cache is not None:
+            for key in session_keys:
+                self._booked_cache.pop(key, None)
 
     # -- outbox --------------------------------------------------------
 
