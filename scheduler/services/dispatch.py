@@ -60,10 +60,7 @@ class Dispatcher:
         report = DispatchReport()
         with self._lock:
             puts: list[tuple] = []
-            for entry_id in self._due(limit):
-                claimed = self._claim(entry_id)
-                if claimed is None:
-                    continue
+            for entry_id, claimed in self._claim_all(self._due(limit)):
                 kind, recipients, payload, attempts = claimed
                 if payload["type"] == "calendar-put" and self.calendar is not None:
                     puts.append((entry_id, payload, attempts))
@@ -113,14 +110,22 @@ class Dispatcher:
 
     def _claim(self, entry_id: int):
         """Count the attempt and push the next try back, committed first."""
+        return dict(self._claim_all([entry_id])).get(entry_id)
+
+    def _claim_all(self, entry_ids: list[int]) -> list[tuple[int, tuple]]:
+        """``_claim`` for many in one transaction: each attempt is counted and
+        committed before any of them is made."""
+        claimed = []
         with self.app.transaction() as repo:
-            entry = repo.db.get(OutboxEntry, entry_id, with_for_update=True)
-            if entry is None or entry.status != "pending" or entry.next_attempt_at > self.app.now():
-                return None
-            entry.attempts += 1
-            entry.next_attempt_at = self.app.now() + self.backoff(entry.attempts)
-            payload = repo.cipher.decrypt_json(entry.payload_enc, context="outbox.payload")
-            return entry.kind, entry.recipients, payload, entry.attempts
+            for entry_id in entry_ids:
+                entry = repo.db.get(OutboxEntry, entry_id, with_for_update=True)
+                if entry is None or entry.status != "pending" or entry.next_attempt_at > self.app.now():
+                    continue
+                entry.attempts += 1
+                entry.next_attempt_at = self.app.now() + self.backoff(entry.attempts)
+                payload = repo.cipher.decrypt_json(entry.payload_enc, context="outbox.payload")
+                claimed.append((entry_id, (entry.kind, entry.recipients, payload, entry.attempts)))
+        return claimed
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
         try:

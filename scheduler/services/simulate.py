@@ -87,30 +87,69 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     events.sort(key=lambda e: (e[0], e[1]))
     app.clock.set(start)
     publishing.publish_horizon(app)
-    intake = Intake(app)
+    intake, held = Intake(app), _Held(app.data_dir)
+    dispatched_on = None
     for moment, kind, payload in events:
+        if kind != 1 or moment.date() != dispatched_on:
+            held.decide(intake, summary)  # the mails up to now, as the daemon takes a batch
+        if moment.date() != dispatched_on:  # the outbox is delivered once a simulated day
+            dispatcher.run_once(limit=10_000)
+            dispatched_on = moment.date()
         app.clock.set(max(moment, app.clock.now()))
         if kind == 0:
             summary.cooperation += len(meetings.book_cooperation(app, payload))
         elif kind == 1:
-            _take(app, intake, summary, *payload)
+            held.add(*payload, moment)
         elif kind == 3:
             summary.reminders += int(deadlines.send_reminder(app, payload))
         elif deadlines.send_agenda(app, payload):
             summary.agendas[payload.partition("/")[0]] += 1
-        dispatcher.run_once(limit=10_000)
+            dispatcher.run_once(limit=10_000)  # an agenda leaves at its deadline
+    held.decide(intake, summary)
     app.clock.set(end)
     dispatcher.run_once(limit=10_000)
     return summary
 
 
-def _take(app, intake: Intake, summary: Summary, path: Path, raw: bytes) -> None:
-    outcome = intake.process(IncomingMail(path.name, raw, app.now()))
-    summary.outcomes[(outcome.series or "-", outcome.outcome)] += 1
-    folder = {
-        Disposition.PROCESSED: "processed", Disposition.REJECTED: "rejected",
-        Disposition.QUARANTINE: "quarantine", Disposition.IGNORED: "ignored",
-    }[outcome.disposition]
-    target = app.data_dir / folder
-    target.mkdir(parents=True, exist_ok=True)
-    path.replace(target / path.name)
+class _Held:
+    """The inbox files that have "arrived" by the simulated clock, served to
+    ``Intake.run`` as a mail source: a batch per stretch between other events,
+    each mail with its own arrival time, moved to its folder once decided."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.mails: list[IncomingMail] = []
+        self.paths: dict[str, Path] = {}
+
+    def add(self, path: Path, raw: bytes, at: datetime) -> None:
+        self.mails.append(IncomingMail(path.name, raw, at))
+        self.paths[path.name] = path
+
+    def decide(self, intake: Intake, summary: Summary) -> None:
+        while self.mails:
+            for outcome in intake.run(self):
+                summary.outcomes[(outcome.series or "-", outcome.outcome)] += 1
+
+    def fetch(self, limit: int) -> list[IncomingMail]:
+        return self.mails[:limit]
+
+    def settle(self, moves) -> None:
+        for disposition, refs in moves.items():
+            target = self.data_dir / _FOLDERS[disposition]
+            target.mkdir(parents=True, exist_ok=True)
+            for ref in refs:
+                self.paths.pop(ref).replace(target / ref)
+        done = {ref for refs in moves.values() for ref in refs}
+        self.mails = [m for m in self.mails if m.ref not in done]
+
+    def wait(self, timeout: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+_FOLDERS = {
+    Disposition.PROCESSED: "processed", Disposition.REJECTED: "rejected",
+    Disposition.QUARANTINE: "quarantine", Disposition.IGNORED: "ignored",
+}

@@ -118,8 +118,24 @@ class Repository:
 
     # -- items ---------------------------------------------------------
 
-    def booked(self, sessions: Sequence[Session]) -> LazyBooked:
-        return LazyBooked(self)
+    def booked(self, sessions: Sequence[Session]) -> Mapping[str, Sequence[Booked]]:
+        """Pending items per session for an allocation over ``sessions``.
+
+        Within a batch, per session from the batch's cache; otherwise all of
+        them in one query (an item far ahead would else cost a query for
+        every full session before it).
+        """
+        if self._booked_cache is not None or not sessions:
+            return LazyBooked(self)
+        rows = self.db.execute(
+            select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
+            .where(Item.status == PENDING, Item.session_start >= sessions[0].start)
+        )
+        found: dict[str, list[Booked]] = {}
+        for r in rows:
+            found.setdefault(r.session_key, []).append(
+                Booked(r.id, r.session_key, r.acute, r.received_at, r.cpr_hash, _LazyBirth(self, r.cpr_enc)))
+        return found
 
     def booked_in(self, session_key: str) -> list[Booked]:
         """Pending items of a session (cached within a batch; do not mutate)."""
