@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=90.0, help="at most this many seconds for (a)")
     parser.add_argument("--burst-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
+    from tests.servers import stop_process
     from tests.servers.dovecot import dovecot_server
 
     with dovecot_server() as server, tempfile.TemporaryDirectory(prefix="sparring-bench-") as tmp:
@@ -220,12 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             folders = server.folders()
             print("folders: " + ", ".join(f"{k} {v}" for k, v in sorted(folders.items())))
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=30)
         errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
         for line in errors[:5]:
             print(f"daemon log: {line[:200]}")

@@ -14,6 +14,11 @@ from pathlib import Path
 from scheduler.clock import FixedClock, parse_now
 from scheduler.errors import UserError
 
+def _check_range(command: str, first: date, last: date) -> None:
+    if last < first:
+        raise UserError(f"{command}: --to {last} lies before --from {first}.")
+
+
 # A session still counts as "next" until it has ended.
 _SESSION_GRACE = timedelta(hours=2)
 
@@ -32,8 +37,7 @@ def cmd_check_config(ctx) -> int:
 
 def cmd_plan(ctx) -> int:
     args = ctx.args
-    if args.last < args.first:
-        raise UserError(f"plan: --to {args.last} lies before --from {args.first}.")
+    _check_range("plan", args.first, args.last)
     planner = ctx.planner()
     if args.series is not None and args.series not in {s.id for s in planner.series}:
         known = ", ".join(s.id for s in planner.series)
@@ -179,8 +183,7 @@ def cmd_status(ctx) -> int:
 def cmd_simulate(ctx) -> int:
     from scheduler.services.simulate import simulate
 
-    if ctx.args.last < ctx.args.first:
-        raise UserError(f"simulate: --to {ctx.args.last} lies before --from {ctx.args.first}.")
+    _check_range("simulate", ctx.args.first, ctx.args.last)
     if not isinstance(ctx.clock, FixedClock):
         ctx.clock = FixedClock(parse_now(f"{ctx.args.first}T00:00", ctx.config.tz))
     app = ctx.app()
@@ -203,8 +206,7 @@ def cmd_book(ctx) -> int:
     from scheduler.wiring import make_calendar
 
     args = ctx.args
-    if args.last < args.first:
-        raise UserError(f"book: --to {args.last} lies before --from {args.first}.")
+    _check_range("book", args.first, args.last)
     app = ctx.app()
     calendar = make_calendar(ctx.config, ctx.data_dir)
     request = BookingRequest(kind=args.kind, first=args.first, last=args.last,

@@ -8,6 +8,7 @@ step is never hidden.
 """
 
 import os
+import subprocess
 
 import pytest
 
@@ -17,3 +18,13 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"test server unavailable in CI: {reason}")
     pytest.skip(reason)
+
+
+def stop_process(process, timeout: float = 10) -> None:
+    """Terminate a server started by the tests; kill it if it will not go."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import unavailable
+from tests.servers import stop_process, unavailable
 from tests.servers.tls import TlsFiles, throwaway_tls
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -257,12 +257,7 @@ def dovecot_server() -> Iterator[Dovecot]:
             raise RuntimeError(f"{exc} {stderr.strip()}") from None
         yield Dovecot(root, "127.0.0.1", imap_port, imaps_port, USER, PASSWORD, tls, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import unavailable
+from tests.servers import stop_process, unavailable
 
 RIGHTS = """\
 [root]
@@ -124,10 +124,5 @@ def radicale_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             unavailable(f"Radicale did not start on {url}: {tail}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
