@@ -97,6 +97,7 @@ class ImapSource:
             conn.capabilities = tuple(self._caps)
             typ, _ = conn.select(mailbox_arg(self.folder))
             self._validity = (conn.response("UIDVALIDITY")[1] or [None])[-1]
+            conn.untagged_responses.pop("EXISTS", None)  # the count SELECT gave; not news
         except (OSError, imaplib.IMAP4.abort) as exc:
             _quietly(conn.shutdown)
             raise TransientError(f"The IMAP server {self.where} closed the connection while logging in "
@@ -252,6 +253,7 @@ class ImapSource:
             return len(uids)
         finally:
             conn.select(mailbox_arg(self.folder))
+            conn.untagged_responses.pop("EXISTS", None)
 
     def wait(self, timeout: float) -> bool:
         if not self.idle:
@@ -260,6 +262,8 @@ class ImapSource:
         deadline = time.monotonic() + timeout
         try:
             conn = self._conn or self._open()
+            if conn.untagged_responses.pop("EXISTS", None):
+                return True  # new mail was announced during the last command (a MOVE)
             if "IDLE" not in self._caps:
                 time.sleep(max(0.0, timeout))
                 return False
