@@ -186,8 +186,15 @@ def cmd_simulate(ctx) -> int:
     _check_range("simulate", ctx.args.first, ctx.args.last)
     if not isinstance(ctx.clock, FixedClock):
         ctx.clock = FixedClock(parse_now(f"{ctx.args.first}T00:00", ctx.config.tz))
+    from scheduler.services.dispatch import Dispatcher
+    from scheduler.wiring import make_calendar, make_transport
+
     app = ctx.app()
-    summary = simulate(app, ctx.dispatcher(), ctx.args.first, ctx.args.last)
+    # A rehearsal: the embedded default's files need not survive a power cut.
+    calendar = make_calendar(ctx.config, ctx.data_dir, durable=False)
+    app.calendar_factory = lambda: calendar
+    dispatcher = Dispatcher(app, make_transport(ctx.config, ctx.data_dir, ctx.clock, durable=False), calendar)
+    summary = simulate(app, dispatcher, ctx.args.first, ctx.args.last)
     print(summary.table(list(app.series)))
     return 0
 

@@ -76,12 +76,13 @@ def make_source(config: Config, data_dir: Path) -> MailSource:
                           poll_seconds=config.exchange.poll_seconds)
 
 
-def make_transport(config: Config, data_dir: Path, clock: Clock) -> MailTransport:
+def make_transport(config: Config, data_dir: Path, clock: Clock, durable: bool = True) -> MailTransport:
+    """``durable=False`` (simulation only) lets the folder outbox skip fsync."""
     kind = config.outbox.transport
     if kind == "folder":
         from scheduler.mail.folder import FolderTransport
 
-        return FolderTransport(data_dir / "outbox", clock)
+        return FolderTransport(data_dir / "outbox", clock, durable=durable)
     if kind == "smtp":
         from scheduler.mail.smtp import SmtpTransport
         from scheduler.tls import client_context
@@ -98,12 +99,12 @@ def make_transport(config: Config, data_dir: Path, clock: Clock) -> MailTranspor
     return ExchangeTransport(exchange_account(config))
 
 
-def make_calendar(config: Config, data_dir: Path) -> CalendarBackend:
+def make_calendar(config: Config, data_dir: Path, durable: bool = True) -> CalendarBackend:
     kind = config.calendar.backend
     if kind == "local":
         from scheduler.calendars.local import LocalCalendar
 
-        return LocalCalendar(data_dir / "calendar", data_dir / "freebusy", config.tz)
+        return LocalCalendar(data_dir / "calendar", data_dir / "freebusy", config.tz, durable=durable)
     if kind == "caldav":
         from scheduler.calendars.caldav import CaldavCalendar
 

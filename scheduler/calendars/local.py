@@ -46,11 +46,12 @@ class LocalCalendar:
     sends_invitations = False
 
     def __init__(self, directory: Path, freebusy_dir: Path, tz: ZoneInfo,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, durable: bool = True) -> None:
         self.directory = Path(directory)
         self.freebusy_dir = Path(freebusy_dir)
         self.tz = tz
         self._now = clock or (lambda: datetime.now(timezone.utc))
+        self.durable = durable  # False only for simulation: no fsync per file
 
     # -- writes ------------------------------------------------------------
 
@@ -127,8 +128,9 @@ class LocalCalendar:
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(calendar.to_ical())
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    if self.durable:
+                        handle.flush()
+                        os.fsync(handle.fileno())
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

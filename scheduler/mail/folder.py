@@ -163,9 +163,10 @@ class FolderSource:
 class FolderTransport:
     """ports.MailTransport writing RFC 5322 files into the outbox folder."""
 
-    def __init__(self, outbox: Path, clock: Clock) -> None:
+    def __init__(self, outbox: Path, clock: Clock, durable: bool = True) -> None:
         self.outbox = Path(outbox)
         self.clock = clock
+        self.durable = durable  # False only for simulation: no fsync per file
         self._last = self._highest_number()
 
     def _highest_number(self) -> int:
@@ -184,8 +185,9 @@ class FolderTransport:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(mail.message)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if self.durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             self._publish(Path(tmp), stamp, kind)
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -84,6 +84,7 @@ class Repository:
         self.app = app
         self.after_commit: list = []  # run by App.transaction once committed
         self._booked_cache: dict[str, list[Booked]] | None = None  # per batch, see begin_batch
+        self._cached_from: datetime | None = None  # the cache holds every session from here on
 
     # -- mails ---------------------------------------------------------
 
@@ -121,17 +122,25 @@ class Repository:
     def booked(self, sessions: Sequence[Session]) -> Mapping[str, Sequence[Booked]]:
         """Pending items per session for an allocation over ``sessions``.
 
-        Within a batch, per session from the batch's cache; otherwise all of
-        them in one query (an item far ahead would else cost a query for
-        every full session before it).
+        All of them in one query (an item far ahead would else cost a query
+        for every full session before it); within a batch the result fills
+        the batch's cache, which writes then keep current per session.
         """
-        if self._booked_cache is not None or not sessions:
+        if not sessions:
             return LazyBooked(self)
+        if self._booked_cache is None:
+            return self._prefetch(sessions)
+        if self._cached_from is None or sessions[0].start < self._cached_from:
+            self._booked_cache.update(self._prefetch(sessions))
+            self._cached_from = sessions[0].start
+        return LazyBooked(self)
+
+    def _prefetch(self, sessions: Sequence[Session]) -> dict[str, list[Booked]]:
+        found: dict[str, list[Booked]] = {s.key: [] for s in sessions}
         rows = self.db.execute(
             select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
             .where(Item.status == PENDING, Item.session_start >= sessions[0].start)
         )
-        found: dict[str, list[Booked]] = {}
         for r in rows:
             found.setdefault(r.session_key, []).append(
                 Booked(r.id, r.session_key, r.acute, r.received_at, r.cpr_hash, _LazyBirth(self, r.cpr_enc)))
@@ -282,6 +291,7 @@ class Repository:
         """Drop every cached session (after a mail's savepoint was rolled back)."""
         if self._booked_cache is not None:
             self._booked_cache.clear()
+            self._cached_from = None
 
     def _forget(self, *session_keys: str) -> None:
         if self._booked_cache is not None:
