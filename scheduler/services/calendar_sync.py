@@ -22,7 +22,6 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from scheduler.calendars.invitation import invitation_mail
 from scheduler.calendars.serial import meeting_to_json
 from scheduler.mail.compose import domain_of
 from scheduler.model import Attendee, Cadence, Meeting, Recurrence, Series, Session, WeekParity
@@ -191,17 +190,11 @@ class CalendarSync:
         recipients = [a.address for a in meeting.attendees]
         if not recipients:
             return
-        message = invitation_mail(
-            meeting,
-            "CANCEL" if meeting.cancelled else "REQUEST",
-            sender=self.app.forum_address,
-            sender_name=self.app.forum_name,
-            recipients=recipients,
-            language=self.app.language,
-            tz=self.app.tz,
-            stamp=self.app.now(),
-        )
-        repo.enqueue_mail(message, kind="invitation", dedupe_key=f"itip:{row_id}:{sequence}", recipients=recipients)
+        # The invitation is rendered when it is sent (``Dispatcher``): the
+        # decision stays cheap, and DTSTAMP is the moment it leaves.
+        method = "CANCEL" if meeting.cancelled else "REQUEST"
+        repo.enqueue("invitation", f"itip:{row_id}:{sequence}", recipients,
+                     {"type": "itip", "method": method, "meeting": meeting_to_json(meeting)})
 
 
 def _one_recurring_event(series: Series) -> bool:

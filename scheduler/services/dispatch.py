@@ -21,8 +21,9 @@ from types import SimpleNamespace
 from sqlalchemy import select
 from tenacity import wait_exponential
 
+from scheduler.calendars.invitation import invitation_mail
 from scheduler.calendars.serial import meeting_from_json
-from scheduler.mail.compose import text_mail
+from scheduler.mail.compose import text_mail, to_bytes
 from scheduler.ports import CalendarBackend, MailTransport, OutgoingMail, PermanentError, TransientError
 from scheduler.store.tables import OutboxEntry
 
@@ -146,11 +147,14 @@ class Dispatcher:
         report.sent += 1
 
     def _deliver(self, kind: str, recipients: str, payload: dict) -> None:
+        if payload["type"] == "itip":
+            payload = {"type": "mail", "sender": self.app.forum_address,
+                       "message": self._invitation(payload, json.loads(recipients))}
         if payload["type"] == "mail":
             mail = OutgoingMail(
                 sender=payload["sender"],
                 recipients=tuple(json.loads(recipients)),
-                message=payload["message"].encode("utf-8"),
+                message=payload["message"].encode("utf-8", "surrogateescape"),
                 kind=kind,
             )
             self.transport.send(mail)
@@ -164,6 +168,15 @@ class Dispatcher:
             self.calendar.cancel(meeting)
         else:
             raise PermanentError(f"unknown outbox entry type {payload['type']!r}")
+
+    def _invitation(self, payload: dict, recipients: list[str]) -> str:
+        """An iTIP mail rendered now: fresh DTSTAMP, current templates."""
+        message = invitation_mail(
+            meeting_from_json(payload["meeting"]), payload["method"],
+            sender=self.app.forum_address, sender_name=self.app.forum_name, recipients=recipients,
+            language=self.app.language, tz=self.app.tz, stamp=self.app.now(),
+        )
+        return to_bytes(message).decode("ascii", "surrogateescape")
 
     def _retry_later(self, entry_id: int, attempts: int, retry_after: float | None, error: str) -> None:
         with self.app.transaction() as repo:
