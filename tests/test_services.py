@@ -128,7 +128,8 @@ def test_permanent_failure_is_reported_to_admin_and_can_be_retried(tmp_path, mon
 def test_crash_after_claim_retries_once_more_never_lost(tmp_path, monkeypatch):
     app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
     ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
-    entry_id = dispatcher._due(10)[0]
+    with app.transaction() as repo:
+        entry_id = repo.db.scalar(select(OutboxEntry.id).where(OutboxEntry.status == "pending").limit(1))
     assert dispatcher._claim(entry_id) is not None  # ... and the process dies here
     dispatcher.run_once()
     with app.transaction() as repo:

@@ -3,7 +3,9 @@
 Each entry is claimed (its attempt counted and its next try pushed back) and
 committed *before* it is attempted, then marked done after. A crash between
 the two leaves it claimed: it is tried once more after the back-off, never
-lost, and sent at most twice. Transient failures back off exponentially
+lost, and sent at most twice. Done marks are committed in groups (at most
+``DONE_BATCH`` entries or ``DONE_WINDOW`` seconds of sending, and always
+before ``run_once`` returns): a crash re-sends at most that much. Transient failures back off exponentially
 (tenacity's wait, honouring a server's own ``retry_after`` such as EWS
 ``BackOffMilliseconds``); permanent ones, or too many attempts, mark the
 entry failed and queue a report to the administrator.
@@ -14,11 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from tenacity import wait_exponential
 
 from scheduler.calendars.invitation import invitation_mail
@@ -31,6 +34,9 @@ log = logging.getLogger("sparring.outbox")
 
 # Calendar writes per put_many: EWS takes up to 100 items per CreateItem.
 PUT_BATCH = 100
+# Group commit of done marks: a commit per sent mail cost more than the send.
+DONE_BATCH = 100
+DONE_WINDOW = 0.2  # seconds
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Dispatcher:
         self.max_attempts = cfg.max_attempts
         self._wait = wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds)
         self._lock = threading.Lock()  # the intake loop and the scheduler's thread share it
+        self._done: list[int] = []  # sent, not yet marked done
+        self._done_since = 0.0
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
         seconds = self._wait(SimpleNamespace(attempt_number=attempts))
@@ -60,21 +68,27 @@ class Dispatcher:
         flushes them, so calendar operations keep their order."""
         report = DispatchReport()
         with self._lock:
-            puts: list[tuple] = []
-            for entry_id, claimed in self._claim_all(self._due(limit)):
-                kind, recipients, payload, attempts = claimed
-                if payload["type"] == "calendar-put" and self.calendar is not None:
-                    puts.append((entry_id, payload, attempts))
-                    if len(puts) == PUT_BATCH:
-                        self._put_batch(puts, report)
-                        puts = []
-                    continue
-                if payload["type"] == "calendar-cancel":
+            try:
+                self._run(limit, report)
+            finally:
+                self._flush_done()
+        return report
+
+    def _run(self, limit: int, report: DispatchReport) -> None:
+        puts: list[tuple] = []
+        for entry_id, claimed in self._claim_due(limit):
+            kind, recipients, payload, attempts = claimed
+            if payload["type"] == "calendar-put" and self.calendar is not None:
+                puts.append((entry_id, payload, attempts))
+                if len(puts) == PUT_BATCH:
                     self._put_batch(puts, report)
                     puts = []
-                self._attempt(entry_id, kind, recipients, payload, attempts, report)
-            self._put_batch(puts, report)
-        return report
+                continue
+            if payload["type"] == "calendar-cancel":
+                self._put_batch(puts, report)
+                puts = []
+            self._attempt(entry_id, kind, recipients, payload, attempts, report)
+        self._put_batch(puts, report)
 
     def _put_batch(self, puts: list[tuple], report: DispatchReport) -> None:
         if len(puts) <= 1:
@@ -92,41 +106,55 @@ class Dispatcher:
             for entry_id, payload, attempts in puts:  # find the one that fails
                 self._attempt(entry_id, "calendar", "[]", payload, attempts, report)
             return
-        with self.app.transaction() as repo:
-            for entry_id, _, _ in puts:
-                entry = repo.db.get(OutboxEntry, entry_id)
-                entry.status, entry.sent_at, entry.last_error = "done", self.app.now(), None
+        self._mark_done([entry_id for entry_id, _, _ in puts])
         report.sent += len(puts)
 
-    def _due(self, limit: int) -> list[int]:
-        with self.app.transaction() as repo:
-            return list(
-                repo.db.scalars(
-                    select(OutboxEntry.id)
-                    .where(OutboxEntry.status == "pending", OutboxEntry.next_attempt_at <= self.app.now())
-                    .order_by(OutboxEntry.id)
-                    .limit(limit)
-                )
-            )
+    def _claim_due(self, limit: int) -> list[tuple[int, tuple]]:
+        """The due entries, oldest first, claimed in one transaction."""
+        return self._claim_where((OutboxEntry.status == "pending",
+                                  OutboxEntry.next_attempt_at <= self.app.now()), limit)
 
     def _claim(self, entry_id: int):
         """Count the attempt and push the next try back, committed first."""
         return dict(self._claim_all([entry_id])).get(entry_id)
 
     def _claim_all(self, entry_ids: list[int]) -> list[tuple[int, tuple]]:
-        """``_claim`` for many in one transaction: each attempt is counted and
-        committed before any of them is made."""
-        claimed = []
+        """Claim these entries, where still pending and due."""
+        return self._claim_where((OutboxEntry.id.in_(entry_ids), OutboxEntry.status == "pending",
+                                  OutboxEntry.next_attempt_at <= self.app.now()), len(entry_ids))
+
+    def _claim_where(self, conditions, limit: int) -> list[tuple[int, tuple]]:
+        """Each attempt counted and committed before any of them is made: one
+        SELECT and one executemany UPDATE, whatever the number."""
+        now = self.app.now()
         with self.app.transaction() as repo:
-            for entry_id in entry_ids:
-                entry = repo.db.get(OutboxEntry, entry_id, with_for_update=True)
-                if entry is None or entry.status != "pending" or entry.next_attempt_at > self.app.now():
-                    continue
-                entry.attempts += 1
-                entry.next_attempt_at = self.app.now() + self.backoff(entry.attempts)
-                payload = repo.cipher.decrypt_json(entry.payload_enc, context="outbox.payload")
-                claimed.append((entry_id, (entry.kind, entry.recipients, payload, entry.attempts)))
-        return claimed
+            rows = repo.db.execute(
+                select(OutboxEntry.id, OutboxEntry.kind, OutboxEntry.recipients,
+                       OutboxEntry.payload_enc, OutboxEntry.attempts)
+                .where(*conditions).order_by(OutboxEntry.id).limit(limit).with_for_update()
+            ).all()
+            if rows:
+                repo.db.execute(update(OutboxEntry), [
+                    {"id": r.id, "attempts": r.attempts + 1, "next_attempt_at": now + self.backoff(r.attempts + 1)}
+                    for r in rows])
+            return [(r.id, (r.kind, r.recipients,
+                            repo.cipher.decrypt_json(r.payload_enc, context="outbox.payload"), r.attempts + 1))
+                    for r in rows]
+
+    def _mark_done(self, entry_ids: list[int]) -> None:
+        if not self._done:
+            self._done_since = time.monotonic()
+        self._done.extend(entry_ids)
+        if len(self._done) >= DONE_BATCH or time.monotonic() - self._done_since >= DONE_WINDOW:
+            self._flush_done()
+
+    def _flush_done(self) -> None:
+        if not self._done:
+            return
+        with self.app.transaction() as repo:
+            repo.db.execute(update(OutboxEntry).where(OutboxEntry.id.in_(self._done))
+                            .values(status="done", sent_at=self.app.now(), last_error=None))
+        self._done = []
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
         try:
@@ -141,9 +169,7 @@ class Dispatcher:
         except PermanentError as exc:
             self._fail(entry_id, _safe(exc), report)
             return
-        with self.app.transaction() as repo:
-            entry = repo.db.get(OutboxEntry, entry_id)
-            entry.status, entry.sent_at, entry.last_error = "done", self.app.now(), None
+        self._mark_done([entry_id])
         report.sent += 1
 
     def _deliver(self, kind: str, recipients: str, payload: dict) -> None:
