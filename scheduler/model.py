@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import Enum
+from functools import cached_property
 
 
 class Cadence(str, Enum):
@@ -114,7 +115,7 @@ class Session:
     status: SessionStatus = SessionStatus.PLANNED
     note: str | None = None
 
-    @property
+    @cached_property  # read for every session an allocation walks past
     def key(self) -> str:
         return f"{self.series_id}/{self.rule_date.isoformat()}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import timedelta
+from datetime import date, timedelta
 
 from icalendar import Calendar
 from sqlalchemy import select
@@ -277,3 +277,47 @@ def test_a_mail_that_breaks_is_rolled_back_alone_then_quarantined(tmp_path, monk
     assert not list(inbox.glob("*.eml")) and (tmp_path / "quarantine" / "b.eml").exists()
     with app.transaction() as repo:
         assert len(repo.pending_sessions(app.now() - timedelta(days=400))) >= 1  # a and c are in
+
+
+def test_sessions_from_a_day_match_the_planner_across_years(tmp_path, monkeypatch):
+    """``App`` slices a wider plan; it must give what the planner gives."""
+    from scheduler.services.context import HORIZON
+
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    for day in (date(2026, 12, 31), date(2027, 1, 1), date(2027, 6, 30), date(2028, 2, 29), date(2029, 12, 24)):
+        assert app._sessions_of_day(day) == app.planner.sessions(day, day + HORIZON)
+
+
+def test_a_decision_that_breaks_after_writing_leaves_no_trace_and_the_rest_commit_once(tmp_path, monkeypatch):
+    """The batch is first decided without savepoints; a failure there is rolled
+    back whole and the batch decided again mail by mail."""
+    import pytest
+
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.intake import Intake
+    from scheduler.services.notices import Notices
+    from scheduler.store.tables import Item, Mail
+
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, cpr in (("a.eml", "150303-4321"), ("b.eml", "110698-2345"), ("c.eml", "0507015555")):
+        (inbox / name).write_bytes(item_mail(cpr, name))
+    real, calls = Notices.placed, []
+
+    def breaking(self, item_id, placement, content):
+        calls.append(content.cpr.digits)
+        if content.cpr.digits == "1106982345":  # the item row is written by now
+            raise RuntimeError("a bug")
+        return real(self, item_id, placement, content)
+
+    monkeypatch.setattr(Notices, "placed", breaking)
+    with pytest.raises(RuntimeError):
+        Intake(app).run(FolderSource(inbox))
+    assert calls.count("1503034321") == 2, "decided twice: straight through, then mail by mail"
+    with app.transaction() as repo:
+        assert len(repo.db.scalars(select(Item)).all()) == 2
+        assert len(repo.db.scalars(select(Mail)).all()) == 2
+        keys = repo.db.scalars(select(OutboxEntry.dedupe_key).where(OutboxEntry.kind == "receipt")).all()
+        assert len(keys) == 2
+    assert [p.name for p in inbox.glob("*.eml")] == ["b.eml"]

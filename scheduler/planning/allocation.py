@@ -151,8 +151,10 @@ def _place(request, sessions, series, booked, first) -> Placement | Refusal:
             return Placement(session, first, replaces=same.item_id)
         if len(here) < session.capacity:
             return Placement(session, first)
+        if not request.acute:
+            continue
         ordinary = [b for b in here if not b.acute]
-        if request.acute and ordinary:
+        if ordinary:
             victim = slot_order(ordinary)[-1]
             target = _room_after(victim, session, sessions, series, booked)
             if target is None:
@@ -172,4 +174,7 @@ def _room_after(victim: Booked, full: Session, sessions, series, booked) -> Sess
 
 
 def _same_citizen(here: Sequence[Booked], cpr_hash: str) -> Booked | None:
-    return next((b for b in here if b.cpr_hash == cpr_hash), None)
+    for booked in here:  # a loop, not next(genexpr): this runs for every full session walked
+        if booked.cpr_hash == cpr_hash:
+            return booked
+    return None

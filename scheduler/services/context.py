@@ -8,7 +8,7 @@ to the services that talk to the outside.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -26,6 +26,7 @@ from scheduler.store.repository import Repository
 
 # How far ahead an item may be placed; beyond it the item is refused.
 HORIZON = timedelta(days=800)
+YEAR = timedelta(days=366)
 
 
 class App:
@@ -51,6 +52,7 @@ class App:
         self._calendar = None
         self._booker = None
         self._sessions_from_day = lru_cache(maxsize=64)(self._sessions_of_day)
+        self._plan_from = lru_cache(maxsize=4)(lambda first: self.planner.sessions(first, first + HORIZON + YEAR))
 
     def now(self) -> datetime:
         return self.clock.now().astimezone(self.tz)
@@ -94,7 +96,11 @@ class App:
         return sessions[bisect_right(sessions, moment, key=lambda s: s.start):]
 
     def _sessions_of_day(self, day: date) -> list[Session]:
-        return self.planner.sessions(day, day + HORIZON)
+        """``planner.sessions(day, day + HORIZON)``, sliced from a year's wider plan."""
+        plan = self._plan_from(date(day.year, 1, 1))
+        lo = bisect_left(plan, day, key=lambda s: s.start.date())
+        hi = bisect_right(plan, day + HORIZON, key=lambda s: s.start.date())
+        return plan[lo:hi]
 
     def session_by_key(self, key: str) -> Session:
         series_id, _, day = key.partition("/")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -93,12 +94,26 @@ class Intake:
         return outcomes
 
     def _decide_batch(self, mails: list[IncomingMail]):
-        """Decide ``mails`` in one transaction (one commit), a SAVEPOINT per mail.
+        """Decide ``mails`` in one transaction (one commit).
 
-        Calendar changes are collected and synced once, at the end of the
-        batch: the sync computes the desired state of whole sessions, so once
-        is enough, and it is committed together with the decisions.
+        The batch is first decided straight through. Should any mail fail,
+        that attempt is rolled back whole and the batch decided again with a
+        SAVEPOINT per mail, so the failing mail is rolled back alone and the
+        others are kept: the savepoints' cost is paid only when needed.
         """
+        parsed = [self._parse(mail) for mail in mails]
+        committed: list[bool] = []
+        try:
+            return self._decide_all(mails, parsed, guarded=False, committed=committed)
+        except Exception:
+            if committed:  # an after-commit callback failed: nothing to decide again
+                raise
+            return self._decide_all(mails, parsed, guarded=True, committed=committed)
+
+    def _decide_all(self, mails: list[IncomingMail], parsed: list, *, guarded: bool, committed: list):
+        """Calendar changes are collected and synced once, at the end of the
+        batch: the sync computes the desired state of whole sessions, so once
+        is enough, and it is committed together with the decisions."""
         outcomes: list[Outcome] = []
         moves: dict[Disposition, list[str]] = {}
         failure: Exception | None = None
@@ -106,13 +121,16 @@ class Intake:
         self.app.change_handlers = [changes.note]
         try:
             with self.app.transaction() as repo:
-                repo.begin_batch()
-                for mail in mails:
+                repo.after_commit.append(lambda: committed.append(True))  # runs first
+                repo.begin_batch(p.message_id for p in parsed if isinstance(p, ParsedMail))
+                for mail, parsed_mail in zip(mails, parsed):
                     callbacks = len(repo.after_commit)
                     try:
-                        with repo.db.begin_nested():
-                            outcome = self._decide_one(repo, mail)
+                        with repo.db.begin_nested() if guarded else nullcontext():
+                            outcome = self._decide_one(repo, mail, parsed_mail)
                     except Exception as exc:  # this mail only; it stays in the source
+                        if not guarded:
+                            raise
                         log.error("intake: mail left in the source after an error ref=%s error=%s",
                                   mail.ref, type(exc).__name__)
                         repo.forget_batch_cache()
@@ -139,9 +157,19 @@ class Intake:
                 moves.setdefault(Disposition.QUARANTINE, []).append(mail.ref)
                 del self._failures[mail.ref]
 
-    def _decide_one(self, repo: Repository, mail: IncomingMail) -> Outcome:
+    def _parse(self, mail: IncomingMail) -> ParsedMail | Exception:
+        """Parsed ahead of the batch's transaction; a failure is that mail's alone."""
+        try:
+            return parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
+        except Exception as exc:
+            return exc
+
+    def _decide_one(self, repo: Repository, mail: IncomingMail,
+                    parsed: ParsedMail | Exception | None = None) -> Outcome:
         """One mail's decision inside the caller's transaction."""
-        parsed = parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
+        if isinstance(parsed, Exception):
+            raise parsed
+        parsed = parsed or parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
         if repo.mail_seen(parsed.message_id):
             return Outcome(parsed.message_id, "duplicate", Disposition.IGNORED)
         repo.begin_mail(parsed, mail, self.app.now())

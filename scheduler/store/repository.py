@@ -61,14 +61,13 @@ class LazyBooked(Mapping[str, Sequence[Booked]]):
         self.repo = repo
         self._cache: dict[str, list[Booked]] = {}
 
-    def __getitem__(self, key: str) -> list[Booked]:
+    def get(self, key: str, default=None) -> list[Booked]:  # the allocation's hot path
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self.repo.booked_in(key)
         return found
 
-    def get(self, key: str, default=None) -> list[Booked]:  # the allocation's hot path
-        return self[key]
+    __getitem__ = get
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._cache)
@@ -85,6 +84,7 @@ class Repository:
         self.after_commit: list = []  # run by App.transaction once committed
         self._booked_cache: dict[str, list[Booked]] | None = None  # per batch, see begin_batch
         self._cached_from: datetime | None = None  # the cache holds every session from here on
+        self._seen: set[str] | None = None  # message keys known to the batch, see begin_batch
 
     # -- mails ---------------------------------------------------------
 
@@ -93,6 +93,8 @@ class Repository:
 
     def mail_seen(self, message_id: str) -> bool:
         key = self.message_key(message_id)
+        if self._seen is not None:
+            return key in self._seen
         return self.db.scalar(select(Mail.id).where(Mail.message_key == key)) is not None
 
     def begin_mail(self, parsed, incoming, now: datetime) -> None:
@@ -108,6 +110,8 @@ class Repository:
             purge_after=now + timedelta(days=self._retention()),
         )
         self.db.add(self.current_mail)
+        if self._seen is not None:
+            self._seen.add(self.current_mail.message_key)
         self.db.flush()
 
     def finish_mail(self, outcome: str, code: str | None) -> None:
@@ -194,9 +198,10 @@ class Repository:
             version=1,
         )
         self.db.add(item)
-        self._forget(session.key)
         self.current_mail.purge_after = max(self.current_mail.purge_after, item.purge_after)
         self.db.flush()
+        self._remember(Booked(item.id, session.key, request.acute, received_at, request.cpr_hash,
+                              request.birth_date))
         return item.id
 
     def _set_status(self, item_id: int, status: str, now: datetime) -> None:
@@ -274,7 +279,7 @@ class Repository:
 
     # -- batches (Intake.run: one transaction, a savepoint per mail) ---
 
-    def begin_batch(self) -> None:
+    def begin_batch(self, message_ids: Iterable[str] = ()) -> None:
         """Prepare this transaction to hold a whole fetched batch of mails.
 
         On SQLite the transaction is opened explicitly (``BEGIN IMMEDIATE``):
@@ -282,16 +287,27 @@ class Repository:
         mail's savepoint would otherwise commit it; the write lock is taken
         up front too. Pending items are then cached per session for the
         batch: a full session is otherwise queried again for every mail.
+        Which of ``message_ids`` were seen before is asked in one query.
         """
         if self.db.get_bind().dialect.name == "sqlite":
             self.db.connection().exec_driver_sql("BEGIN IMMEDIATE")
         self._booked_cache = {}
+        keys = {self.message_key(m) for m in message_ids}
+        self._seen = set(self.db.scalars(select(Mail.message_key).where(Mail.message_key.in_(keys)))) \
+            if keys else set()
 
     def forget_batch_cache(self) -> None:
-        """Drop every cached session (after a mail's savepoint was rolled back)."""
+        """Drop every cached session (after a mail's savepoint was rolled back);
+        seen message keys are asked of the database again."""
         if self._booked_cache is not None:
             self._booked_cache.clear()
             self._cached_from = None
+            self._seen = None
+
+    def _remember(self, booked: Booked) -> None:
+        """Keep a cached session current with an item just placed in it."""
+        if self._booked_cache is not None and booked.session_key in self._booked_cache:
+            self._booked_cache[booked.session_key].append(booked)
 
     def _forget(self, *session_keys: str) -> None:
         if self._booked_cache is not None:
