@@ -58,8 +58,12 @@ class Notices:
         self._receipt("receipt_rejected.txt.j2", reason=sentence, received_at=self.received_at)
 
     def placed(self, item_id: int, placement: Placement, content: ItemContent) -> None:
-        item = self.repo.item(item_id)
         session = placement.session
+        item = ItemView(  # as stored just now: no need to read and decrypt it back
+            id=item_id, series_id=session.series_id, session_key=session.key, session_start=session.start,
+            acute=content.acute, received_at=self.received_at, sender=self.parsed.sender, status="pending",
+            cpr=content.cpr, health=content.health, social=content.social,
+        )
         series = self.app.series[session.series_id]
         self._receipt(
             "receipt_accepted.txt.j2",
