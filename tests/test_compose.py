@@ -1,0 +1,41 @@
+"""Outgoing mail on the wire: headers as built, UTF-8 quoted-printable bodies."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timezone
+
+from scheduler.mail.compose import text_mail, to_bytes
+
+BODY = "Kære Karen\n\nLinje med æøå og = tegn " + "x" * 90 + "\r\nSidste linje"
+
+
+def build(html: str | None = None) -> bytes:
+    return to_bytes(text_mail(
+        sender="sparring@kommune.example", sender_name="Sparringsforum Ø", to=["karen@kommune.example"],
+        subject="Kvittering: æøå", body=BODY, sent_at=datetime(2027, 1, 4, 8, tzinfo=timezone.utc),
+        html=html, in_reply_to="<abc@kommune.example>",
+    ))
+
+
+def test_a_text_mail_is_crlf_quoted_printable_and_decodes_to_the_body():
+    wire = build()
+    head, _, body = wire.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[:3] == [
+        b"MIME-Version: 1.0", b'Content-Type: text/plain; charset="utf-8"',
+        b"Content-Transfer-Encoding: quoted-printable"]
+    assert b"\n" not in wire.replace(b"\r\n", b"") and all(len(line) <= 78 for line in body.split(b"\r\n"))
+    message = email.message_from_bytes(wire, policy=email.policy.default)
+    assert message["Subject"] == "Kvittering: æøå"
+    assert message["In-Reply-To"] == "<abc@kommune.example>" and message["Auto-Submitted"] == "auto-generated"
+    assert message.get_content().replace("\r\n", "\n") == BODY.replace("\r\n", "\n")
+
+
+def test_an_html_alternative_has_parts_of_the_same_form():
+    message = email.message_from_bytes(build("<p>Hej æøå</p>"), policy=email.policy.default)
+    assert message.get_content_type() == "multipart/alternative"
+    plain, html = message.get_payload()
+    assert plain["Content-Transfer-Encoding"] == html["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html.get_content_type() == "text/html" and html.get_content().strip() == "<p>Hej æøå</p>"
+    assert plain.get_content_charset() == "utf-8"
