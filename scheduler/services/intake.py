@@ -209,11 +209,12 @@ class Intake:
         result = allocate(request, sessions, self.app.series, booked)
         if isinstance(result, Refusal):
             return self._reject(notices, parsed, _REFUSALS[result.code], {})
+        why = result.why_moved(mail.received_at)
+        repo.finish_mail("moved" if why else "accepted", None)
         item_id = repo.place_item(result, request, content, parsed, mail.received_at, self.app)
         notices.placed(item_id, result, content)
         if content.acute:
             repo.after_commit.append(lambda: meetings.acute(self.app, item_id))
-        why = result.why_moved(mail.received_at)
         return Outcome(parsed.message_id, "moved" if why else "accepted", Disposition.PROCESSED,
                        series=result.session.series_id, session_start=result.session.start,
                        acute=content.acute, reason=self._reason(f"moved_{why}") if why else None,

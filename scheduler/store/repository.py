@@ -109,10 +109,9 @@ class Repository:
             sender=(parsed.sender or "")[:320] or None,
             purge_after=now + timedelta(days=self._retention()),
         )
-        self.db.add(self.current_mail)
+        self.db.add(self.current_mail)  # written with the decision: one INSERT, no UPDATE after
         if self._seen is not None:
             self._seen.add(self.current_mail.message_key)
-        self.db.flush()
 
     def finish_mail(self, outcome: str, code: str | None) -> None:
         self.current_mail.outcome = outcome
@@ -172,14 +171,19 @@ class Repository:
         ]
 
     def place_item(self, placement: Placement, request: Request, content, parsed, received_at, app) -> int:
+        """Store the item; call ``finish_mail`` first, so the mail is written once."""
         now = app.now()
+        session = placement.session
+        mail = self.current_mail
+        mail.purge_after = max(mail.purge_after, session.start + timedelta(days=self._retention()))
+        if mail.id is None:
+            self.db.flush()  # the item points at the mail
         if placement.replaces is not None:
             self._set_status(placement.replaces, "replaced", now)
         if placement.bumped is not None:
             self._move(placement.bumped.item_id, placement.bumped.to, now)
-        session = placement.session
         item = Item(
-            mail_id=self.current_mail.id,
+            mail_id=mail.id,
             series_id=session.series_id,
             session_key=session.key,
             session_start=session.start,
@@ -198,7 +202,6 @@ class Repository:
             version=1,
         )
         self.db.add(item)
-        self.current_mail.purge_after = max(self.current_mail.purge_after, item.purge_after)
         self.db.flush()
         self._remember(Booked(item.id, session.key, request.acute, received_at, request.cpr_hash,
                               request.birth_date))
