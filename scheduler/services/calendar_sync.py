@@ -60,12 +60,17 @@ class CalendarSync:
     def items_changed(self, repo: Repository, session_keys: Iterable[str], item_ids: Iterable[int]) -> None:
         """Change handler: bring every slot in these sessions up to date."""
         seen: set[int] = set()
+        meetings: list[Meeting] = []
         for key in sorted(set(session_keys)):
             session = self.app.session_by_key(key)
             series = self.app.series[session.series_id]
-            for index, item in enumerate(repo.items_of_session(key)):
-                seen.add(item.id)
-                self.apply(repo, self.slot_meeting(item.id, item.sender, series, session, index), "slot")
+            for index, (item_id, sender) in enumerate(repo.slot_holders(key)):
+                seen.add(item_id)
+                meetings.append(self.slot_meeting(item_id, sender, series, session, index))
+        loaded = _load_rows(repo, [m.uid for m in meetings])  # held: the identity map is weak
+        for meeting in meetings:
+            self.apply(repo, meeting, "slot")
+        del loaded
         for item_id in set(item_ids) - seen:
             self._cancel_slot(repo, item_id)
 
@@ -195,6 +200,15 @@ class CalendarSync:
         method = "CANCEL" if meeting.cancelled else "REQUEST"
         repo.enqueue("invitation", f"itip:{row_id}:{sequence}", recipients,
                      {"type": "itip", "method": method, "meeting": meeting_to_json(meeting)})
+
+
+def _load_rows(repo: Repository, uids: list[str], chunk: int = 500) -> list[CalendarEvent]:
+    """Load what was last sent for ``uids`` in a few queries: ``apply`` then
+    finds the rows in the session's identity map instead of asking one by one."""
+    rows: list[CalendarEvent] = []
+    for first in range(0, len(uids), chunk):
+        rows += repo.db.scalars(select(CalendarEvent).where(CalendarEvent.uid.in_(uids[first:first + chunk])))
+    return rows
 
 
 def _one_recurring_event(series: Series) -> bool:

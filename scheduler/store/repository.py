@@ -252,6 +252,15 @@ class Repository:
         order = {b.item_id: n for n, b in enumerate(slot_order(_as_booked(views)))}
         return sorted(views, key=lambda v: order.get(v.id, len(order)))
 
+    def slot_holders(self, session_key: str) -> list[tuple[int, str]]:
+        """(item id, sender) of a session's pending items in slot order; nothing decrypted."""
+        rows = self.db.execute(
+            select(Item.id, Item.sender, Item.acute, Item.received_at)
+            .where(Item.session_key == session_key, Item.status == PENDING)
+        ).all()
+        rows.sort(key=lambda r: (not r.acute, r.received_at, r.id))  # as ``slot_order``
+        return [(r.id, r.sender) for r in rows]
+
     def slot_index(self, item: ItemView) -> int:
         order = slot_order(self.booked_in(item.session_key))
         return next((n for n, b in enumerate(order) if b.item_id == item.id), len(order))
