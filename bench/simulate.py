@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "scheduler.cli", "--config", str(ROOT / "config" / "sparring.toml"),
                    "--data-dir", str(data_dir), "simulate", "--from", f"{args.year}-01-01",
                    "--to", f"{args.year}-12-31"]
+        # The inbox just written (and an earlier run's files just deleted) are
+        # set-up: flush them first, or the command pays for their write-back.
+        os.sync()
         began = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - began
