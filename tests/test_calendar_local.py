@@ -1,9 +1,12 @@
 """The calendar backend contract, written once (``CalendarContract``) and run
 against the local folder here and against Radicale in test_caldav.py; plus
-what only the folder does (file names, atomic writes, damaged files)."""
+what only the folder does (file names, atomic writes, damaged files, the
+parsed files free/busy keeps)."""
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -11,9 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.calendars.local import LocalCalendar, file_name
+from scheduler.calendars import local
+from scheduler.calendars.ical import parse_object
+from scheduler.calendars.local import LocalCalendar, ParsedFiles, file_name
 from scheduler.model import Attendee, BusyKind, Meeting, Recurrence
-from scheduler.ports import CalendarBackend, PermanentError
+from scheduler.ports import CalendarBackend, PermanentError, TransientError
 
 TZ = ZoneInfo("Europe/Copenhagen")
 FORUM = "sparring@kommune.example"
@@ -199,3 +204,130 @@ def test_dtstamp_comes_from_the_clock_given(tmp_path):
     backend.put(single())
     [event] = events(backend.read("slot-1@kommune.example"))
     assert event.decoded("dtstamp") == STAMP
+
+
+# -- free/busy keeps parsed files until they change ------------------------------
+
+
+HOUR_NS = 3600 * 10**9
+
+
+def age(folder: Path) -> None:
+    """Set the files' mtime an hour back: a file changed just now is not kept
+    (a second write in the same timestamp tick could look the same)."""
+    for path in folder.glob("*.ics"):
+        os.utime(path, ns=(time.time_ns() - HOUR_NS,) * 2)
+
+
+@pytest.fixture
+def counted(tmp_path, monkeypatch) -> tuple[LocalCalendar, list[bytes]]:
+    """A backend whose every parse of a stored object is recorded."""
+    parsed: list[bytes] = []
+
+    def parse(data: bytes):
+        parsed.append(data)
+        return parse_object(data)
+
+    monkeypatch.setattr(local, "parse_object", parse)
+    return LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP), parsed
+
+
+def test_free_busy_parses_an_unchanged_file_once(counted, tmp_path):
+    backend, parsed = counted
+    backend.put(single())
+    age(tmp_path / "calendar")
+    first = backend.free_busy([CASEWORKER], *WINDOW)
+    assert len(parsed) == 1
+    assert backend.free_busy([CASEWORKER], *WINDOW) == first
+    assert len(parsed) == 1
+
+
+def test_a_file_changed_just_now_is_parsed_again(counted):
+    backend, parsed = counted
+    backend.put(single())
+    backend.free_busy([CASEWORKER], *WINDOW)
+    backend.free_busy([CASEWORKER], *WINDOW)
+    assert len(parsed) == 2
+
+
+def test_free_busy_sees_a_file_rewritten_by_another_writer(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    other = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(single())
+    age(tmp_path / "calendar")
+    assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 10), utc(date(2027, 1, 7), 10, 20))]
+    other.put(single(start=at(date(2027, 1, 7), 10, 30), end=at(date(2027, 1, 7), 10, 40), sequence=1))
+    assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 30), utc(date(2027, 1, 7), 10, 40))]
+
+
+def test_free_busy_sees_a_new_file_and_forgets_a_removed_one(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    other = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(single())
+    age(tmp_path / "calendar")
+    assert len(busy(backend, CASEWORKER)) == 1
+    other.put(single(uid="slot-2@kommune.example", day=date(2027, 1, 8)))
+    assert len(busy(backend, CASEWORKER)) == 2
+    (tmp_path / "calendar" / file_name("slot-1@kommune.example")).unlink()
+    assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 8), 10, 10), utc(date(2027, 1, 8), 10, 20))]
+
+
+def test_the_cache_forgets_removed_files(tmp_path):
+    files = ParsedFiles(parse_object)
+    folder = tmp_path / "calendar"
+    LocalCalendar(folder, tmp_path / "freebusy", TZ, clock=lambda: STAMP).put_many(
+        [single(), single(uid="slot-2@kommune.example")])
+    age(folder)
+    paths = sorted(folder.glob("*.ics"))
+    for path in paths:
+        files.get(path)
+    assert len(files) == 2
+    files.keep_only(paths[1:])
+    assert len(files) == 1
+
+
+def test_an_object_read_for_writing_is_not_the_one_free_busy_keeps(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(single())
+    age(tmp_path / "calendar")
+    before = busy(backend, CASEWORKER)
+    [event] = events(backend.read("slot-1@kommune.example"))
+    event["status"] = "CANCELLED"  # a caller may change what read() gives
+    assert busy(backend, CASEWORKER) == before
+
+
+def test_a_cancel_that_fails_to_write_leaves_free_busy_as_the_file_is(tmp_path, monkeypatch):
+    # merge_cancel marks the events it is given: they must not be free/busy's.
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(SERIES)
+    age(tmp_path / "calendar")
+    before = busy(backend, "koordinator@kommune.example")
+    assert before
+
+    def refuse(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local.os, "replace", refuse)
+    with pytest.raises(TransientError):
+        backend.cancel(replace(SERIES, sequence=1, cancelled=True))
+    assert busy(backend, "koordinator@kommune.example") == before
+
+
+def test_a_file_damaged_after_it_was_kept_is_skipped(tmp_path, caplog):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(single())
+    age(tmp_path / "calendar")
+    assert busy(backend, CASEWORKER)
+    (tmp_path / "calendar" / file_name("slot-1@kommune.example")).write_text("not a calendar")
+    assert busy(backend, CASEWORKER) == []
+    assert "slot-1@kommune.example.ics is not valid iCalendar" in caplog.text
+
+
+def test_sparrings_own_rewrite_is_noticed_even_where_stat_looks_the_same(tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "_signature", lambda stat: (0, 0, 0))  # a file system whose stat says nothing
+    monkeypatch.setattr(local, "_RACY_NS", 0)
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(single())
+    assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 10), utc(date(2027, 1, 7), 10, 20))]
+    backend.put(single(start=at(date(2027, 1, 7), 10, 30), end=at(date(2027, 1, 7), 10, 40), sequence=1))
+    assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 30), utc(date(2027, 1, 7), 10, 40))]

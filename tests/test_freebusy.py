@@ -4,14 +4,17 @@ per-person folder with sparring's own events beside it."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.calendars.freebusy import parse_busy
+from scheduler.calendars import local as local_backend
+from scheduler.calendars.freebusy import parse_busy, parse_calendar
 from scheduler.calendars.local import LocalCalendar
 from scheduler.model import Attendee, BusyInterval, BusyKind, Meeting
 
@@ -115,4 +118,31 @@ def test_local_backend_adds_sparrings_own_events_to_the_persons_file(backend):
 def test_an_unreadable_persons_file_is_unknown_not_free(backend, tmp_path):
     (tmp_path / "freebusy" / "dora@kommune.example.ics").write_text("garbage")
     assert backend.free_busy(["dora@kommune.example"], START, END)["dora@kommune.example"] == [
+        BusyInterval(START, END, UNKNOWN)]
+
+
+def test_a_persons_file_is_parsed_once_until_it_changes(tmp_path, monkeypatch):
+    parsed: list[bytes] = []
+
+    def parse(data: bytes):
+        parsed.append(data)
+        return parse_calendar(data)
+
+    monkeypatch.setattr(local_backend, "parse_calendar", parse)
+    folder = tmp_path / "freebusy"
+    shutil.copytree(FIXTURES, folder)
+    anne = folder / "anne@kommune.example.ics"
+    os.utime(anne, ns=(time.time_ns() - 3600 * 10**9,) * 2)  # not changed just now
+    backend = LocalCalendar(tmp_path / "calendar", folder, TZ)
+    assert as_utc(backend.free_busy(["anne@kommune.example"], START, END)["anne@kommune.example"]) == ANNE
+    assert as_utc(backend.free_busy(["anne@kommune.example"], START, END)["anne@kommune.example"]) == ANNE
+    assert len(parsed) == 1
+    # Outlook exports anew: the file is replaced with one holding only Bo's VFREEBUSY
+    replacement = folder / "new.tmp"
+    shutil.copy(folder / "bo@kommune.example.ics", replacement)
+    os.replace(replacement, anne)
+    assert [i.kind for i in backend.free_busy(["anne@kommune.example"], START, END)["anne@kommune.example"]] == [
+        BUSY, TENTATIVE, OOF]
+    anne.unlink()
+    assert backend.free_busy(["anne@kommune.example"], START, END)["anne@kommune.example"] == [
         BusyInterval(START, END, UNKNOWN)]

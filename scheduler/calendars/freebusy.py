@@ -32,10 +32,19 @@ def parse_busy(ics: bytes, start: datetime, end: datetime, *, tz: ZoneInfo = COP
 
     Raises ValueError (without the content) when ``ics`` is not iCalendar.
     """
+    return busy_in(parse_calendar(ics), start, end, tz)
+
+
+def parse_calendar(ics: bytes) -> Calendar:
+    """``ics`` parsed; ValueError (without the content) when it is not iCalendar."""
     try:
-        calendar = Calendar.from_ical(ics)
+        return Calendar.from_ical(ics)
     except ValueError:
         raise ValueError("free/busy data is not valid iCalendar") from None
+
+
+def busy_in(calendar: Calendar, start: datetime, end: datetime, tz: ZoneInfo) -> list[BusyInterval]:
+    """Busy intervals in a parsed ``calendar``, as ``parse_busy`` gives them."""
     found = [interval for _, interval in event_busy(calendar, start, end, tz)]
     found.extend(freebusy_lines(calendar, start, end, tz))
     return sorted(found, key=lambda i: (i.start, i.end))

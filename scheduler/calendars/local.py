@@ -9,7 +9,9 @@ Free/busy comes from these files (where the address is organiser or
 attendee) and from one calendar per person at
 ``<freebusy_dir>/<mail address>.ics``, e.g. exported from Outlook. An
 address with no such file gets one UNKNOWN interval over the window (and
-any busy time sparring itself gave it).
+any busy time sparring itself gave it). Free/busy keeps the parsed files
+(``ParsedFiles``) and parses again only what changed; writes always read
+the file afresh, since merging alters the object it is given.
 """
 
 from __future__ import annotations
@@ -18,26 +20,97 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 
-from scheduler.calendars.freebusy import busy_by_participant, organizer_of, parse_busy, unknown
+from scheduler.calendars.freebusy import (busy_by_participant, busy_in, organizer_of, parse_calendar,
+                                          unknown)
 from scheduler.calendars.ical import merge_cancel, merge_put, parse_object
 from scheduler.model import BusyInterval, Meeting
 from scheduler.ports import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+# A file changed less than this long before it was read is parsed again next
+# time: a second write within one timestamp tick (2 s on the coarsest file
+# systems) could leave mtime and size alone and reuse the freed inode.
+_RACY_NS = 2_000_000_000
 
 
 def file_name(uid: str) -> str:
     """A file-safe, collision-free name for ``uid`` (unsafe bytes %-escaped)."""
     safe = _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), uid)
     return ("%2E" + safe[1:] if safe.startswith(".") else safe) + ".ics"
+
+
+Signature = tuple[int, int, int]
+
+
+class ParsedFiles:
+    """Parsed files for reading only, parsed again when a file changes.
+
+    A file is known by its stat signature (inode, mtime, size): files are
+    replaced with ``os.replace``, so every write gives a new one. The objects
+    handed out are shared between calls and must not be mutated.
+    """
+
+    def __init__(self, parse: Callable[[bytes], Calendar]) -> None:
+        self._parse = parse
+        self._entries: dict[Path, tuple[Signature, Calendar]] = {}
+
+    def get(self, path: Path) -> Calendar:
+        """The parsed ``path``; OSError or ValueError as reading and parsing give them."""
+        try:
+            entry = self._entries.get(path)
+            if entry is not None and entry[0] == _signature(path.stat()):
+                return entry[1]
+            self._entries.pop(path, None)
+            with path.open("rb") as handle:  # the signature of what is read, not of a later file
+                stat = os.fstat(handle.fileno())
+                data = handle.read()
+            calendar = self._parse(data)
+        except (OSError, ValueError):
+            self._entries.pop(path, None)
+            raise
+        if time.time_ns() - stat.st_mtime_ns >= _RACY_NS:
+            self._entries[path] = (_signature(stat), calendar)
+        return calendar
+
+    def forget(self, path: Path) -> None:
+        self._entries.pop(path, None)
+
+    def keep_only(self, paths: Collection[Path]) -> None:
+        """Drop the files not in ``paths`` (removed from the folder)."""
+        for path in self._entries.keys() - set(paths):
+            del self._entries[path]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _signature(stat: os.stat_result) -> Signature:
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@contextmanager
+def _file_errors(path: Path) -> Iterator[None]:
+    """OSError and ValueError as the backend's errors, naming the file only
+    (FileNotFoundError passes: a missing file is no error)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TransientError(f"calendar file {path.name} cannot be read ({exc.strerror}).") from None
+    except ValueError:
+        raise PermanentError(f"calendar file {path.name} is not valid iCalendar; "
+                             "move it aside to let sparring write it anew.") from None
 
 
 class LocalCalendar:
@@ -52,6 +125,8 @@ class LocalCalendar:
         self.tz = tz
         self._now = clock or (lambda: datetime.now(timezone.utc))
         self.durable = durable  # False only for simulation: no fsync per file
+        self._own = ParsedFiles(parse_object)  # free/busy only
+        self._personal_files = ParsedFiles(parse_calendar)
 
     # -- writes ------------------------------------------------------------
 
@@ -109,17 +184,12 @@ class LocalCalendar:
         return self.directory / file_name(uid)
 
     def _read(self, path: Path) -> Calendar | None:
+        """The file parsed afresh (the caller may change it), or None."""
         try:
-            data = path.read_bytes()
+            with _file_errors(path):
+                return parse_object(path.read_bytes())
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise TransientError(f"calendar file {path.name} cannot be read ({exc.strerror}).") from None
-        try:
-            return parse_object(data)
-        except ValueError:
-            raise PermanentError(f"calendar file {path.name} is not valid iCalendar; "
-                                 "move it aside to let sparring write it anew.") from None
 
     def _write(self, path: Path, calendar: Calendar) -> None:
         try:
@@ -132,6 +202,7 @@ class LocalCalendar:
                         handle.flush()
                         os.fsync(handle.fileno())
                 os.replace(tmp, path)
+                self._own.forget(path)  # not left to the signature: a rewrite may look the same
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
@@ -139,16 +210,19 @@ class LocalCalendar:
             raise TransientError(f"calendar file {path.name} cannot be written ({exc.strerror}).") from None
 
     def _objects(self) -> Iterator[Calendar]:
-        if not self.directory.is_dir():
-            return
-        for path in sorted(self.directory.glob("*.ics")):
+        """The stored objects, shared with later calls: read, never change them."""
+        paths = sorted(self.directory.glob("*.ics")) if self.directory.is_dir() else []
+        self._own.keep_only(paths)
+        for path in paths:
             try:
-                calendar = self._read(path)
+                with _file_errors(path):
+                    calendar = self._own.get(path)
+            except FileNotFoundError:
+                continue
             except (TransientError, PermanentError) as exc:
                 log.warning("calendar file skipped in free/busy: %s", exc)
                 continue
-            if calendar is not None:
-                yield calendar
+            yield calendar
 
     def _personal(self, address: str, start: datetime, end: datetime) -> list[BusyInterval] | None:
         """Busy time from the person's own calendar file; None if there is none."""
@@ -156,7 +230,7 @@ class LocalCalendar:
             return None
         path = self.freebusy_dir / f"{address}.ics"
         try:
-            return parse_busy(path.read_bytes(), start, end, tz=self.tz)
+            return busy_in(self._personal_files.get(path), start, end, self.tz)
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
