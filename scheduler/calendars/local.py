@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -37,9 +38,9 @@ from scheduler.ports import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
-# A file changed less than this long before it was read is parsed again next
-# time: a second write within one timestamp tick (2 s on the coarsest file
-# systems) could leave mtime and size alone and reuse the freed inode.
+# A file changed less than this long before it was read is not known by its
+# stat alone: a second write within one timestamp tick (2 s on the coarsest
+# file systems) could keep mtime and size and reuse the freed inode.
 _RACY_NS = 2_000_000_000
 
 
@@ -52,34 +53,42 @@ def file_name(uid: str) -> str:
 Signature = tuple[int, int, int]
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    signature: Signature | None  # None: changed too recently for the stat to tell
+    data: bytes
+    calendar: Calendar
+
+
 class ParsedFiles:
     """Parsed files for reading only, parsed again when a file changes.
 
     A file is known by its stat signature (inode, mtime, size): files are
-    replaced with ``os.replace``, so every write gives a new one. The objects
-    handed out are shared between calls and must not be mutated.
+    replaced with ``os.replace``, so every write gives a new one. Where the
+    signature cannot be trusted (a file changed just now) the file is read
+    and compared byte for byte. The objects handed out are shared between
+    calls and must not be mutated.
     """
 
     def __init__(self, parse: Callable[[bytes], Calendar]) -> None:
         self._parse = parse
-        self._entries: dict[Path, tuple[Signature, Calendar]] = {}
+        self._entries: dict[Path, _Parsed] = {}
 
     def get(self, path: Path) -> Calendar:
         """The parsed ``path``; OSError or ValueError as reading and parsing give them."""
         try:
             entry = self._entries.get(path)
-            if entry is not None and entry[0] == _signature(path.stat()):
-                return entry[1]
-            self._entries.pop(path, None)
+            if entry is not None and entry.signature == _signature(path.stat()):
+                return entry.calendar
             with path.open("rb") as handle:  # the signature of what is read, not of a later file
                 stat = os.fstat(handle.fileno())
                 data = handle.read()
-            calendar = self._parse(data)
+            calendar = entry.calendar if entry is not None and entry.data == data else self._parse(data)
         except (OSError, ValueError):
             self._entries.pop(path, None)
             raise
-        if time.time_ns() - stat.st_mtime_ns >= _RACY_NS:
-            self._entries[path] = (_signature(stat), calendar)
+        trusted = time.time_ns() - stat.st_mtime_ns >= _RACY_NS
+        self._entries[path] = _Parsed(_signature(stat) if trusted else None, data, calendar)
         return calendar
 
     def forget(self, path: Path) -> None:
