@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar
 
-from scheduler.calendars.ical import to_ical
+from scheduler.calendars.ical import build_calendar, to_ical
 from scheduler.calendars.vtimezone import vtimezone
 from scheduler.errors import ConfigError
 from scheduler.model import Attendee, Meeting, Recurrence
@@ -203,3 +203,52 @@ def test_a_zone_whose_rule_changes_is_refused_in_one_sentence():
         vtimezone(ZoneInfo("America/Sao_Paulo"), 2017)  # daylight saving abolished in 2019
     with pytest.raises(ConfigError, match="Africa/Casablanca"):
         vtimezone(ZoneInfo("Africa/Casablanca"), 2027)  # suspended every Ramadan
+
+
+# -- to_ical writes the calendar's own lines and the VTIMEZONE once -------------
+
+OVERRIDE = replace(SERIES, recurrence=None, recurrence_id=at(date(2027, 3, 4), 10),
+                   start=at(date(2027, 3, 5), 13), end=at(date(2027, 3, 5), 14), sequence=2)
+LONG = replace(SLOT, summary="Sparringsforum for unge og voksne: æøå ÆØÅ " * 4,
+               description="Linje ét\nLinje to; med komma, semikolon og \\ skråstreg " * 3)
+CASES = {
+    "single": ([SLOT], "REQUEST", TZ),
+    "series with exdates": ([SERIES], "REQUEST", TZ),
+    "cancelled": ([replace(SLOT, sequence=4, cancelled=True)], "CANCEL", TZ),
+    "override": ([OVERRIDE], "REQUEST", TZ),
+    "cancelled override": ([OVERRIDE], "CANCEL", TZ),
+    "stored master and override": ([OVERRIDE, SERIES], None, TZ),
+    "feed": ([SLOT, SERIES], "PUBLISH", TZ),
+    "long lines folded": ([LONG], "REQUEST", TZ),
+    "another year": ([replace(SLOT, start=at(date(2031, 2, 3), 9), end=at(date(2031, 2, 3), 10))], "REQUEST", TZ),
+    "new york": ([SLOT], "REQUEST", ZoneInfo("America/New_York")),
+    "utc": ([SLOT], "CANCEL", ZoneInfo("UTC")),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_to_ical_gives_exactly_the_bytes_icalendar_gives(case):
+    meetings, method, tz = CASES[case]
+    assert to_ical(meetings, method, tz, stamp=STAMP) == build_calendar(meetings, method, tz, stamp=STAMP).to_ical()
+
+
+TEXT = st.text(st.sampled_from("abc æøå ÆØÅ,;:\\\"\n\t.-é€😀"), max_size=200)
+
+
+@settings(max_examples=100, deadline=None)
+@given(summary=TEXT, description=TEXT, location=TEXT, year=st.integers(2026, 2035))
+def test_to_ical_gives_the_same_bytes_for_any_text_and_year(summary, description, location, year):
+    start = at(date(year, 6, 10), 10, 10)
+    meeting = replace(SLOT, summary=summary, description=description, location=location,
+                      start=start, end=start + timedelta(minutes=10))
+    assert to_ical([meeting], "REQUEST", TZ, stamp=STAMP) == build_calendar(
+        [meeting], "REQUEST", TZ, stamp=STAMP).to_ical()
+
+
+def test_a_changed_vtimezone_component_does_not_reach_later_output():
+    before = to_ical([SLOT], "REQUEST", TZ, stamp=STAMP)
+    vtimezone(TZ, 2027).add("x-changed", "yes")
+    build_calendar([SLOT], "REQUEST", TZ, stamp=STAMP).walk("VTIMEZONE")[0].add("x-changed", "yes")
+    after = to_ical([SLOT], "REQUEST", TZ, stamp=STAMP)
+    assert after == before and b"X-CHANGED" not in after
+    assert b"X-CHANGED" not in build_calendar([SLOT], "REQUEST", TZ, stamp=STAMP).to_ical()

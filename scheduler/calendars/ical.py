@@ -8,55 +8,91 @@ and a VTIMEZONE written with yearly RRULEs (see ``vtimezone``).
 ``method=None`` gives a calendar object resource for storage (CalDAV and
 the local folder, where RFC 4791 forbids METHOD); REQUEST and CANCEL give
 iTIP messages, PUBLISH a read-only feed.
+
+``to_ical`` gives the bytes icalendar gives for ``build_calendar``, but
+serialises only the VEVENTs per call: the calendar's own lines and the
+VTIMEZONE are the same for every meeting of a method, zone and year.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress
 
-from scheduler.calendars.vtimezone import vtimezone
+from scheduler.calendars.vtimezone import vtimezone, vtimezone_ical
 from scheduler.logs import CPR_SHAPE
 from scheduler.model import Attendee, Meeting
 
 Method = Literal["REQUEST", "CANCEL", "PUBLISH"]
 PRODID = "-//sparring//sparringsforum//DA"
+_END = b"END:VCALENDAR\r\n"
 
 
 def to_ical(
     meetings: Sequence[Meeting], method: Method | None, tz: ZoneInfo, *, stamp: datetime
 ) -> bytes:
-    """One VCALENDAR holding a VEVENT per meeting, serialised."""
-    return build_calendar(meetings, method, tz, stamp=stamp).to_ical()
+    """One VCALENDAR holding a VEVENT per meeting, serialised (as
+    ``build_calendar(...).to_ical()``)."""
+    return render(_vevents(meetings, method, tz, stamp), tz, method)
 
 
 def build_calendar(
     meetings: Sequence[Meeting], method: Method | None, tz: ZoneInfo, *, stamp: datetime
 ) -> Calendar:
+    return assemble(_vevents(meetings, method, tz, stamp), tz, method)
+
+
+def _vevents(meetings: Sequence[Meeting], method: Method | None, tz: ZoneInfo, stamp: datetime) -> list[Event]:
     if not meetings:
         raise ValueError("no meetings to write")
     if method != "PUBLISH" and len({m.uid for m in meetings}) != 1:
         raise ValueError("a calendar object and an iTIP message hold one UID")
-    events = [vevent(m, tz, stamp=stamp, cancel=method == "CANCEL") for m in meetings]
-    return assemble(events, tz, method)
+    return [vevent(m, tz, stamp=stamp, cancel=method == "CANCEL") for m in meetings]
 
 
 def assemble(events: Sequence[Event], tz: ZoneInfo, method: Method | None = None) -> Calendar:
     """A VCALENDAR around ``events``: the master first, then overrides in order."""
+    calendar = _calendar(method)
+    calendar.add_component(vtimezone(tz, _year(events)))
+    for event in sorted(events, key=_order):
+        calendar.add_component(event)
+    return calendar
+
+
+def render(events: Sequence[Event], tz: ZoneInfo, method: Method | None = None) -> bytes:
+    """``assemble(events, tz, method).to_ical()``, the same bytes: icalendar
+    writes a component as its own lines, then each subcomponent's, then END,
+    each line folded on its own; so the constant parts are written once."""
+    body = b"".join(event.to_ical() for event in sorted(events, key=_order))
+    return _head(method) + vtimezone_ical(tz, _year(events)) + body + _END
+
+
+@lru_cache(maxsize=8)
+def _head(method: Method | None) -> bytes:
+    """The VCALENDAR's BEGIN and own properties, serialised."""
+    whole = _calendar(method).to_ical()
+    assert whole.endswith(_END)
+    return whole[: -len(_END)]
+
+
+def _calendar(method: Method | None) -> Calendar:
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     if method:
         calendar.add("method", method)
-    calendar.add_component(vtimezone(tz, min(_start(e) for e in events).year))
-    for event in sorted(events, key=_order):
-        calendar.add_component(event)
     return calendar
+
+
+def _year(events: Sequence[Event]) -> int:
+    """The VTIMEZONE is written from the year of the first start on."""
+    return min(_start(e) for e in events).year
 
 
 def vevent(meeting: Meeting, tz: ZoneInfo, *, stamp: datetime, cancel: bool = False) -> Event:

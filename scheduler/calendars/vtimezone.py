@@ -7,6 +7,9 @@ weekday of the month at this local time", and the rule is checked against
 the following years. A zone whose rule cannot be expressed that way (one
 that changes its rule, or has more than two transitions a year) is refused
 with one sentence rather than written wrongly.
+
+``vtimezone`` builds a new component on every call (a caller may change
+it); ``vtimezone_ical`` keeps the serialised bytes per zone and year.
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ def vtimezone(tz: ZoneInfo, year: int) -> Timezone:
     for transition in transitions:
         component.add_component(_observance(transition))
     return component
+
+
+@lru_cache(maxsize=64)
+def vtimezone_ical(tz: ZoneInfo, year: int) -> bytes:
+    """``vtimezone(tz, year).to_ical()``, kept: bytes nobody can change."""
+    return vtimezone(tz, year).to_ical()
 
 
 def yearly_transitions(tz: ZoneInfo, year: int) -> list[Transition]:
