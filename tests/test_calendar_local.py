@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.calendars import local
-from scheduler.calendars.ical import parse_object
+from scheduler.calendars.ical import merge_cancel, merge_put, parse_object
 from scheduler.calendars.local import LocalCalendar, ParsedFiles, file_name
 from scheduler.model import Attendee, BusyKind, Meeting, Recurrence
 from scheduler.ports import CalendarBackend, PermanentError, TransientError
@@ -335,3 +335,26 @@ def test_sparrings_own_rewrite_is_noticed_even_where_stat_looks_the_same(tmp_pat
     assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 10), utc(date(2027, 1, 7), 10, 20))]
     backend.put(single(start=at(date(2027, 1, 7), 10, 30), end=at(date(2027, 1, 7), 10, 40), sequence=1))
     assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 30), utc(date(2027, 1, 7), 10, 40))]
+
+
+def test_the_files_hold_the_bytes_icalendar_gives_for_the_merged_object(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    stored = tmp_path / "calendar" / file_name(SERIES.uid)
+    moved = replace(SERIES, recurrence=None, recurrence_id=at(date(2027, 1, 21), 10),
+                    start=at(date(2027, 1, 22), 13), end=at(date(2027, 1, 22), 14), sequence=1)
+    cancelled = replace(moved, recurrence_id=at(date(2027, 1, 28), 10), start=at(date(2027, 1, 28), 10),
+                        end=at(date(2027, 1, 28), 11), cancelled=True)
+    steps = [
+        (lambda: backend.put(SERIES), lambda old: merge_put(old, SERIES, TZ, stamp=STAMP)),
+        (lambda: backend.put(moved), lambda old: merge_put(old, moved, TZ, stamp=STAMP)),
+        (lambda: backend.cancel(cancelled), lambda old: merge_cancel(old, cancelled, TZ, stamp=STAMP)),
+        (lambda: backend.put_many([replace(SERIES, sequence=2), replace(moved, sequence=2)]),
+         lambda old: merge_put(merge_put(old, replace(SERIES, sequence=2), TZ, stamp=STAMP),
+                               replace(moved, sequence=2), TZ, stamp=STAMP)),
+        (lambda: backend.cancel(replace(SERIES, sequence=3, cancelled=True)),
+         lambda old: merge_cancel(old, replace(SERIES, sequence=3, cancelled=True), TZ, stamp=STAMP)),
+    ]
+    for write, merge in steps:
+        old = parse_object(stored.read_bytes()) if stored.exists() else None
+        write()
+        assert stored.read_bytes() == merge(old).to_ical()

@@ -9,9 +9,10 @@ and a VTIMEZONE written with yearly RRULEs (see ``vtimezone``).
 the local folder, where RFC 4791 forbids METHOD); REQUEST and CANCEL give
 iTIP messages, PUBLISH a read-only feed.
 
-``to_ical`` gives the bytes icalendar gives for ``build_calendar``, but
-serialises only the VEVENTs per call: the calendar's own lines and the
-VTIMEZONE are the same for every meeting of a method, zone and year.
+``to_ical`` (and ``render``, which the local folder writes with) gives the
+bytes icalendar gives for the assembled calendar, but serialises only the
+VEVENTs per call: the calendar's own lines and the VTIMEZONE are the same
+for every object of a method, zone and year.
 """
 
 from __future__ import annotations
@@ -208,36 +209,47 @@ def parse_object(data: bytes | str) -> Calendar:
 def merge_put(existing: Calendar | None, meeting: Meeting, tz: ZoneInfo, *, stamp: datetime) -> Calendar:
     """``existing`` with ``meeting`` written in: a master replaces the master
     (keeping the overrides of a series), an override replaces its occurrence."""
-    events = _events(existing)
-    new = vevent(meeting, tz, stamp=stamp)
-    key = recurrence_key(new)
-    if key is None:
-        kept = [e for e in events if recurrence_key(e) is not None] if meeting.recurrence else []
-    else:
-        kept = [e for e in events if recurrence_key(e) != key]
-    return assemble([*kept, new], tz)
+    return assemble(put_events(events_of(existing), meeting, tz, stamp=stamp), tz)
 
 
 def merge_cancel(existing: Calendar | None, meeting: Meeting, tz: ZoneInfo, *, stamp: datetime) -> Calendar | None:
     """``existing`` with the event or one occurrence marked CANCELLED; None
     when there is nothing to cancel. Nothing is removed: a cancelled series
     keeps its rule and overrides, a cancelled occurrence becomes an override."""
-    events = _events(existing)
+    events = cancel_events(events_of(existing), meeting, tz, stamp=stamp)
+    return None if events is None else assemble(events, tz)
+
+
+# The same on a stored object's VEVENTs, for writers that serialise with
+# ``render`` (``assemble`` orders them). They may change the events given.
+
+
+def put_events(events: Sequence[Event], meeting: Meeting, tz: ZoneInfo, *, stamp: datetime) -> list[Event]:
+    new = vevent(meeting, tz, stamp=stamp)
+    key = recurrence_key(new)
+    if key is None:
+        kept = [e for e in events if recurrence_key(e) is not None] if meeting.recurrence else []
+    else:
+        kept = [e for e in events if recurrence_key(e) != key]
+    return [*kept, new]
+
+
+def cancel_events(events: Sequence[Event], meeting: Meeting, tz: ZoneInfo, *, stamp: datetime) -> list[Event] | None:
     key = None if meeting.recurrence_id is None else _utc(meeting.recurrence_id)
     master = next((e for e in events if recurrence_key(e) is None), None)
     if key is not None:
         if master is None and all(recurrence_key(e) != key for e in events):
             return None
         kept = [e for e in events if recurrence_key(e) != key]
-        return assemble([*kept, vevent(meeting, tz, stamp=stamp, cancel=True)], tz)
+        return [*kept, vevent(meeting, tz, stamp=stamp, cancel=True)]
     if not events:
         return None
     for event in events:
         _mark_cancelled(event, meeting.sequence, stamp)
-    return assemble(events, tz)
+    return list(events)
 
 
-def _events(calendar: Calendar | None) -> list[Event]:
+def events_of(calendar: Calendar | None) -> list[Event]:
     return [] if calendar is None else list(calendar.walk("VEVENT"))
 
 

@@ -28,11 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar
+from icalendar import Calendar, Event
 
 from scheduler.calendars.freebusy import (busy_by_participant, busy_in, organizer_of, parse_calendar,
                                           unknown)
-from scheduler.calendars.ical import merge_cancel, merge_put, parse_object
+from scheduler.calendars.ical import cancel_events, events_of, parse_object, put_events, render
 from scheduler.model import BusyInterval, Meeting
 from scheduler.ports import PermanentError, TransientError
 
@@ -141,7 +141,7 @@ class LocalCalendar:
 
     def put(self, meeting: Meeting) -> None:
         path = self._path(meeting.uid)
-        self._write(path, merge_put(self._read(path), meeting, self.tz, stamp=self._now()))
+        self._write(path, put_events(self._events(path), meeting, self.tz, stamp=self._now()))
 
     def put_many(self, meetings: Sequence[Meeting]) -> None:
         """One write per file, however many meetings (master, overrides) it holds."""
@@ -150,14 +150,14 @@ class LocalCalendar:
             by_uid.setdefault(meeting.uid, []).append(meeting)
         for uid, group in by_uid.items():
             path = self._path(uid)
-            merged = self._read(path)
+            events = self._events(path)
             for meeting in group:
-                merged = merge_put(merged, meeting, self.tz, stamp=self._now())
-            self._write(path, merged)
+                events = put_events(events, meeting, self.tz, stamp=self._now())
+            self._write(path, events)
 
     def cancel(self, meeting: Meeting) -> None:
         path = self._path(meeting.uid)
-        updated = merge_cancel(self._read(path), meeting, self.tz, stamp=self._now())
+        updated = cancel_events(self._events(path), meeting, self.tz, stamp=self._now())
         if updated is not None:
             self._write(path, updated)
 
@@ -200,13 +200,19 @@ class LocalCalendar:
         except FileNotFoundError:
             return None
 
-    def _write(self, path: Path, calendar: Calendar) -> None:
+    def _events(self, path: Path) -> list[Event]:
+        """The stored VEVENTs, read afresh: merging changes them."""
+        return events_of(self._read(path))
+
+    def _write(self, path: Path, events: Sequence[Event]) -> None:
+        """The object holding ``events`` (as ``merge_put`` would assemble it), atomically."""
+        data = render(events, self.tz)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".ics")
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(calendar.to_ical())
+                    handle.write(data)
                     if self.durable:
                         handle.flush()
                         os.fsync(handle.fileno())
