@@ -327,6 +327,14 @@ def test_a_file_damaged_after_it_was_kept_is_skipped(tmp_path, caplog):
     assert "slot-1@kommune.example.ics is not valid iCalendar" in caplog.text
 
 
+def test_a_write_under_way_in_another_process_is_not_read(tmp_path, caplog):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+    backend.put(single())
+    (tmp_path / "calendar" / ".tmp-half-written.ics").write_text("BEGIN:VCALENDAR\r\nBEGIN:VEV")
+    assert len(busy(backend, CASEWORKER)) == 1
+    assert "not valid iCalendar" not in caplog.text
+
+
 def test_sparrings_own_rewrite_is_noticed_even_where_stat_looks_the_same(tmp_path, monkeypatch):
     monkeypatch.setattr(local, "_signature", lambda stat: (0, 0, 0))  # a file system whose stat says nothing
     monkeypatch.setattr(local, "_RACY_NS", 0)

@@ -226,7 +226,9 @@ class LocalCalendar:
 
     def _objects(self) -> Iterator[Calendar]:
         """The stored objects, shared with later calls: read, never change them."""
-        paths = sorted(self.directory.glob("*.ics")) if self.directory.is_dir() else []
+        # A dot file is a write under way (``_write``'s temporary file): never an object.
+        paths = sorted(p for p in self.directory.glob("*.ics") if not p.name.startswith(".")) \
+            if self.directory.is_dir() else []
         self._own.keep_only(paths)
         for path in paths:
             try:
