@@ -321,3 +321,20 @@ def test_a_decision_that_breaks_after_writing_leaves_no_trace_and_the_rest_commi
         keys = repo.db.scalars(select(OutboxEntry.dedupe_key).where(OutboxEntry.kind == "receipt")).all()
         assert len(keys) == 2
     assert [p.name for p in inbox.glob("*.eml")] == ["b.eml"]
+
+
+def test_an_invitation_sent_again_keeps_its_message_id(tmp_path, monkeypatch):
+    """Rendered at delivery, yet the same message each time: a re-send after a
+    crash is recognisable (by mail clients and by the fault-injection test)."""
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    dispatcher.transport = FlakyTransport([])
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    with app.transaction() as repo:
+        entry = repo.db.scalars(select(OutboxEntry).where(OutboxEntry.kind == "invitation")).first()
+        payload = repo.cipher.decrypt_json(entry.payload_enc, context="outbox.payload")
+        recipients = entry.recipients
+    dispatcher._deliver("invitation", recipients, payload)
+    dispatcher._deliver("invitation", recipients, payload)
+    first, again = (email.message_from_bytes(m.message) for m in dispatcher.transport.sent)
+    assert first["Message-ID"] == again["Message-ID"] == payload["message_id"]
+    assert first.get_content_type() == "multipart/alternative"

@@ -35,8 +35,10 @@ def invitation_mail(
     language: str = "da",
     tz: ZoneInfo,
     stamp: datetime,
+    message_id: str | None = None,
 ) -> Message:
-    """The mail inviting ``recipients`` to ``meeting`` (or cancelling it)."""
+    """The mail inviting ``recipients`` to ``meeting`` (or cancelling it);
+    ``message_id`` keeps a re-sent invitation recognisable as the same."""
     if method not in ("REQUEST", "CANCEL"):
         raise ValueError(f"an invitation is a REQUEST or a CANCEL, not {method!r}")
     if not recipients:
@@ -54,6 +56,7 @@ def invitation_mail(
         sent_at=stamp,
         html=html,
         language=language,
+        message_id=message_id,
     )
     # Keep delivery reports and meeting responses; stop out-of-office replies.
     message.replace_header("X-Auto-Response-Suppress", "OOF, AutoReply")

@@ -35,6 +35,7 @@ def text_mail(
     in_reply_to: str | None = None,
     auto: str = "auto-generated",
     language: str = "da",
+    message_id: str | None = None,
 ) -> Message:
     """A UTF-8 text mail (with an HTML alternative if given).
 
@@ -53,7 +54,7 @@ def text_mail(
     message["To"] = ", ".join(to)
     message["Subject"] = _header(subject)
     message["Date"] = format_datetime(sent_at)
-    message["Message-ID"] = make_msgid(domain=domain_of(sender))
+    message["Message-ID"] = message_id or make_msgid(domain=domain_of(sender))
     message["Auto-Submitted"] = auto
     message["X-Auto-Response-Suppress"] = "All"
     message["Content-Language"] = language

@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import date, timedelta
+from email.utils import make_msgid
 
 from sqlalchemy import select
 
@@ -199,7 +200,8 @@ class CalendarSync:
         # decision stays cheap, and DTSTAMP is the moment it leaves.
         method = "CANCEL" if meeting.cancelled else "REQUEST"
         repo.enqueue("invitation", f"itip:{row_id}:{sequence}", recipients,
-                     {"type": "itip", "method": method, "meeting": meeting_to_json(meeting)})
+                     {"type": "itip", "method": method, "meeting": meeting_to_json(meeting),
+                      "message_id": make_msgid(domain=self.domain)})  # the same when sent again
 
 
 def _load_rows(repo: Repository, uids: list[str], chunk: int = 500) -> list[CalendarEvent]:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import sessionmaker
 
 from scheduler.config import Config
@@ -76,6 +77,13 @@ class App:
                 raise
         for callback in repo.after_commit:
             callback()
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """One statement's own transaction on a bare connection (no ORM
+        session): for a write as small as an outbox entry's done mark."""
+        with self._sessionmaker.kw["bind"].begin() as connection:
+            yield connection
 
     def calendar(self):
         """The calendar backend, built on first use (it may open a connection)."""

@@ -3,9 +3,10 @@
 Each entry is claimed (its attempt counted and its next try pushed back) and
 committed *before* it is attempted, then marked done after. A crash between
 the two leaves it claimed: it is tried once more after the back-off, never
-lost, and sent at most twice. Done marks are committed in groups (at most
-``DONE_BATCH`` entries or ``DONE_WINDOW`` seconds of sending, and always
-before ``run_once`` returns): a crash re-sends at most that much. Transient failures back off exponentially
+lost, and sent at most twice. (Done marks are committed one by one, on a
+bare connection: committed in groups they were cheaper, but a crash then
+left a whole group to send again, and a second crash in that window a
+third time.) Transient failures back off exponentially
 (tenacity's wait, honouring a server's own ``retry_after`` such as EWS
 ``BackOffMilliseconds``); permanent ones, or too many attempts, mark the
 entry failed and queue a report to the administrator.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -34,9 +34,6 @@ log = logging.getLogger("sparring.outbox")
 
 # Calendar writes per put_many: EWS takes up to 100 items per CreateItem.
 PUT_BATCH = 100
-# Group commit of done marks: a commit per sent mail cost more than the send.
-DONE_BATCH = 100
-DONE_WINDOW = 0.2  # seconds
 
 
 @dataclass
@@ -55,8 +52,6 @@ class Dispatcher:
         self.max_attempts = cfg.max_attempts
         self._wait = wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds)
         self._lock = threading.Lock()  # the intake loop and the scheduler's thread share it
-        self._done: list[int] = []  # sent, not yet marked done
-        self._done_since = 0.0
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
         seconds = self._wait(SimpleNamespace(attempt_number=attempts))
@@ -68,10 +63,7 @@ class Dispatcher:
         flushes them, so calendar operations keep their order."""
         report = DispatchReport()
         with self._lock:
-            try:
-                self._run(limit, report)
-            finally:
-                self._flush_done()
+            self._run(limit, report)
         return report
 
     def _run(self, limit: int, report: DispatchReport) -> None:
@@ -142,19 +134,9 @@ class Dispatcher:
                     for r in rows]
 
     def _mark_done(self, entry_ids: list[int]) -> None:
-        if not self._done:
-            self._done_since = time.monotonic()
-        self._done.extend(entry_ids)
-        if len(self._done) >= DONE_BATCH or time.monotonic() - self._done_since >= DONE_WINDOW:
-            self._flush_done()
-
-    def _flush_done(self) -> None:
-        if not self._done:
-            return
-        with self.app.transaction() as repo:
-            repo.db.execute(update(OutboxEntry).where(OutboxEntry.id.in_(self._done))
-                            .values(status="done", sent_at=self.app.now(), last_error=None))
-        self._done = []
+        with self.app.connection() as connection:
+            connection.execute(update(OutboxEntry).where(OutboxEntry.id.in_(entry_ids))
+                               .values(status="done", sent_at=self.app.now(), last_error=None))
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
         try:
@@ -201,6 +183,7 @@ class Dispatcher:
             meeting_from_json(payload["meeting"]), payload["method"],
             sender=self.app.forum_address, sender_name=self.app.forum_name, recipients=recipients,
             language=self.app.language, tz=self.app.tz, stamp=self.app.now(),
+            message_id=payload.get("message_id"),
         )
         return to_bytes(message).decode("ascii", "surrogateescape")
 
