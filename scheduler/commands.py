@@ -193,7 +193,8 @@ def cmd_simulate(ctx) -> int:
     # A rehearsal: the embedded default's files need not survive a power cut.
     calendar = make_calendar(ctx.config, ctx.data_dir, durable=False)
     app.calendar_factory = lambda: calendar
-    dispatcher = Dispatcher(app, make_transport(ctx.config, ctx.data_dir, ctx.clock, durable=False), calendar)
+    dispatcher = Dispatcher(app, make_transport(ctx.config, ctx.data_dir, ctx.clock, durable=False), calendar,
+                            durable=False)
     summary = simulate(app, dispatcher, ctx.args.first, ctx.args.last)
     print(summary.table(list(app.series)))
     return 0

@@ -366,3 +366,12 @@ def test_the_files_hold_the_bytes_icalendar_gives_for_the_merged_object(tmp_path
         old = parse_object(stored.read_bytes()) if stored.exists() else None
         write()
         assert stored.read_bytes() == merge(old).to_ical()
+
+
+def test_a_simulation_writes_in_place_and_free_busy_follows(tmp_path):
+    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP, durable=False)
+    backend.put(single())
+    assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 10), utc(date(2027, 1, 7), 10, 20))]
+    backend.put(single(start=at(date(2027, 1, 7), 10, 30), end=at(date(2027, 1, 7), 10, 40), sequence=1))
+    assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 30), utc(date(2027, 1, 7), 10, 40))]
+    assert os.listdir(tmp_path / "calendar") == [file_name("slot-1@kommune.example")]

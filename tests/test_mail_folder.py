@@ -134,11 +134,12 @@ def test_transport_writes_named_rfc5322_files(tmp_path):
     assert (outbox / names[2]).read_bytes() == outgoing().message
 
 
-def test_transport_numbers_keep_rising_across_restarts_and_clashes(tmp_path):
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "simulation"])
+def test_transport_numbers_keep_rising_across_restarts_and_clashes(tmp_path, durable):
     outbox = tmp_path / "outbox"
     clock = FixedClock(datetime(2027, 1, 4, 9, 12, tzinfo=timezone.utc))
-    FolderTransport(outbox, clock).send(outgoing())
-    restarted = FolderTransport(outbox, clock)
+    FolderTransport(outbox, clock, durable=durable).send(outgoing())
+    restarted = FolderTransport(outbox, clock, durable=durable)
     # Another writer took the next name meanwhile: it must not be overwritten.
     (outbox / "20270104T091200Z-receipt-2.eml").write_bytes(b"someone else's")
     restarted.send(outgoing(body=b"mine"))

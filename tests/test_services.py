@@ -338,3 +338,20 @@ def test_an_invitation_sent_again_keeps_its_message_id(tmp_path, monkeypatch):
     first, again = (email.message_from_bytes(m.message) for m in dispatcher.transport.sent)
     assert first["Message-ID"] == again["Message-ID"] == payload["message_id"]
     assert first.get_content_type() == "multipart/alternative"
+
+
+def test_a_simulation_marks_sent_entries_done_once_a_run(tmp_path, monkeypatch):
+    """``durable=False`` (a rehearsal): one commit for a run's done marks,
+    and all of them are committed when the run ends."""
+    from scheduler.services.dispatch import Dispatcher
+
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    rehearsal = Dispatcher(app, FlakyTransport([]), dispatcher.calendar, durable=False)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    commits = []
+    real = app.connection
+    monkeypatch.setattr(app, "connection", lambda: (commits.append(1), real())[1])
+    report = rehearsal.run_once()
+    assert report.sent >= 2 and len(commits) == 1
+    with app.transaction() as repo:
+        assert not repo.db.scalars(select(OutboxEntry).where(OutboxEntry.status == "pending")).all()

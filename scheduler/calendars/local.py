@@ -133,7 +133,7 @@ class LocalCalendar:
         self.freebusy_dir = Path(freebusy_dir)
         self.tz = tz
         self._now = clock or (lambda: datetime.now(timezone.utc))
-        self.durable = durable  # False only for simulation: no fsync per file
+        self.durable = durable  # False only for simulation: no fsync, no temporary file
         self._own = ParsedFiles(parse_object)  # free/busy only
         self._personal_files = ParsedFiles(parse_calendar)
 
@@ -209,13 +209,16 @@ class LocalCalendar:
         data = render(events, self.tz)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.durable:  # a rehearsal: nobody reads the folder while it runs
+                path.write_bytes(data)
+                self._own.forget(path)
+                return
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".ics")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
-                    if self.durable:
-                        handle.flush()
-                        os.fsync(handle.fileno())
+                    handle.flush()
+                    os.fsync(handle.fileno())
                 os.replace(tmp, path)
                 self._own.forget(path)  # not left to the signature: a rewrite may look the same
             except BaseException:

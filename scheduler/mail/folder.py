@@ -166,7 +166,7 @@ class FolderTransport:
     def __init__(self, outbox: Path, clock: Clock, durable: bool = True) -> None:
         self.outbox = Path(outbox)
         self.clock = clock
-        self.durable = durable  # False only for simulation: no fsync per file
+        self.durable = durable  # False only for simulation: no fsync, no temporary file
         self._last = self._highest_number()
 
     def _highest_number(self) -> int:
@@ -181,16 +181,33 @@ class FolderTransport:
         self.outbox.mkdir(parents=True, exist_ok=True)
         stamp = self.clock.now().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kind = re.sub(r"[^a-z0-9_-]+", "-", mail.kind.lower()).strip("-") or "mail"
+        if not self.durable:  # a rehearsal: nobody reads the folder while it runs
+            return self._write_directly(mail.message, stamp, kind)
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.outbox)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(mail.message)
-                if self.durable:
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                handle.flush()
+                os.fsync(handle.fileno())
             self._publish(Path(tmp), stamp, kind)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def _write_directly(self, message: bytes, stamp: str, kind: str) -> None:
+        """The final name at once (one file operation, not three); never overwrites."""
+        while True:
+            self._last += 1
+            try:
+                path = self.outbox / f"{stamp}-{kind}-{self._last}.eml"
+                with open(path, "xb") as handle:
+                    try:
+                        handle.write(message)
+                    except OSError:
+                        path.unlink(missing_ok=True)  # no half mail left behind
+                        raise
+                return
+            except FileExistsError:
+                self._last = max(self._last, self._highest_number())
 
     def _publish(self, tmp: Path, stamp: str, kind: str) -> None:
         """Give the finished file its final name; never overwrite another."""

@@ -6,7 +6,8 @@ the two leaves it claimed: it is tried once more after the back-off, never
 lost, and sent at most twice. (Done marks are committed one by one, on a
 bare connection: committed in groups they were cheaper, but a crash then
 left a whole group to send again, and a second crash in that window a
-third time.) Transient failures back off exponentially
+third time.) A simulation (``durable=False``) is a rehearsal: there they
+are committed once a run. Transient failures back off exponentially
 (tenacity's wait, honouring a server's own ``retry_after`` such as EWS
 ``BackOffMilliseconds``); permanent ones, or too many attempts, mark the
 entry failed and queue a report to the administrator.
@@ -44,8 +45,11 @@ class DispatchReport:
 
 
 class Dispatcher:
-    def __init__(self, app, transport: MailTransport, calendar: CalendarBackend | None) -> None:
+    def __init__(self, app, transport: MailTransport, calendar: CalendarBackend | None,
+                 durable: bool = True) -> None:
         self.app = app
+        self.durable = durable
+        self._done: list[int] = []  # sent, marked done at the end of the run (durable=False)
         self.transport = transport
         self.calendar = calendar
         cfg = app.config.outbox
@@ -63,7 +67,10 @@ class Dispatcher:
         flushes them, so calendar operations keep their order."""
         report = DispatchReport()
         with self._lock:
-            self._run(limit, report)
+            try:
+                self._run(limit, report)
+            finally:
+                self._flush_done()
         return report
 
     def _run(self, limit: int, report: DispatchReport) -> None:
@@ -134,9 +141,17 @@ class Dispatcher:
                     for r in rows]
 
     def _mark_done(self, entry_ids: list[int]) -> None:
+        self._done.extend(entry_ids)
+        if self.durable:
+            self._flush_done()
+
+    def _flush_done(self) -> None:
+        if not self._done:
+            return
         with self.app.connection() as connection:
-            connection.execute(update(OutboxEntry).where(OutboxEntry.id.in_(entry_ids))
+            connection.execute(update(OutboxEntry).where(OutboxEntry.id.in_(self._done))
                                .values(status="done", sent_at=self.app.now(), last_error=None))
+        self._done = []
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
         try:
