@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,11 @@ def year_of_mail(year: int, items: int, seed: int) -> list[GenMail]:
     return mails
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def count_files(folder: Path) -> int:
     return sum(1 for _ in folder.glob("*.eml")) if folder.is_dir() else 0
 
@@ -70,15 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         # The inbox just written (and an earlier run's files just deleted) are
         # set-up: flush them first, or the command pays for their write-back.
         os.sync()
+        cpu_before = _children_cpu()
         began = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - began
+        cpu = _children_cpu() - cpu_before
         if result.returncode != 0:
             print(result.stderr[-2000:])
             raise SystemExit(f"sparring simulate failed with exit code {result.returncode}")
         print(result.stdout.rstrip())
         verdict = "met" if seconds < TARGET_SECONDS else "MISSED"
-        print(f"time: {seconds:.1f} s for the whole command, start-up included (target < 10 s: {verdict})")
+        print(f"time: {seconds:.1f} s for the whole command, start-up included (target < 10 s: {verdict}); "
+              f"{cpu:.1f} s of it on the CPU")
         outbox = count_files(data_dir / "outbox")
         folders = {f: count_files(data_dir / f) for f in ("processed", "rejected", "quarantine", "ignored")}
         print(f"outbox: {outbox} files; inbox left: {count_files(data_dir / 'inbox')}; "
