@@ -78,6 +78,7 @@ def test_withdrawal_cancels_the_slot_invitation(tmp_path, monkeypatch):
     ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
     out = ingest(app, item_mail("150303-4321", "w", subject="Træk tilbage"), "2027-01-05T08:00")
     assert out.outcome == "withdrawn"
+    assert out.as_json()["session_start"] == "2027-01-07T10:00:00+01:00", "local time, as the other outcomes"
     dispatcher.run_once(limit=100)
     cancels = [calendar_part(m) for m in outbox_messages(tmp_path)
                if calendar_part(m) and str(calendar_part(m)["METHOD"]) == "CANCEL"]

@@ -241,7 +241,7 @@ class Intake:
         notices.withdrawn(withdrawn, cpr)
         first = withdrawn[0]
         return Outcome(parsed.message_id, "withdrawn", Disposition.PROCESSED,
-                       series=first.series_id, session_start=first.session_start)
+                       series=first.series_id, session_start=first.session_start.astimezone(self.app.tz))
 
     def _reject(self, notices, parsed, code: str, params: dict) -> Outcome:
         sentence = self._reason(code, **params)
