@@ -95,6 +95,7 @@ def pipeline_stages(stages: Stages):
         ("validate+allocate", intake.Intake, "_decide"),
         ("encrypt+store", Repository, "mail_seen"),
         ("encrypt+store", Repository, "begin_mail"),
+        ("encrypt+store", Repository, "finish_mail"),
         ("encrypt+store", Repository, "place_item"),
         ("encrypt+store", Repository, "withdraw"),
         ("encrypt+store", sqlalchemy.orm.Session, "commit"),

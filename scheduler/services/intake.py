@@ -210,7 +210,7 @@ class Intake:
         if isinstance(result, Refusal):
             return self._reject(notices, parsed, _REFUSALS[result.code], {})
         why = result.why_moved(mail.received_at)
-        repo.finish_mail("moved" if why else "accepted", None)
+        repo.set_outcome("moved" if why else "accepted", None)
         item_id = repo.place_item(result, request, content, parsed, mail.received_at, self.app)
         notices.placed(item_id, result, content)
         if content.acute:

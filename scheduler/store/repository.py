@@ -15,7 +15,7 @@ from functools import lru_cache
 from datetime import date, datetime, timedelta
 from email.message import Message
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
@@ -35,6 +35,11 @@ _INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 def _queue_statement(dialect: str):
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING, built once per dialect."""
     return _INSERTS[dialect](OutboxEntry).on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+
+# Rows written with Core on the session's connection (see ``_write_mail``).
+_MAIL_INSERT = insert(Mail.__table__).returning(Mail.__table__.c.id)
+_ITEM_INSERT = insert(Item.__table__).returning(Item.__table__.c.id)
 
 
 @dataclass(frozen=True)
@@ -98,24 +103,40 @@ class Repository:
         return self.db.scalar(select(Mail.id).where(Mail.message_key == key)) is not None
 
     def begin_mail(self, parsed, incoming, now: datetime) -> None:
-        """Record the mail before deciding, so items can point at it."""
-        self.current_mail = Mail(
-            message_key=self.message_key(parsed.message_id),
-            source_ref=incoming.ref[:200],
-            received_at=incoming.received_at,
-            processed_at=now,
-            outcome="processing",
-            reason_code=None,
-            sender=(parsed.sender or "")[:320] or None,
-            purge_after=now + timedelta(days=self._retention()),
-        )
-        self.db.add(self.current_mail)  # written with the decision: one INSERT, no UPDATE after
+        """Open the record of a mail; it is written once its outcome is known."""
+        self._mail = {
+            "message_key": self.message_key(parsed.message_id),
+            "source_ref": incoming.ref[:200],
+            "received_at": incoming.received_at,
+            "processed_at": now,
+            "outcome": "processing",
+            "reason_code": None,
+            "sender": (parsed.sender or "")[:320] or None,
+            "purge_after": now + timedelta(days=self._retention()),
+        }
+        self._mail_id: int | None = None
         if self._seen is not None:
-            self._seen.add(self.current_mail.message_key)
+            self._seen.add(self._mail["message_key"])
+
+    def set_outcome(self, outcome: str, code: str | None) -> None:
+        """The outcome, before the mail is written (``place_item`` writes it)."""
+        self._mail.update(outcome=outcome, reason_code=code)
 
     def finish_mail(self, outcome: str, code: str | None) -> None:
-        self.current_mail.outcome = outcome
-        self.current_mail.reason_code = code
+        """Write the mail's record with its outcome (one INSERT), or correct it."""
+        if self._mail_id is None:
+            self.set_outcome(outcome, code)
+            self._write_mail()
+        elif (outcome, code) != (self._mail["outcome"], self._mail["reason_code"]):
+            self.set_outcome(outcome, code)
+            self.db.connection().execute(
+                update(Mail.__table__).where(Mail.__table__.c.id == self._mail_id)
+                .values(outcome=outcome, reason_code=code))
+
+    def _write_mail(self) -> int:
+        # Core on the session's connection: a fifth of the ORM unit of work's cost.
+        self._mail_id = self.db.connection().execute(_MAIL_INSERT, self._mail).scalar_one()
+        return self._mail_id
 
     def _retention(self) -> int:
         return self.app.config.storage.retention_days if self.app else 30
@@ -171,41 +192,37 @@ class Repository:
         ]
 
     def place_item(self, placement: Placement, request: Request, content, parsed, received_at, app) -> int:
-        """Store the item; call ``finish_mail`` first, so the mail is written once."""
+        """Store the item; call ``set_outcome`` first: the mail is written here, once."""
         now = app.now()
         session = placement.session
-        mail = self.current_mail
-        mail.purge_after = max(mail.purge_after, session.start + timedelta(days=self._retention()))
-        if mail.id is None:
-            self.db.flush()  # the item points at the mail
+        mail = self._mail
+        mail["purge_after"] = max(mail["purge_after"], session.start + timedelta(days=self._retention()))
+        mail_id = self._mail_id or self._write_mail()  # the item points at it
         if placement.replaces is not None:
             self._set_status(placement.replaces, "replaced", now)
         if placement.bumped is not None:
             self._move(placement.bumped.item_id, placement.bumped.to, now)
-        item = Item(
-            mail_id=mail.id,
-            series_id=session.series_id,
-            session_key=session.key,
-            session_start=session.start,
-            acute=request.acute,
-            status=PENDING,
-            cpr_hash=request.cpr_hash,
-            cpr_enc=self.cipher.encrypt(content.cpr.digits, context="items.cpr"),
-            text_enc=self.cipher.encrypt_json(
-                {"health": list(content.health), "social": list(content.social)}, context="items.text"
-            ),
-            sender=parsed.sender,
-            received_at=received_at,
-            created_at=now,
-            updated_at=now,
-            purge_after=session.start + timedelta(days=self._retention()),
-            version=1,
-        )
-        self.db.add(item)
-        self.db.flush()
-        self._remember(Booked(item.id, session.key, request.acute, received_at, request.cpr_hash,
+        item_id = self.db.connection().execute(_ITEM_INSERT, {
+            "mail_id": mail_id,
+            "series_id": session.series_id,
+            "session_key": session.key,
+            "session_start": session.start,
+            "acute": request.acute,
+            "status": PENDING,
+            "cpr_hash": request.cpr_hash,
+            "cpr_enc": self.cipher.encrypt(content.cpr.digits, context="items.cpr"),
+            "text_enc": self.cipher.encrypt_json(
+                {"health": list(content.health), "social": list(content.social)}, context="items.text"),
+            "sender": parsed.sender,
+            "received_at": received_at,
+            "created_at": now,
+            "updated_at": now,
+            "purge_after": session.start + timedelta(days=self._retention()),
+            "version": 1,
+        }).scalar_one()
+        self._remember(Booked(item_id, session.key, request.acute, received_at, request.cpr_hash,
                               request.birth_date))
-        return item.id
+        return item_id
 
     def _set_status(self, item_id: int, status: str, now: datetime) -> None:
         self.forget_batch_cache()  # the item's session is not at hand; rare enough
