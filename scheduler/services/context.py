@@ -43,6 +43,7 @@ class App:
         self.clock = clock
         self.cipher = cipher
         self._sessionmaker = sessionmaker_
+        self.engine = sessionmaker_.kw["bind"]
         self.data_dir = data_dir
         self.tz = config.tz
         self.language = config.service.language
@@ -82,7 +83,7 @@ class App:
     def connection(self) -> Iterator[Connection]:
         """One statement's own transaction on a bare connection (no ORM
         session): for a write as small as an outbox entry's done mark."""
-        with self._sessionmaker.kw["bind"].begin() as connection:
+        with self.engine.begin() as connection:
             yield connection
 
     def calendar(self):

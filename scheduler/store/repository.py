@@ -90,6 +90,8 @@ class Repository:
         self._booked_cache: dict[str, list[Booked]] | None = None  # per batch, see begin_batch
         self._cached_from: datetime | None = None  # the cache holds every session from here on
         self._seen: set[str] | None = None  # message keys known to the batch, see begin_batch
+        self._mail: dict = {}  # the record of the mail being decided, see begin_mail
+        self._mail_id: int | None = None  # its row, once written
 
     # -- mails ---------------------------------------------------------
 
@@ -114,7 +116,7 @@ class Repository:
             "sender": (parsed.sender or "")[:320] or None,
             "purge_after": now + timedelta(days=self._retention()),
         }
-        self._mail_id: int | None = None
+        self._mail_id = None
         if self._seen is not None:
             self._seen.add(self._mail["message_key"])
 
