@@ -254,21 +254,24 @@ def test_a_file_changed_just_now_is_read_again_but_parsed_only_if_it_differs(cou
     assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 30), utc(date(2027, 1, 7), 10, 40))]
 
 
-def test_free_busy_sees_a_file_rewritten_by_another_writer(tmp_path):
-    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
-    other = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+def two_writers(tmp_path: Path) -> tuple[LocalCalendar, LocalCalendar]:
+    """Two processes' view of one folder; the first has written a slot, long enough ago."""
+    backend, other = (LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
+                      for _ in range(2))
     backend.put(single())
     age(tmp_path / "calendar")
+    return backend, other
+
+
+def test_free_busy_sees_a_file_rewritten_by_another_writer(tmp_path):
+    backend, other = two_writers(tmp_path)
     assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 10), utc(date(2027, 1, 7), 10, 20))]
     other.put(single(start=at(date(2027, 1, 7), 10, 30), end=at(date(2027, 1, 7), 10, 40), sequence=1))
     assert busy(backend, CASEWORKER) == [(utc(date(2027, 1, 7), 10, 30), utc(date(2027, 1, 7), 10, 40))]
 
 
 def test_free_busy_sees_a_new_file_and_forgets_a_removed_one(tmp_path):
-    backend = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
-    other = LocalCalendar(tmp_path / "calendar", tmp_path / "freebusy", TZ, clock=lambda: STAMP)
-    backend.put(single())
-    age(tmp_path / "calendar")
+    backend, other = two_writers(tmp_path)
     assert len(busy(backend, CASEWORKER)) == 1
     other.put(single(uid="slot-2@kommune.example", day=date(2027, 1, 8)))
     assert len(busy(backend, CASEWORKER)) == 2
