@@ -162,3 +162,28 @@ def test_transport_without_hard_links_still_never_overwrites(tmp_path, monkeypat
     assert (outbox / "20270104T091200Z-receipt-1.eml").read_bytes() == b"taken"
     assert (outbox / "20270104T091200Z-receipt-2.eml").read_bytes() == b"mine"
     assert [p for p in os.listdir(outbox) if p.startswith(".")] == []
+
+
+def test_a_simulation_write_that_fails_leaves_no_half_mail(tmp_path, monkeypatch):
+    class Full:
+        """A disk that takes the buffered bytes and refuses them on close."""
+
+        def __init__(self, path, mode):
+            self.file = open(path, mode)
+
+        def write(self, data):
+            return len(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+            raise OSError(28, "No space left on device")
+
+    outbox = tmp_path / "outbox"
+    transport = FolderTransport(outbox, FixedClock(datetime(2027, 1, 4, 9, 12, tzinfo=timezone.utc)), durable=False)
+    monkeypatch.setattr(folder, "open", Full, raising=False)
+    with pytest.raises(OSError):
+        transport.send(outgoing())
+    assert os.listdir(outbox) == []

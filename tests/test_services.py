@@ -356,3 +356,23 @@ def test_a_simulation_marks_sent_entries_done_once_a_run(tmp_path, monkeypatch):
     assert report.sent >= 2 and len(commits) == 1
     with app.transaction() as repo:
         assert not repo.db.scalars(select(OutboxEntry).where(OutboxEntry.status == "pending")).all()
+
+
+def test_an_invitation_that_cannot_be_rendered_fails_alone_and_is_reported(tmp_path, monkeypatch):
+    from scheduler.services import dispatch as dispatch_module
+
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    dispatcher.transport = FlakyTransport([])
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a template bug")
+
+    monkeypatch.setattr(dispatch_module, "invitation_mail", broken)
+    report = dispatcher.run_once()
+    assert report.failed == 1 and report.sent >= 1, "the receipt still went"
+    with app.transaction() as repo:
+        failed = repo.db.scalars(select(OutboxEntry).where(OutboxEntry.status == "failed")).one()
+        assert failed.kind == "invitation" and failed.last_error == "PermanentError: the invitation could not be rendered (ValueError)"
+    dispatcher.run_once()
+    assert any("it-drift@kommune.example" in m.recipients for m in dispatcher.transport.sent), "the admin is told"

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,15 +68,22 @@ class ParsedFiles:
     replaced with ``os.replace``, so every write gives a new one. Where the
     signature cannot be trusted (a file changed just now) the file is read
     and compared byte for byte. The objects handed out are shared between
-    calls and must not be mutated.
+    calls and must not be mutated. (A simulation writes in place; its own
+    writes are forgotten explicitly, see ``forget``.) One lock guards the
+    entries: the intake thread and the scheduler's thread both book.
     """
 
     def __init__(self, parse: Callable[[bytes], Calendar]) -> None:
         self._parse = parse
         self._entries: dict[Path, _Parsed] = {}
+        self._lock = threading.Lock()
 
     def get(self, path: Path) -> Calendar:
         """The parsed ``path``; OSError or ValueError as reading and parsing give them."""
+        with self._lock:
+            return self._get(path)
+
+    def _get(self, path: Path) -> Calendar:
         try:
             entry = self._entries.get(path)
             if entry is not None and entry.signature == _signature(path.stat()):
@@ -92,12 +100,15 @@ class ParsedFiles:
         return calendar
 
     def forget(self, path: Path) -> None:
-        self._entries.pop(path, None)
+        with self._lock:
+            self._entries.pop(path, None)
 
     def keep_only(self, paths: Collection[Path]) -> None:
         """Drop the files not in ``paths`` (removed from the folder)."""
-        for path in self._entries.keys() - set(paths):
-            del self._entries[path]
+        keep = set(paths)
+        with self._lock:
+            for path in self._entries.keys() - keep:
+                del self._entries[path]
 
     def __len__(self) -> int:
         return len(self._entries)

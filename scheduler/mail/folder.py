@@ -199,15 +199,17 @@ class FolderTransport:
             self._last += 1
             try:
                 path = self.outbox / f"{stamp}-{kind}-{self._last}.eml"
-                with open(path, "xb") as handle:
-                    try:
-                        handle.write(message)
-                    except OSError:
-                        path.unlink(missing_ok=True)  # no half mail left behind
-                        raise
-                return
+                handle = open(path, "xb")
             except FileExistsError:
                 self._last = max(self._last, self._highest_number())
+                continue
+            try:
+                with handle:  # the bytes may reach the disk only on close
+                    handle.write(message)
+            except BaseException:
+                path.unlink(missing_ok=True)  # no half mail left behind
+                raise
+            return
 
     def _publish(self, tmp: Path, stamp: str, kind: str) -> None:
         """Give the finished file its final name; never overwrite another."""

@@ -193,7 +193,15 @@ class Dispatcher:
             raise PermanentError(f"unknown outbox entry type {payload['type']!r}")
 
     def _invitation(self, payload: dict, recipients: list[str]) -> str:
-        """An iTIP mail rendered now: fresh DTSTAMP, current templates."""
+        """An iTIP mail rendered now: fresh DTSTAMP, current templates. A
+        failure to render is this entry's alone: failed and reported, not
+        raised through the run (the error's class only: no personal data)."""
+        try:
+            return self._render_invitation(payload, recipients)
+        except Exception as exc:
+            raise PermanentError(f"the invitation could not be rendered ({type(exc).__name__})") from None
+
+    def _render_invitation(self, payload: dict, recipients: list[str]) -> str:
         message = invitation_mail(
             meeting_from_json(payload["meeting"]), payload["method"],
             sender=self.app.forum_address, sender_name=self.app.forum_name, recipients=recipients,

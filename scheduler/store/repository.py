@@ -227,11 +227,11 @@ class Repository:
         return item_id
 
     def _set_status(self, item_id: int, status: str, now: datetime) -> None:
-        self.forget_batch_cache()  # the item's session is not at hand; rare enough
+        self._forget_sessions()  # the item's session is not at hand; rare enough
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
 
     def _move(self, item_id: int, to: Session, now: datetime) -> None:
-        self.forget_batch_cache()
+        self._forget_sessions()
         self.db.execute(
             update(Item)
             .where(Item.id == item_id)
@@ -328,12 +328,16 @@ class Repository:
             if keys else set()
 
     def forget_batch_cache(self) -> None:
-        """Drop every cached session (after a mail's savepoint was rolled back);
-        seen message keys are asked of the database again."""
+        """After a mail's savepoint was rolled back: drop every cached session,
+        and ask the database again which message keys it has seen."""
+        if self._booked_cache is not None:
+            self._forget_sessions()
+            self._seen = None
+
+    def _forget_sessions(self) -> None:
         if self._booked_cache is not None:
             self._booked_cache.clear()
             self._cached_from = None
-            self._seen = None
 
     def _remember(self, booked: Booked) -> None:
         """Keep a cached session current with an item just placed in it."""
