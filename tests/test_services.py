@@ -376,3 +376,31 @@ def test_an_invitation_that_cannot_be_rendered_fails_alone_and_is_reported(tmp_p
         assert failed.kind == "invitation" and failed.last_error == "PermanentError: the invitation could not be rendered (ValueError)"
     dispatcher.run_once()
     assert any("it-drift@kommune.example" in m.recipients for m in dispatcher.transport.sent), "the admin is told"
+
+
+def test_an_unexpected_error_from_a_backend_is_retried_then_failed_never_raised(tmp_path, monkeypatch):
+    """An adapter's unmapped exception stays with its entry: the run goes on,
+    the entry backs off, and after the last attempt it is failed and reported."""
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    dispatcher.transport = FlakyTransport([])
+
+    class Broken:
+        def put(self, meeting):
+            raise RuntimeError("150303-4321 in an adapter's message")
+
+        put_many = cancel = put
+
+    dispatcher.calendar = Broken()
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    report = dispatcher.run_once()
+    assert report.retried >= 1 and "receipt" in [m.kind for m in dispatcher.transport.sent]
+    with app.transaction() as repo:
+        errors = repo.db.scalars(select(OutboxEntry.last_error).where(OutboxEntry.kind == "calendar")).all()
+    assert errors and set(errors) == {"RuntimeError (unexpected)"}, "the class only, never the text"
+    for _ in range(dispatcher.max_attempts):
+        app.clock.advance(timedelta(days=1))
+        dispatcher.run_once()
+    with app.transaction() as repo:
+        statuses = repo.db.scalars(select(OutboxEntry.status).where(OutboxEntry.kind == "calendar")).all()
+    assert set(statuses) == {"failed"}
+    assert any("it-drift@kommune.example" in m.recipients for m in dispatcher.transport.sent)

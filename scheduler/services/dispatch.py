@@ -101,8 +101,8 @@ class Dispatcher:
                 self._retry_later(entry_id, attempts, exc.retry_after, _safe(exc))
             report.retried += len(puts)
             return
-        except PermanentError:
-            for entry_id, payload, attempts in puts:  # find the one that fails
+        except Exception:  # PermanentError or unexpected: one by one finds the one that fails
+            for entry_id, payload, attempts in puts:
                 self._attempt(entry_id, "calendar", "[]", payload, attempts, report)
             return
         self._mark_done([entry_id for entry_id, _, _ in puts])
@@ -157,17 +157,25 @@ class Dispatcher:
         try:
             self._deliver(kind, recipients, payload)
         except TransientError as exc:
-            if attempts >= self.max_attempts:
-                self._fail(entry_id, f"{type(exc).__name__} after {attempts} attempts", report)
-            else:
-                self._retry_later(entry_id, attempts, exc.retry_after, _safe(exc))
-                report.retried += 1
+            self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report)
             return
         except PermanentError as exc:
             self._fail(entry_id, _safe(exc), report)
             return
+        except Exception as exc:  # an adapter's unmapped error or a bug: this entry's alone
+            # The class only: an unknown exception's text may hold anything.
+            log.error("outbox entry raised unexpectedly id=%s kind=%s error=%s", entry_id, kind, type(exc).__name__)
+            self._again_or_fail(entry_id, attempts, None, f"{type(exc).__name__} (unexpected)", report)
+            return
         self._mark_done([entry_id])
         report.sent += 1
+
+    def _again_or_fail(self, entry_id: int, attempts: int, retry_after: float | None, error: str, report) -> None:
+        if attempts >= self.max_attempts:
+            self._fail(entry_id, f"{error.partition(':')[0]} after {attempts} attempts", report)
+        else:
+            self._retry_later(entry_id, attempts, retry_after, error)
+            report.retried += 1
 
     def _deliver(self, kind: str, recipients: str, payload: dict) -> None:
         if payload["type"] == "itip":
