@@ -1,8 +1,9 @@
 """Taking in agenda items by mail: decide, store, answer.
 
-A fetched batch is one transaction with a savepoint per mail: each mail's
-decision, stored item, receipt and alert stand or fall together, and only
-after the commit are the mails moved out of the inbox (``MailSource.settle``).
+A fetched batch is one transaction: each mail's decision, stored item,
+receipt and alert stand or fall together (a mail that fails is rolled back
+alone, see ``_decide_batch``), and only after the commit are the mails moved
+out of the inbox (``MailSource.settle``).
 A crash in between makes the source hand the mails out again; their
 Message-IDs are then recognised as already processed.
 """

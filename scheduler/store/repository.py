@@ -308,7 +308,7 @@ class Repository:
             social=tuple(text.get("social", ())),
         )
 
-    # -- batches (Intake.run: one transaction, a savepoint per mail) ---
+    # -- batches (Intake.run: one transaction; savepoints when a mail failed) ---
 
     def begin_batch(self, message_ids: Iterable[str] = ()) -> None:
         """Prepare this transaction to hold a whole fetched batch of mails.
