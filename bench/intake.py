@@ -98,6 +98,7 @@ def pipeline_stages(stages: Stages):
         ("encrypt+store", Repository, "finish_mail"),
         ("encrypt+store", Repository, "place_item"),
         ("encrypt+store", Repository, "withdraw"),
+        ("encrypt+store", Repository, "flush_writes"),
         ("encrypt+store", sqlalchemy.orm.Session, "commit"),
         ("receipt render+queue", Notices, "placed"),
         ("receipt render+queue", Notices, "rejected"),

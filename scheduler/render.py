@@ -57,6 +57,7 @@ def environment(language: str = "da") -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # read once: no stat() per mail; a restart picks up edits
     )
     env.filters["long_date"] = lambda d: long_date(d, language)
     env.filters["clock"] = clock if language == "da" else (lambda m: f"{m:%H:%M}")

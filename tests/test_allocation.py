@@ -1,5 +1,6 @@
 """Allocation of items to sessions: property tests over random arrivals, and the rule book's examples."""
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.config import load_config
-from scheduler.planning.allocation import Booked, Refusal, Request, age_on, allocate, slot_order
+from scheduler.planning.allocation import Booked, Occupancy, Refusal, Request, age_on, allocate, slot_order
 from scheduler.planning.sessions import Planner
 
 TZ = ZoneInfo("Europe/Copenhagen")
@@ -155,3 +156,89 @@ def test_replacement_keeps_one_item_per_citizen():
 def test_under_15_refused():
     result = allocate(Request("k", date(2014, 9, 3), at("2027-01-05T15:05")), upcoming(at("2027-01-05T15:05")), SERIES, {})
     assert result == Refusal("under_age")
+
+
+# -- the fast walk against the rule as written -----------------------------------
+
+
+def rule_as_written(request, sessions, booked):
+    """The rule book's walk, session by session, with no index: the oracle
+    for ``allocate``, which skips full sessions without looking inside."""
+    reachable = [s for s in sessions if s.planned and s.start > request.received_at
+                 and SERIES[s.series_id].serves_age(age_on(request.birth_date, s.start.date()))]
+    if age_on(request.birth_date, request.received_at.date()) < 15:
+        return Refusal("under_age")
+    if not reachable:
+        return Refusal("no_session")
+    for session in reachable:
+        if not request.acute and request.received_at > session.deadline:
+            continue
+        here = booked.get(session.key, [])
+        mine = [b for b in here if b.cpr_hash == request.cpr_hash]
+        if mine:
+            return ("replace", session.key, mine[0].item_id)
+        if len(here) < session.capacity:
+            return ("place", session.key, None)
+        ordinary = [b for b in here if not b.acute]
+        if request.acute and ordinary:
+            victim = max(ordinary, key=lambda b: (b.received_at, b.item_id))
+            room = [s for s in sessions if s.start > session.start and s.planned
+                    and SERIES[s.series_id].serves_age(age_on(victim.birth(), s.start.date()))
+                    and len(booked.get(s.key, [])) < s.capacity
+                    and all(b.cpr_hash != victim.cpr_hash for b in booked.get(s.key, []))]
+            return ("bump", session.key, None) if room else Refusal("no_session")
+    return Refusal("no_session")
+
+
+def summary(result):
+    if isinstance(result, Refusal):
+        return result
+    if result.replaces is not None:
+        return ("replace", result.session.key, result.replaces)
+    return ("bump" if result.bumped else "place", result.session.key, None)
+
+
+crowds = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=60 * 24 * 21),  # three weeks: sessions fill up
+        st.sampled_from([YOUNG, ADULT, date(1997, 1, 14), date(1996, 12, 30)]),
+        st.integers(min_value=0, max_value=40),
+        st.booleans(),
+    ),
+    min_size=20,
+    max_size=250,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(crowds, st.integers(min_value=1, max_value=6))
+def test_allocate_agrees_with_the_rule_as_written_when_sessions_are_full(raw, capacity):
+    """Many items for few slots: most arrivals walk past months of full
+    sessions, which ``allocate`` skips through ``Occupancy``'s index."""
+    sessions = [replace(s, capacity=min(s.capacity, capacity)) for s in SESSIONS[:40]]
+    booked = Occupancy()
+    births: dict[int, date] = {}
+    for item_id, (minutes, birth, citizen, acute) in enumerate(sorted(raw, key=lambda r: r[0])):
+        acute = acute and item_id % 7 == 0  # acute items are the exception
+        birth = births.setdefault(citizen, birth)
+        received = START + timedelta(minutes=minutes)
+        request = Request(f"h{citizen}", birth, received, acute)
+        later = [s for s in sessions if s.start > received]
+        result = allocate(request, later, SERIES, booked)
+        assert summary(result) == rule_as_written(request, later, {k: list(v) for k, v in booked.items()})
+        if not isinstance(result, Refusal):
+            plain = {k: list(v) for k, v in booked.items()}
+            apply(plain, result, item_id, request)
+            booked = Occupancy(b for items in plain.values() for b in items)
+
+
+def test_occupancy_indexes_citizens_and_loads_sessions():
+    first, second = SESSIONS[0], SESSIONS[1]
+    occupancy = Occupancy([Booked(1, first.key, False, START, "a", YOUNG)])
+    occupancy.load(second.key, [Booked(2, second.key, False, START, "a", YOUNG),
+                                Booked(3, second.key, False, START, "b", YOUNG)])
+    assert occupancy.holding("a") == {first.key, second.key}
+    assert occupancy.holding("b") == {second.key} and occupancy.holding("c") == set()
+    assert [b.item_id for b in occupancy[second.key]] == [2, 3]
+    assert Occupancy.of(occupancy) is occupancy
+    assert Occupancy.of({first.key: occupancy[first.key]}).holding("a") == {first.key}

@@ -404,3 +404,30 @@ def test_an_unexpected_error_from_a_backend_is_retried_then_failed_never_raised(
         statuses = repo.db.scalars(select(OutboxEntry.status).where(OutboxEntry.kind == "calendar")).all()
     assert set(statuses) == {"failed"}
     assert any("it-drift@kommune.example" in m.recipients for m in dispatcher.transport.sent)
+
+
+def test_a_batch_writes_records_and_outbox_at_the_commit_and_drops_repeats(tmp_path, monkeypatch, db_url):
+    """``defer_writes``: rows wait in the repository and go in one executemany
+    per table just before the commit; the unique key still drops a repeat."""
+    from sqlalchemy import func
+
+    from scheduler.store.tables import Mail
+
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch, db_url=db_url)
+    with app.transaction() as repo:
+        repo.begin_batch(["a@kommune.example"])
+        repo.defer_writes()
+        assert repo.enqueue("receipt", "receipt:k", ["a@kommune.example"], {"n": 1})
+        assert repo.enqueue("receipt", "receipt:k", ["a@kommune.example"], {"n": 2})
+        parsed = type("Parsed", (), {"message_id": "a@kommune.example", "sender": "a@kommune.example"})
+        incoming = type("Incoming", (), {"ref": "a.eml", "received_at": app.now()})
+        repo.begin_mail(parsed, incoming, app.now())
+        repo.finish_mail("rejected", "too_many_lines")
+        assert repo.db.scalar(select(func.count()).select_from(OutboxEntry)) == 0, "waits for the commit"
+        assert repo.mail_seen("a@kommune.example"), "the batch knows it before it is written"
+    with app.transaction() as repo:
+        rows = repo.db.scalars(select(OutboxEntry)).all()
+        assert [repo.cipher.decrypt_json(r.payload_enc, context="outbox.payload") for r in rows] == [{"n": 1}]
+        mail = repo.db.scalars(select(Mail)).one()
+        assert (mail.outcome, mail.reason_code, mail.source_ref) == ("rejected", "too_many_lines", "a.eml")
+        assert repo.mail_seen("a@kommune.example")

@@ -42,6 +42,43 @@ class Booked:
         return self.birth_date() if callable(self.birth_date) else self.birth_date
 
 
+class Occupancy(dict[str, list[Booked]]):
+    """Pending items per session key, and the sessions each citizen holds one in.
+
+    What the store hands ``allocate``: complete for the sessions allocation
+    is given (a session without an entry is empty). The citizen index lets a
+    walk skip full sessions without looking inside them, which matters when
+    sessions are full for months ahead. A dict, so that lookups stay at C
+    speed; change it only through ``add`` and ``load``.
+    """
+
+    def __init__(self, items: Iterable[Booked] = ()) -> None:
+        super().__init__()
+        self._citizens: dict[str, set[str]] = {}
+        for booked in items:
+            self.add(booked)
+
+    @classmethod
+    def of(cls, booked: Mapping[str, Sequence[Booked]]) -> Occupancy:
+        if isinstance(booked, Occupancy):
+            return booked
+        return cls(b for items in booked.values() for b in items)
+
+    def add(self, booked: Booked) -> None:
+        self.setdefault(booked.session_key, []).append(booked)
+        self._citizens.setdefault(booked.cpr_hash, set()).add(booked.session_key)
+
+    def load(self, session_key: str, items: Iterable[Booked]) -> None:
+        """A session's items as the store read them (the session had no entry)."""
+        self[session_key] = []
+        for booked in items:
+            self.add(booked)
+
+    def holding(self, cpr_hash: str) -> set[str]:
+        """Keys of the sessions where this citizen has a pending item."""
+        return self._citizens.get(cpr_hash, set())
+
+
 @dataclass(frozen=True)
 class Request:
     """A valid item waiting for a place."""
@@ -136,7 +173,18 @@ def allocate(
     first = next(serving(sessions, series, request.birth_date, request.received_at), None)
     if first is None:
         return Refusal("no_session")
-    return _place(request, sessions, series, booked, first)
+    occupancy = Occupancy.of(booked)
+    if not request.acute:  # an acute item may bump, so it must see full sessions
+        sessions = _open_to(request.cpr_hash, sessions, occupancy)
+    return _place(request, sessions, series, occupancy, first)
+
+
+def _open_to(cpr_hash: str, sessions: Sequence[Session], occupancy: Occupancy) -> list[Session]:
+    """The sessions an ordinary item could take: with room, or holding the
+    citizen's item (which it would replace). One cheap pass, so the walk in
+    ``_place`` never looks inside a full session."""
+    get, mine = occupancy.get, occupancy.holding(cpr_hash)
+    return [s for s in sessions if len(get(s.key, ())) < s.capacity or s.key in mine]
 
 
 def _place(request, sessions, series, booked, first) -> Placement | Refusal:

@@ -68,10 +68,9 @@ class CalendarSync:
             for index, (item_id, sender) in enumerate(repo.slot_holders(key)):
                 seen.add(item_id)
                 meetings.append(self.slot_meeting(item_id, sender, series, session, index))
-        loaded = _load_rows(repo, [m.uid for m in meetings])  # held: the identity map is weak
+        sent = {row.uid: row for row in _load_rows(repo, [m.uid for m in meetings])}
         for meeting in meetings:
-            self.apply(repo, meeting, "slot")
-        del loaded
+            self.apply(repo, meeting, "slot", sent=sent)
         for item_id in set(item_ids) - seen:
             self._cancel_slot(repo, item_id)
 
@@ -163,14 +162,16 @@ class CalendarSync:
     # -- the diff ---------------------------------------------------------
 
     def apply(self, repo: Repository, meeting: Meeting, kind: str, *, uid_key: str = "",
-              only_if_known: bool = False) -> None:
+              only_if_known: bool = False, sent: dict[str, CalendarEvent] | None = None) -> None:
         """Queue what differs between ``meeting`` and what was last sent.
 
         An occurrence (``uid_key``) starts at its series' SEQUENCE: Outlook
-        ignores an occurrence update numbered below the series.
+        ignores an occurrence update numbered below the series. ``sent``,
+        when given, holds every row there is for the meetings being applied
+        (read in one query): a uid not in it was never sent.
         """
         row_id = meeting.uid + uid_key
-        row = repo.db.get(CalendarEvent, row_id)
+        row = sent.get(row_id) if sent is not None else repo.db.get(CalendarEvent, row_id)
         print_ = fingerprint(meeting)
         if row is None:
             if meeting.cancelled and (only_if_known or kind == "slot"):
@@ -205,8 +206,7 @@ class CalendarSync:
 
 
 def _load_rows(repo: Repository, uids: list[str], chunk: int = 500) -> list[CalendarEvent]:
-    """Load what was last sent for ``uids`` in a few queries: ``apply`` then
-    finds the rows in the session's identity map instead of asking one by one."""
+    """What was last sent for ``uids``, in a few queries instead of one per uid."""
     rows: list[CalendarEvent] = []
     for first in range(0, len(uids), chunk):
         rows += repo.db.scalars(select(CalendarEvent).where(CalendarEvent.uid.in_(uids[first:first + chunk])))

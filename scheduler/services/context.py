@@ -72,6 +72,7 @@ class App:
             repo = Repository(db, self.cipher, self)
             try:
                 yield repo
+                repo.flush_writes()
                 db.commit()
             except BaseException:
                 db.rollback()

@@ -124,6 +124,8 @@ class Intake:
             with self.app.transaction() as repo:
                 repo.after_commit.append(lambda: committed.append(True))  # runs first
                 repo.begin_batch(p.message_id for p in parsed if isinstance(p, ParsedMail))
+                if not guarded:
+                    repo.defer_writes()
                 for mail, parsed_mail in zip(mails, parsed):
                     callbacks = len(repo.after_commit)
                     try:

@@ -9,7 +9,7 @@ does, so a decision and its outbox entries land together.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timedelta
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from scheduler.mail.compose import to_bytes
 from scheduler.model import Session
-from scheduler.planning.allocation import Booked, Placement, Request, slot_order
+from scheduler.planning.allocation import Booked, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
@@ -39,6 +39,7 @@ def _queue_statement(dialect: str):
 
 # Rows written with Core on the session's connection (see ``_write_mail``).
 _MAIL_INSERT = insert(Mail.__table__).returning(Mail.__table__.c.id)
+_MAIL_ROWS = insert(Mail.__table__)  # deferred records: no id needed, written in one executemany
 _ITEM_INSERT = insert(Item.__table__).returning(Item.__table__.c.id)
 
 
@@ -59,44 +60,27 @@ class ItemView:
     social: tuple[str, ...]
 
 
-class LazyBooked(Mapping[str, Sequence[Booked]]):
-    """Pending items per session key, fetched only for sessions looked at."""
-
-    def __init__(self, repo: Repository) -> None:
-        self.repo = repo
-        self._cache: dict[str, list[Booked]] = {}
-
-    def get(self, key: str, default=None) -> list[Booked]:  # the allocation's hot path
-        found = self._cache.get(key)
-        if found is None:
-            found = self._cache[key] = self.repo.booked_in(key)
-        return found
-
-    __getitem__ = get
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._cache)
-
-    def __len__(self) -> int:
-        return len(self._cache)
-
-
 class Repository:
     def __init__(self, db: DbSession, cipher: FieldCipher, app=None) -> None:
         self.db = db
         self.cipher = cipher
         self.app = app
         self.after_commit: list = []  # run by App.transaction once committed
-        self._booked_cache: dict[str, list[Booked]] | None = None  # per batch, see begin_batch
+        self._booked_cache: Occupancy | None = None  # per batch, see begin_batch
         self._cached_from: datetime | None = None  # the cache holds every session from here on
         self._seen: set[str] | None = None  # message keys known to the batch, see begin_batch
         self._mail: dict = {}  # the record of the mail being decided, see begin_mail
         self._mail_id: int | None = None  # its row, once written
+        self._message_keys: dict[str, str] = {}  # HMACs of Message-IDs, for this transaction
+        self._deferred: dict | None = None  # statement -> rows, see defer_writes
 
     # -- mails ---------------------------------------------------------
 
     def message_key(self, message_id: str) -> str:
-        return self.cipher.lookup_hash(message_id, purpose="message-id")
+        key = self._message_keys.get(message_id)
+        if key is None:  # asked several times per mail: the seen check, the record, the receipt
+            key = self._message_keys[message_id] = self.cipher.lookup_hash(message_id, purpose="message-id")
+        return key
 
     def mail_seen(self, message_id: str) -> bool:
         key = self.message_key(message_id)
@@ -128,7 +112,10 @@ class Repository:
         """Write the mail's record with its outcome (one INSERT), or correct it."""
         if self._mail_id is None:
             self.set_outcome(outcome, code)
-            self._write_mail()
+            if self._deferred is None:
+                self._write_mail()
+            else:
+                self._deferred.setdefault(_MAIL_ROWS, []).append(self._mail)
         elif (outcome, code) != (self._mail["outcome"], self._mail["reason_code"]):
             self.set_outcome(outcome, code)
             self.db.connection().execute(
@@ -145,42 +132,39 @@ class Repository:
 
     # -- items ---------------------------------------------------------
 
-    def booked(self, sessions: Sequence[Session]) -> Mapping[str, Sequence[Booked]]:
+    def booked(self, sessions: Sequence[Session]) -> Occupancy:
         """Pending items per session for an allocation over ``sessions``.
 
         All of them in one query (an item far ahead would else cost a query
-        for every full session before it); within a batch the result fills
-        the batch's cache, which writes then keep current per session.
+        for every full session before it). Within a batch the result is the
+        batch's cache, complete from its first session on, which writes then
+        keep current.
         """
         if not sessions:
-            return LazyBooked(self)
+            return Occupancy()
         if self._booked_cache is None:
             return self._prefetch(sessions)
         if self._cached_from is None or sessions[0].start < self._cached_from:
-            self._booked_cache.update(self._prefetch(sessions))
+            self._booked_cache = self._prefetch(sessions)
             self._cached_from = sessions[0].start
-        return LazyBooked(self)
+        return self._booked_cache
 
-    def _prefetch(self, sessions: Sequence[Session]) -> dict[str, list[Booked]]:
-        found: dict[str, list[Booked]] = {s.key: [] for s in sessions}
+    def _prefetch(self, sessions: Sequence[Session]) -> Occupancy:
         rows = self.db.execute(
             select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
             .where(Item.status == PENDING, Item.session_start >= sessions[0].start)
         )
-        for r in rows:
-            found.setdefault(r.session_key, []).append(
-                Booked(r.id, r.session_key, r.acute, r.received_at, r.cpr_hash, _LazyBirth(self, r.cpr_enc)))
-        return found
+        return Occupancy(Booked(r.id, r.session_key, r.acute, r.received_at, r.cpr_hash,
+                                _LazyBirth(self, r.cpr_enc)) for r in rows)
 
     def booked_in(self, session_key: str) -> list[Booked]:
         """Pending items of a session (cached within a batch; do not mutate)."""
         cache = self._booked_cache
         if cache is None:
             return self._query_booked(session_key)
-        found = cache.get(session_key)
-        if found is None:
-            found = cache[session_key] = self._query_booked(session_key)
-        return found
+        if session_key not in cache:
+            cache.load(session_key, self._query_booked(session_key))
+        return cache[session_key]
 
     def _query_booked(self, session_key: str) -> list[Booked]:
         rows = self.db.execute(
@@ -223,7 +207,7 @@ class Repository:
             "version": 1,
         }).scalar_one()
         self._remember(Booked(item_id, session.key, request.acute, received_at, request.cpr_hash,
-                              request.birth_date))
+                              request.birth_date), session.start)
         return item_id
 
     def _set_status(self, item_id: int, status: str, now: datetime) -> None:
@@ -256,7 +240,7 @@ class Repository:
         ).all()
         for row in rows:
             row.status, row.updated_at = "withdrawn", now
-            self._forget(row.session_key)
+            self._forget_sessions()
         self.db.flush()
         return [self._view(r) for r in rows]
 
@@ -322,7 +306,8 @@ class Repository:
         """
         if self.db.get_bind().dialect.name == "sqlite":
             self.db.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        self._booked_cache = {}
+        self._booked_cache = Occupancy()
+        self._cached_from = None
         keys = {self.message_key(m) for m in message_ids}
         self._seen = set(self.db.scalars(select(Mail.message_key).where(Mail.message_key.in_(keys)))) \
             if keys else set()
@@ -335,19 +320,19 @@ class Repository:
             self._seen = None
 
     def _forget_sessions(self) -> None:
+        """Drop the cache (an item left a session): the next allocation reads it anew."""
         if self._booked_cache is not None:
-            self._booked_cache.clear()
+            self._booked_cache = Occupancy()
             self._cached_from = None
 
-    def _remember(self, booked: Booked) -> None:
-        """Keep a cached session current with an item just placed in it."""
-        if self._booked_cache is not None and booked.session_key in self._booked_cache:
-            self._booked_cache[booked.session_key].append(booked)
-
-    def _forget(self, *session_keys: str) -> None:
-        if self._booked_cache is not None:
-            for key in session_keys:
-                self._booked_cache.pop(key, None)
+    def _remember(self, booked: Booked, session_start: datetime) -> None:
+        """Keep the cache current with an item just placed: its session is
+        either cached or, from ``_cached_from`` on, known to be empty."""
+        cache = self._booked_cache
+        if cache is None:
+            return
+        if booked.session_key in cache or (self._cached_from is not None and session_start >= self._cached_from):
+            cache.add(booked)
 
     # -- outbox --------------------------------------------------------
 
@@ -371,8 +356,31 @@ class Repository:
             "purge_after": now + timedelta(days=self._retention()),
         }
         # One statement, no read first: the unique key drops a repeat.
-        result = self.db.connection().execute(_queue_statement(self.db.get_bind().dialect.name), row)
-        return result.rowcount == 1
+        statement = _queue_statement(self.db.get_bind().dialect.name)
+        if self._deferred is not None:
+            self._deferred.setdefault(statement, []).append(row)
+            return True
+        return self.db.connection().execute(statement, row).rowcount == 1
+
+    # -- deferred writes (a batch decided straight through) ------------------
+
+    def defer_writes(self) -> None:
+        """Collect outbox entries and the records of mails without an item,
+        and write them in one executemany per table (``flush_writes``, which
+        ``App.transaction`` calls before it commits) instead of one INSERT
+        each. Only for a batch decided without savepoints: a savepoint's
+        rollback would not take back rows still in the buffer. While
+        deferred, ``enqueue`` answers True; a repeated key is still dropped
+        by the database at the flush.
+        """
+        self._deferred = {}
+
+    def flush_writes(self) -> None:
+        if self._deferred:
+            connection = self.db.connection()
+            for statement, rows in self._deferred.items():
+                connection.execute(statement, rows)
+            self._deferred.clear()
 
     # -- bookings: no CPR, only the request, encrypted (external people are the
     # citizen's network) --
@@ -421,6 +429,7 @@ class Repository:
         return row.value if row else None
 
     def count_outbox(self, status: str) -> int:
+        self.flush_writes()
         return self.db.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == status))
 
 
