@@ -82,6 +82,7 @@ def pipeline_stages(stages: Stages):
     import sqlalchemy.orm
 
     from scheduler.mail.imap import ImapSource
+    from scheduler.mail.parallel import ParallelParser
     from scheduler.services import intake
     from scheduler.services.calendar_sync import CalendarSync
     from scheduler.services.context import App
@@ -91,6 +92,9 @@ def pipeline_stages(stages: Stages):
     plan = [
         ("fetch", ImapSource, "fetch"),
         ("parse", intake, "parse_mail"),
+        ("parse", ParallelParser, "_here"),  # the first chunk, parsed while the worker takes the next
+        ("parse", ParallelParser, "_send"),  # handing a chunk to the worker
+        ("parse", ParallelParser, "_receive"),  # waiting for the worker, and unpickling
         ("validate+allocate", intake.Intake, "process"),
         ("validate+allocate", intake.Intake, "_decide"),
         ("encrypt+store", Repository, "mail_seen"),
@@ -201,6 +205,7 @@ def run_pipeline(server, now: datetime, data_dir: Path, stages: Stages) -> tuple
             outcomes += batch
         elapsed = time.perf_counter() - began
         source.close()
+        intake.close()
     return outcomes, elapsed, app
 
 

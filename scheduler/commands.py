@@ -92,6 +92,7 @@ def cmd_ingest(ctx) -> int:
             outcomes = intake.run(source)
         finally:
             source.close()
+            intake.close()
     ctx.dispatcher().run_once()
     for outcome in outcomes:
         if ctx.args.json:

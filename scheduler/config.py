@@ -190,6 +190,8 @@ class IntakeConfig(Section):
     allow: tuple[str, ...] = ("kommune.example",)
     max_bytes: Annotated[int, Field(ge=10_000, le=50_000_000)] = 1_000_000
     max_lines: Annotated[int, Field(ge=1, le=50)] = 5
+    # Worker processes that parse a large batch on other cores (0: parse in the daemon).
+    parse_workers: Annotated[int, Field(ge=0, le=8)] = 1
     imap: ImapConfig = ImapConfig()
 
 

@@ -80,6 +80,7 @@ class Daemon:
                 self._drain(intake, source)
             finally:
                 source.close()
+                intake.close()
             self._catch_up()
             while self.dispatcher.run_once().sent:
                 pass
@@ -172,6 +173,7 @@ class Daemon:
                 source.wait(timeout)
         finally:
             source.close()
+            intake.close()
 
     def _keep_lease(self) -> bool:
         """Renew the lease when due; on losing it, stop so the other acts alone."""

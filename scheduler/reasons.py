@@ -44,6 +44,12 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "Health and social challenges take up {count} lines together, but at most {max} are allowed; "
               "shorten the description and send the mail again.",
     },
+    "unreadable": {
+        "da": "Mailen kunne ikke læses, fordi dens opbygning (MIME) er ugyldig; "
+              "send punktet igen som almindelig tekst.",
+        "en": "The mail could not be read because its structure (MIME) is invalid; "
+              "send the item again as plain text.",
+    },
     "too_large": {
         "da": "Mailen er større end grænsen på {limit}; send punktet igen som almindelig tekst uden bilag.",
         "en": "The mail is larger than the limit of {limit}; send the item again as plain text "

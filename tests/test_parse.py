@@ -158,6 +158,20 @@ def test_too_large_automatic_mail_stays_automatic() -> None:
     assert parse_mail(load("16-bounce"), max_bytes=100).kind is MailKind.BOUNCE
 
 
+BROKEN_MIME = (  # RFC 2231 boundary parameters the stdlib's parser raises TypeError on
+    b"From: Anne <anne.testesen@kommune.example>\r\nSubject: Sparring\r\nMessage-ID: <broken@x>\r\n"
+    b"Content-Type: multipart/mixed; boundary*=x; boundary*0=y\r\n\r\n--x\r\n\r\nCPR: 120502-4127\r\n"
+)
+
+
+def test_mime_the_stdlib_gives_up_on_is_unreadable_not_an_error() -> None:
+    mail = parse_mail(BROKEN_MIME)
+    assert (mail.kind, mail.message_id, mail.sender) == (MailKind.UNREADABLE, "broken@x", "anne.testesen@kommune.example")
+    assert mail.cprs == ()
+    auto = BROKEN_MIME.replace(b"Subject: Sparring", b"Auto-Submitted: auto-replied\r\nSubject: Sparring")
+    assert parse_mail(auto).kind is MailKind.AUTO_REPLY, "still never answered"
+
+
 def _plain(body: str, subject: str = "Sparring", headers: str = "") -> bytes:
     return (
         f"From: a@kommune.example\r\nSubject: {subject}\r\nMessage-ID: <x@y>\r\n{headers}"

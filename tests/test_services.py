@@ -431,3 +431,15 @@ def test_a_batch_writes_records_and_outbox_at_the_commit_and_drops_repeats(tmp_p
         mail = repo.db.scalars(select(Mail)).one()
         assert (mail.outcome, mail.reason_code, mail.source_ref) == ("rejected", "too_many_lines", "a.eml")
         assert repo.mail_seen("a@kommune.example")
+
+
+def test_a_mail_the_parser_gives_up_on_is_rejected_with_a_receipt(tmp_path, monkeypatch):
+    from tests.test_parse import BROKEN_MIME
+
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    outcome = ingest(app, BROKEN_MIME, "2027-01-04T08:00")
+    assert (outcome.outcome, outcome.extra["code"]) == ("rejected", "unreadable")
+    assert "almindelig tekst" in outcome.reason
+    dispatcher.run_once()
+    [receipt] = outbox_messages(tmp_path)
+    assert receipt["To"] == "anne.testesen@kommune.example" and receipt["In-Reply-To"] == "<broken@x>"

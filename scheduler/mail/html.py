@@ -17,9 +17,12 @@ import re
 from lxml import etree
 from lxml import html as lxml_html
 
-_PARSER = lxml_html.HTMLParser(
+# etree's parser, not lxml.html's: its per-element Python class lookup costs
+# more than the whole walk, and only ``text_content`` (_STRING here) was used.
+_PARSER = etree.HTMLParser(
     encoding="utf-8", remove_comments=True, remove_pis=True, huge_tree=True  # deep nesting keeps its text
 )
+_STRING = etree.XPath("string()", smart_strings=False)  # lxml.html's text_content()
 _SKIP = frozenset({"head", "style", "script", "title", "meta", "link", "xml", "template", "object"})
 _BLOCK = frozenset({
     "p", "div", "table", "tbody", "thead", "tfoot", "ul", "ol", "li", "dl", "dt", "dd",
@@ -30,6 +33,7 @@ _CELLS = frozenset({"td", "th"})
 _ASCII_SPACE = re.compile(r"[ \t\r\n\f\v]+")
 _QUOTE_MARK = ">\n"
 _MAX_DEPTH = 200  # deeper nesting is flattened to its text: no recursion error
+_TAG_NAMES: dict[str, str] = {}  # raw tag -> bare lower-case name; a mail has few distinct tags
 
 
 def html_to_text(markup: str) -> str:
@@ -50,11 +54,18 @@ def _tag(el: etree._Element) -> str:
     tag = el.tag
     if not isinstance(tag, str):  # comments, processing instructions, entities
         return ""
-    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
+    name = _TAG_NAMES.get(tag)
+    if name is None:
+        name = tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
+        if len(_TAG_NAMES) < 4096:  # made-up tags in a hostile mail must not grow it forever
+            _TAG_NAMES[tag] = name
+    return name
 
 
 def _soft_break(parts: list[str]) -> None:
     """End the current line unless it is already ended (ignoring layout spaces)."""
+    if not parts or parts[-1] == "\n":  # the usual case, as block ends follow block ends
+        return
     while parts and parts[-1] != "\n" and not parts[-1].strip(" "):
         parts.pop()
     if parts and parts[-1] != "\n":
@@ -72,7 +83,7 @@ def _walk(el: etree._Element, parts: list[str], depth: int) -> None:
         _text(parts, el.tail)
         return
     if depth > _MAX_DEPTH:
-        _text(parts, el.text_content())
+        _text(parts, _STRING(el))
     elif tag == "br":
         parts.append("\n")
     elif tag in ("blockquote", "hr"):

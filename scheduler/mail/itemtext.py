@@ -42,6 +42,10 @@ _SIGNATURE = re.compile(
 _WITHDRAW = re.compile(r"tr(?:æ|ae)k\s+tilbage|tilbagetr(?:æ|ae)k", re.IGNORECASE)
 _ACUTE = re.compile(r"\bakut\b", re.IGNORECASE)
 _BLANKS = " \t\xa0\ufeff\u200b"
+# Most lines hold neither a CPR label nor six digits in a row: one search rules both out.
+_CPR_HINT = re.compile(r"cpr|[0-9]{6}", re.IGNORECASE)
+_ATTRIBUTION_START = re.compile(r"(?:den|on)\b", re.IGNORECASE)
+_DIGIT_OR_AT = re.compile(r"[0-9@]")
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def _own_lines(lines: list[str]) -> list[str]:
 
 def _attribution(line: str, lines: list[str], index: int) -> bool:
     """"Den 5. jan. 2027 kl. 12.00 skrev Bo <bo@…>:", possibly wrapped on two lines."""
-    if not re.match(r"(?:den|on)\b", line, re.IGNORECASE) or not re.search(r"[0-9@]", line):
+    if not _ATTRIBUTION_START.match(line) or not _DIGIT_OR_AT.search(line):
         return False
     following = lines[index + 1].strip(_BLANKS) if index + 1 < len(lines) else ""
     return bool(_ATTRIBUTION.match(line) or _ATTRIBUTION.match(f"{line} {following}"))
@@ -111,6 +115,8 @@ def _sent_follows(lines: list[str], index: int) -> bool:
 
 def _scan_cprs(line: str, found: list[str]) -> bool:
     """Append the CPR numbers in ``line``; True if a label holds a malformed one."""
+    if not _CPR_HINT.search(line):
+        return False
     hits: dict[int, str] = {}
     bad = False
     for label in _CPR_LABEL.finditer(line):

@@ -2,8 +2,12 @@
 
 Speed matters (the intake benchmark): a mail is parsed once with the
 ``compat32`` policy and its parts are decoded explicitly; ``policy.default``
-re-parses Content-Type many times per mail. A mail over ``max_bytes`` is not
-parsed at all, only its header block is read.
+re-parses Content-Type many times per mail, and so do ``Message``'s param
+methods: each part's Content-Type and Content-Disposition are parsed once, by
+``mimeparams``. The usual From and Date forms are read by ``headerforms``,
+anything else by ``parseaddr``/``parsedate_to_datetime`` (equal results:
+tests/test_parse_equivalence.py). A mail over ``max_bytes`` is not parsed at
+all, only its header block is read.
 
 What counts as automatic (never answered, filed as ignored), in this order:
 a ``multipart/report`` or report part (read receipt for disposition
@@ -31,11 +35,13 @@ from email.header import decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from email.utils import parseaddr, parsedate_to_datetime
+
 from enum import Enum
 
+from scheduler.mail.headerforms import parse_address, parse_date
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
+from scheduler.mail.mimeparams import MimeHead
 
 _PARSER = BytesParser(policy=compat32)
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
@@ -51,6 +57,7 @@ class MailKind(str, Enum):
     READ_RECEIPT = "read_receipt"
     CALENDAR_REPLY = "calendar_reply"
     TOO_LARGE = "too_large"
+    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
 
 
@@ -95,6 +102,7 @@ _AUTO_SUBJECT = re.compile(
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BULK = {"bulk", "junk", "list", "auto_reply"}
 _DAEMONS = {"mailer-daemon", "postmaster"}
+_MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 
 
 def _unbytes(data: bytes, charset: str | None = None) -> str:
@@ -153,23 +161,21 @@ def _headers(msg: Message) -> dict[str, str]:
 
 def _message_id(headers: dict[str, str], raw: bytes) -> str:
     value = _raw_text(headers.get("message-id", "")).strip()
-    found = re.search(r"<([^<>\s]+)>", value)
+    found = _MESSAGE_ID.search(value)
     mid = found.group(1) if found else value.strip("<> \t")
     return mid if mid else "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def _sender(headers: dict[str, str]) -> tuple[str, str]:
     raw = _raw_text(headers.get("from") or headers.get("sender") or "")
-    try:
-        name, address = parseaddr(raw)
-    except Exception:
-        name, address = "", ""
+    name, address = parse_address(raw)
     return address.strip().lower(), _decoded(name).strip('" ')
 
 
 def _date(headers: dict[str, str]) -> datetime | None:
+    value = _raw_text(headers.get("date", ""))
     try:
-        moment = parsedate_to_datetime(_raw_text(headers.get("date", "")))
+        moment = parse_date(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
@@ -209,58 +215,56 @@ class _Parts:
     count: int = 0
 
 
-def _collect(part: Message, acc: _Parts, depth: int = 0) -> None:
+def _collect(part: Message, acc: _Parts, depth: int = 0, head: MimeHead | None = None) -> None:
     acc.count += 1
     if acc.count > _MAX_PARTS or depth > _MAX_DEPTH:
         return
-    ctype = part.get_content_type()
-    maintype = ctype.partition("/")[0]
-    if maintype == "message":
-        _collect_message(part, ctype, acc)
+    head = head or MimeHead(part)
+    if head.ctype.startswith("message/"):
+        _collect_message(head, acc)
     elif part.is_multipart():
         for sub in part.get_payload():
             if isinstance(sub, Message):
                 _collect(sub, acc, depth + 1)
     else:
-        _collect_leaf(part, ctype, acc)
+        _collect_leaf(part, head, acc)
 
 
-def _collect_message(part: Message, ctype: str, acc: _Parts) -> None:
-    if ctype in ("message/delivery-status", "message/disposition-notification"):
-        acc.reports.append(ctype)
+def _collect_message(head: MimeHead, acc: _Parts) -> None:
+    if head.ctype in ("message/delivery-status", "message/disposition-notification"):
+        acc.reports.append(head.ctype)
     else:  # an attached mail: never read, only named
-        acc.attachments.append(_filename(part) or ctype)
+        acc.attachments.append(_filename(head) or head.ctype)
 
 
-def _collect_leaf(part: Message, ctype: str, acc: _Parts) -> None:
-    name = _filename(part)
-    disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
+def _collect_leaf(part: Message, head: MimeHead, acc: _Parts) -> None:
+    name, ctype = _filename(head), head.ctype
     if ctype in ("text/calendar", "application/ics"):
-        text = _payload_text(part)
-        if re.search(r"^METHOD:\s*REPLY\b", text, re.IGNORECASE | re.MULTILINE):
+        text = _payload_text(part, head)
+        if _METHOD_REPLY.search(text):
             acc.calendars.append(text)
         elif name:
             acc.attachments.append(name)
-    elif ctype in ("text/plain", "text/html") and not name and disposition != "attachment":
-        (acc.plain if ctype == "text/plain" else acc.html).append(_payload_text(part))
-    elif ctype.startswith("image/") and part.get("content-id") and disposition != "attachment":
+    elif ctype in ("text/plain", "text/html") and not name and head.disposition != "attachment":
+        (acc.plain if ctype == "text/plain" else acc.html).append(_payload_text(part, head))
+    elif ctype.startswith("image/") and head.content_id and head.disposition != "attachment":
         return  # an inline picture of an HTML body (a logo in a signature)
     else:
         acc.attachments.append(name or ctype)
 
 
-def _filename(part: Message) -> str:
+def _filename(head: MimeHead) -> str:
     try:
-        name = part.get_filename() or part.get_param("name") or ""
+        name = head.filename() or head.param("name") or ""
     except Exception:  # malformed RFC 2231 parameters
         return ""
     if not isinstance(name, str):  # an RFC 2231 tuple left undecoded
         name = str(name[-1]) if name else ""
     # The receipt names dropped files: a CPR number in a file name is masked.
-    return mask_cprs(_decoded(name))[:200]
+    return mask_cprs(_decoded(name))[:200] if name else ""
 
 
-def _payload_text(part: Message) -> str:
+def _payload_text(part: Message, head: MimeHead) -> str:
     try:
         data = part.get_payload(decode=True)
     except Exception:
@@ -268,11 +272,15 @@ def _payload_text(part: Message) -> str:
     if not isinstance(data, bytes):
         return ""
     try:
-        charset = part.get_content_charset()
+        charset = head.charset()
     except Exception:
         charset = None
     text = _unbytes(data, charset)
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_METHOD_REPLY = re.compile(r"^METHOD:\s*REPLY\b", re.IGNORECASE | re.MULTILINE)
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
 
 
 def _calendar_reply(texts: list[str]) -> CalendarReply | None:
@@ -295,7 +303,7 @@ def _reply_of(event) -> CalendarReply | None:
     if attendees is None:
         return None
     attendee = attendees[0] if isinstance(attendees, list) else attendees
-    address = re.sub(r"^mailto:", "", str(attendee), flags=re.IGNORECASE).strip().lower()
+    address = _MAILTO.sub("", str(attendee)).strip().lower()
     partstat = str(getattr(attendee, "params", {}).get("PARTSTAT", "NEEDS-ACTION")).upper()
     recurrence = event.get("RECURRENCE-ID")
     try:
@@ -319,14 +327,18 @@ _REQUEST = re.compile(r"\b(netværksmøde|netvaerksmoede|koordineringsmøde|koor
 def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
     """Parse and classify one mail; never raises on malformed input."""
     if len(raw) > max_bytes:
-        return _too_large(raw)
-    msg = _PARSER.parsebytes(raw)
+        return _header_only(raw, MailKind.TOO_LARGE)
+    try:
+        msg = _PARSER.parsebytes(raw)
+    except Exception:  # e.g. RFC 2231 boundary parameters the stdlib trips over (TypeError)
+        return _header_only(raw, MailKind.UNREADABLE)
     headers = _headers(msg)
     common = _common(headers, raw)
     parts = _Parts()
-    _collect(msg, parts)
+    root = MimeHead(msg)
+    _collect(msg, parts, head=root)
     attachments = tuple(parts.attachments)
-    automatic = _automatic(msg, headers, common, parts)
+    automatic = _automatic(root, headers, common, parts)
     if automatic is not None:
         kind, reason, reply = automatic
         return ParsedMail(**common, kind=kind, auto_reason=reason, calendar_reply=reply,
@@ -361,10 +373,10 @@ def _common(headers: dict[str, str], raw: bytes) -> dict:
     }
 
 
-def _automatic(msg: Message, headers: dict[str, str], common: dict, parts: _Parts):
+def _automatic(root: MimeHead, headers: dict[str, str], common: dict, parts: _Parts):
     """(kind, reason, calendar reply) for a mail nobody should answer, else None."""
-    ctype = msg.get_content_type()
-    report = (msg.get_param("report-type") or "") if ctype == "multipart/report" else ""
+    ctype = root.ctype
+    report = (root.param("report-type") or "") if ctype == "multipart/report" else ""
     if not isinstance(report, str):
         report = ""
     if report.lower() == "disposition-notification" or "message/disposition-notification" in parts.reports:
@@ -386,8 +398,9 @@ def _body_text(parts: _Parts) -> str:
     return "\n".join(html_to_text(markup) for markup in parts.html)
 
 
-def _too_large(raw: bytes) -> ParsedMail:
-    """Only the header block is read; an automatic mail is still recognised."""
+def _header_only(raw: bytes, kind: MailKind) -> ParsedMail:
+    """A mail too large or too broken to parse: only the header block is
+    read, so that an automatic mail is still recognised (and not answered)."""
     end = min((i for i in (raw.find(b"\r\n\r\n", 0, 262_144), raw.find(b"\n\n", 0, 262_144)) if i >= 0),
               default=min(len(raw), 262_144))
     msg = _HEADER_PARSER.parsebytes(raw[:end])
@@ -396,5 +409,4 @@ def _too_large(raw: bytes) -> ParsedMail:
     if msg.get_content_type() == "multipart/report" or _daemon(common["sender"]):
         return ParsedMail(**common, kind=MailKind.BOUNCE, auto_reason="multipart/report or daemon")
     reason = _auto_reason(headers, common["subject"])
-    kind = MailKind.AUTO_REPLY if reason else MailKind.TOO_LARGE
-    return ParsedMail(**common, kind=kind, auto_reason=reason)
+    return ParsedMail(**common, kind=MailKind.AUTO_REPLY if reason else kind, auto_reason=reason)

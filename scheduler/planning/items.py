@@ -40,8 +40,8 @@ class Rejection:
 
 def check_item(parsed: ParsedMail, today: date, max_lines: int = 5) -> ItemContent | Rejection:
     """The item in ``parsed`` or the first reason it cannot be taken in."""
-    if parsed.kind is MailKind.TOO_LARGE:
-        return Rejection("too_large")
+    if parsed.kind in (MailKind.TOO_LARGE, MailKind.UNREADABLE):
+        return Rejection(parsed.kind.value)
     if parsed.kind not in (MailKind.ITEM, MailKind.WITHDRAW):
         return Rejection("not_an_item")
     cpr = _one_cpr(parsed, today)

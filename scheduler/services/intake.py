@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from scheduler.mail.parallel import ParallelParser
 from scheduler.mail.parse import MailKind, ParsedMail, parse_mail
 from scheduler.mail.requests import parse_request
 from scheduler.planning.allocation import Refusal, Request, allocate
@@ -72,6 +73,11 @@ class Intake:
         self.app = app
         self.allow = Allowlist(app.config.intake.allow)
         self._failures: Counter[str] = Counter()  # refs that raised, for POISON_AFTER
+        self._parser = ParallelParser(app.config.intake.max_bytes, app.config.intake.parse_workers)
+
+    def close(self) -> None:
+        """Stop the parse worker, if one was started."""
+        self._parser.close()
 
     def process(self, mail: IncomingMail) -> Outcome:
         """One mail in its own transaction (``ingest --eml``, ``simulate``)."""
@@ -97,21 +103,39 @@ class Intake:
     def _decide_batch(self, mails: list[IncomingMail]):
         """Decide ``mails`` in one transaction (one commit).
 
-        The batch is first decided straight through. Should any mail fail,
-        that attempt is rolled back whole and the batch decided again with a
-        SAVEPOINT per mail, so the failing mail is rolled back alone and the
-        others are kept: the savepoints' cost is paid only when needed.
+        The batch is first decided straight through, a chunk at a time as
+        the parser (on a second core, see ``ParallelParser``) hands them
+        over. Should any mail fail, that attempt is rolled back whole and
+        the batch decided again with a SAVEPOINT per mail, so the failing
+        mail is rolled back alone and the others are kept: the savepoints'
+        cost is paid only when needed.
         """
-        parsed = [self._parse(mail) for mail in mails]
+        chunks = self._chunks(mails)
+        parsed: list = []
+
+        def kept():
+            for chunk in chunks:
+                parsed.extend(chunk)
+                yield chunk
+
         committed: list[bool] = []
         try:
-            return self._decide_all(mails, parsed, guarded=False, committed=committed)
+            return self._decide_all(mails, kept(), guarded=False, committed=committed)
         except Exception:
             if committed:  # an after-commit callback failed: nothing to decide again
                 raise
-            return self._decide_all(mails, parsed, guarded=True, committed=committed)
+            parsed.extend(p for chunk in chunks for p in chunk)  # what the first pass did not reach
+            return self._decide_all(mails, [parsed], guarded=True, committed=committed)
 
-    def _decide_all(self, mails: list[IncomingMail], parsed: list, *, guarded: bool, committed: list):
+    def _chunks(self, mails: list[IncomingMail]):
+        """Parses in order, a chunk at a time. ``parse_mail`` is looked up
+        here, at call time, so that a test can stand in for it; a batch
+        parsed by the worker always uses the real one."""
+        if self._parser.workers and len(mails) >= self._parser.min_batch:
+            return self._parser.chunks([mail.raw for mail in mails])
+        return iter([[self._parse(mail) for mail in mails]])
+
+    def _decide_all(self, mails: list[IncomingMail], chunks, *, guarded: bool, committed: list):
         """Calendar changes are collected and synced once, at the end of the
         batch: the sync computes the desired state of whole sessions, so once
         is enough, and it is committed together with the decisions."""
@@ -123,28 +147,32 @@ class Intake:
         try:
             with self.app.transaction() as repo:
                 repo.after_commit.append(lambda: committed.append(True))  # runs first
-                repo.begin_batch(p.message_id for p in parsed if isinstance(p, ParsedMail))
+                repo.begin_batch()
                 if not guarded:
                     repo.defer_writes()
-                for mail, parsed_mail in zip(mails, parsed):
-                    callbacks = len(repo.after_commit)
-                    try:
-                        with repo.db.begin_nested() if guarded else nullcontext():
-                            outcome = self._decide_one(repo, mail, parsed_mail)
-                    except Exception as exc:  # this mail only; it stays in the source
-                        if not guarded:
-                            raise
-                        log.error("intake: mail left in the source after an error ref=%s error=%s",
-                                  mail.ref, type(exc).__name__)
-                        repo.forget_batch_cache()
-                        del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
-                        changes.discard()
-                        self._failures[mail.ref] += 1
-                        failure = failure or exc
-                        continue
-                    changes.keep()
-                    outcomes.append(outcome)
-                    moves.setdefault(outcome.disposition, []).append(mail.ref)
+                remaining = iter(mails)
+                for chunk in chunks:
+                    repo.add_seen(p.message_id for p in chunk if isinstance(p, ParsedMail))
+                    for parsed_mail in chunk:
+                        mail = next(remaining)
+                        callbacks = len(repo.after_commit)
+                        try:
+                            with repo.db.begin_nested() if guarded else nullcontext():
+                                outcome = self._decide_one(repo, mail, parsed_mail)
+                        except Exception as exc:  # this mail only; it stays in the source
+                            if not guarded:
+                                raise
+                            log.error("intake: mail left in the source after an error ref=%s error=%s",
+                                      mail.ref, type(exc).__name__)
+                            repo.forget_batch_cache()
+                            del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
+                            changes.discard()
+                            self._failures[mail.ref] += 1
+                            failure = failure or exc
+                            continue
+                        changes.keep()
+                        outcomes.append(outcome)
+                        moves.setdefault(outcome.disposition, []).append(mail.ref)
                 self.app.change_handlers = handlers
                 changes.replay(handlers, repo)
         finally:

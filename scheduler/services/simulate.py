@@ -87,7 +87,19 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     events.sort(key=lambda e: (e[0], e[1]))
     app.clock.set(start)
     publishing.publish_horizon(app)
-    intake, held = Intake(app), _Held(app.data_dir)
+    intake = Intake(app)
+    try:
+        _replay(app, dispatcher, intake, events, summary)
+    finally:
+        intake.close()
+    app.clock.set(end)
+    dispatcher.run_once(limit=10_000)
+    return summary
+
+
+def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary) -> None:
+    """The year's events in order, on the simulated clock."""
+    held = _Held(app.data_dir)
     dispatched_on = None
     for moment, kind, payload in events:
         if kind != 1 or moment.date() != dispatched_on:
@@ -106,9 +118,6 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
             summary.agendas[payload.partition("/")[0]] += 1
             dispatcher.run_once(limit=10_000)  # an agenda leaves at its deadline
     held.decide(intake, summary)
-    app.clock.set(end)
-    dispatcher.run_once(limit=10_000)
-    return summary
 
 
 class _Held:

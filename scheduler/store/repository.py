@@ -302,15 +302,24 @@ class Repository:
         mail's savepoint would otherwise commit it; the write lock is taken
         up front too. Pending items are then cached per session for the
         batch: a full session is otherwise queried again for every mail.
-        Which of ``message_ids`` were seen before is asked in one query.
+        Which of ``message_ids`` were seen before is asked in one query
+        (``add_seen`` asks for more).
         """
         if self.db.get_bind().dialect.name == "sqlite":
             self.db.connection().exec_driver_sql("BEGIN IMMEDIATE")
         self._booked_cache = Occupancy()
         self._cached_from = None
-        keys = {self.message_key(m) for m in message_ids}
-        self._seen = set(self.db.scalars(select(Mail.message_key).where(Mail.message_key.in_(keys)))) \
-            if keys else set()
+        self._seen = set()
+        self.add_seen(message_ids)
+
+    def add_seen(self, message_ids: Iterable[str]) -> None:
+        """Ask in one query which of these Message-IDs were taken in before,
+        so that ``mail_seen`` answers them from memory."""
+        if self._seen is None:  # after a rollback: ``mail_seen`` asks the database
+            return
+        keys = {self.message_key(m) for m in message_ids} - self._seen
+        if keys:
+            self._seen.update(self.db.scalars(select(Mail.message_key).where(Mail.message_key.in_(keys))))
 
     def forget_batch_cache(self) -> None:
         """After a mail's savepoint was rolled back: drop every cached session,
