@@ -443,3 +443,41 @@ def test_a_mail_the_parser_gives_up_on_is_rejected_with_a_receipt(tmp_path, monk
     dispatcher.run_once()
     [receipt] = outbox_messages(tmp_path)
     assert receipt["To"] == "anne.testesen@kommune.example" and receipt["In-Reply-To"] == "<broken@x>"
+
+
+def test_a_batch_decides_as_one_mail_at_a_time_would_through_replacements_and_bumps(tmp_path, monkeypatch):
+    """The batch keeps its cache of booked sessions current in place (an item
+    replaced, one bumped on by an acute one): outcomes and items must be
+    those of the same mails decided one by one, each reading the database."""
+    import os
+
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.intake import Intake
+    from scheduler.store.tables import Item
+
+    cprs = ["150303-4321", "110698-2345", "050701-5555", "010203-4111", "020304-4222"]
+    mails = [item_mail(cpr, f"m{n}") for n, cpr in enumerate(cprs)]  # 5 of the 6 slots of 7 Jan
+    mails.append(item_mail("110698-2345", "again"))  # replaces m1 in place: still 5
+    mails.append(item_mail("030405-4333", "sixth"))  # the last slot of 7 Jan
+    mails.append(item_mail("040506-4444", "acute", subject="AKUT: sparring"))  # bumps "sixth" to 14 Jan
+    mails.append(item_mail("030405-4333", "sixth-again"))  # replaces it there
+    mails.append(item_mail("050607-4555", "late"))  # 7 Jan is full: 14 Jan
+    results = {}
+    for mode in ("batch", "single"):
+        app, _ = build(tmp_path / mode, "2027-01-04T08:00", monkeypatch)
+        if mode == "batch":
+            inbox = tmp_path / mode / "inbox"
+            inbox.mkdir()
+            for n, raw in enumerate(mails):
+                (inbox / f"{n:02d}.eml").write_bytes(raw)
+                os.utime(inbox / f"{n:02d}.eml", (at("2027-01-04T07:00").timestamp() + n,) * 2)
+            outcomes = Intake(app).run(FolderSource(inbox))
+        else:
+            outcomes = [ingest(app, raw, f"2027-01-04T07:00:{n:02d}") for n, raw in enumerate(mails)]
+        with app.transaction() as repo:
+            items = [(i.id, i.session_key, i.status) for i in repo.db.scalars(select(Item).order_by(Item.id))]
+        results[mode] = [(o.outcome, o.series, o.session_start, o.acute) for o in outcomes], items
+    assert results["batch"] == results["single"]
+    outcomes, items = results["batch"]
+    assert [o[0] for o in outcomes] == ["accepted"] * 8 + ["moved"] * 2
+    assert [status for _, key, status in items if key == "unge/2027-01-14"] == ["replaced", "pending", "pending"]

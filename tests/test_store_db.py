@@ -9,6 +9,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from alembic.script import ScriptDirectory
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -172,6 +174,23 @@ def test_aware_datetimes_round_trip_as_utc(engine):
         earlier = local - timedelta(minutes=1)
         assert db.scalar(select(Lease.name).where(Lease.expires_at > earlier.astimezone(CPH))) == "daemon"
         assert db.scalar(select(Lease.name).where(Lease.expires_at > local)) is None
+
+
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+       st.sampled_from([CPH, timezone.utc, timezone(timedelta(hours=-3, minutes=-30)), ZoneInfo("America/New_York")]),
+       st.booleans())
+def test_bind_gives_the_utc_instant_astimezone_gives(moment, zone, fold):
+    """``UTCDateTime`` subtracts the offset itself (one zone lookup, it runs for
+    every datetime written): the same instant as ``astimezone``, folds included."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from scheduler.store.tables import UTCDateTime
+
+    aware = moment.replace(tzinfo=zone, fold=int(fold))
+    expected = aware.astimezone(timezone.utc)
+    assert UTCDateTime().process_bind_param(aware, sqlite.dialect()) == expected.replace(tzinfo=None)
+    stored = UTCDateTime().process_bind_param(aware, postgresql.dialect())
+    assert stored == expected and stored.tzinfo is timezone.utc
 
 
 def test_naive_datetimes_are_refused(engine):

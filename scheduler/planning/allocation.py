@@ -68,6 +68,17 @@ class Occupancy(dict[str, list[Booked]]):
         self.setdefault(booked.session_key, []).append(booked)
         self._citizens.setdefault(booked.cpr_hash, set()).add(booked.session_key)
 
+    def remove(self, item_id: int, session_key: str) -> Booked | None:
+        """Take an item out of its session; None if it is not held here."""
+        items = self.get(session_key, [])
+        for index, booked in enumerate(items):
+            if booked.item_id == item_id:
+                del items[index]
+                if all(other.cpr_hash != booked.cpr_hash for other in items):
+                    self._citizens[booked.cpr_hash].discard(session_key)
+                return booked
+        return None
+
     def load(self, session_key: str, items: Iterable[Booked]) -> None:
         """A session's items as the store read them (the session had no entry)."""
         self[session_key] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from datetime import date, datetime, timedelta
 from email.message import Message
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from scheduler.mail.compose import to_bytes
 from scheduler.model import Session
-from scheduler.planning.allocation import Booked, Occupancy, Placement, Request, slot_order
+from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
@@ -185,9 +185,9 @@ class Repository:
         mail["purge_after"] = max(mail["purge_after"], session.start + timedelta(days=self._retention()))
         mail_id = self._mail_id or self._write_mail()  # the item points at it
         if placement.replaces is not None:
-            self._set_status(placement.replaces, "replaced", now)
+            self._set_status(placement.replaces, "replaced", now, session.key)
         if placement.bumped is not None:
-            self._move(placement.bumped.item_id, placement.bumped.to, now)
+            self._move(placement.bumped, now)
         item_id = self.db.connection().execute(_ITEM_INSERT, {
             "mail_id": mail_id,
             "series_id": session.series_id,
@@ -210,15 +210,25 @@ class Repository:
                               request.birth_date), session.start)
         return item_id
 
-    def _set_status(self, item_id: int, status: str, now: datetime) -> None:
-        self._forget_sessions()  # the item's session is not at hand; rare enough
+    def _set_status(self, item_id: int, status: str, now: datetime, session_key: str) -> None:
+        """An item leaves its session (replaced): the cache follows."""
+        if self._booked_cache is not None and self._booked_cache.remove(item_id, session_key) is None:
+            self._forget_sessions()  # not cached as expected: read it all again
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
 
-    def _move(self, item_id: int, to: Session, now: datetime) -> None:
-        self._forget_sessions()
+    def _move(self, bump: Bump, now: datetime) -> None:
+        """An ordinary item bumped on by an acute one: the cache follows."""
+        to = bump.to
+        cache = self._booked_cache
+        if cache is not None:
+            victim = cache.remove(bump.item_id, bump.from_key)
+            if victim is None:
+                self._forget_sessions()
+            else:
+                self._remember(replace(victim, session_key=to.key), to.start)
         self.db.execute(
             update(Item)
-            .where(Item.id == item_id)
+            .where(Item.id == bump.item_id)
             .values(
                 session_key=to.key,
                 series_id=to.series_id,

@@ -58,10 +58,11 @@ class UTCDateTime(TypeDecorator):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        if value.tzinfo is None or value.utcoffset() is None:
+        offset = None if value.tzinfo is None else value.utcoffset()  # one zone lookup: 8 per mail
+        if offset is None:
             raise ValueError("naive datetime refused: give it a time zone")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        utc = value.replace(tzinfo=None) - offset
+        return utc if dialect.name == "sqlite" else utc.replace(tzinfo=timezone.utc)
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
