@@ -174,7 +174,7 @@ def raw_fetch(server) -> tuple[int, int, float]:
 # -- sparring's pipeline -------------------------------------------------------
 
 
-def imap_config(server):
+def imap_config(server, parse_workers: int | None = None):
     from scheduler.config import load_config
 
     config = load_config(Path(__file__).parent.parent / "config" / "sparring.toml")
@@ -182,11 +182,13 @@ def imap_config(server):
         "host": server.host, "port": server.imap_port, "security": "starttls", "username": server.user,
         "ca_file": server.ca_file, "batch_size": FETCH_BATCH, "password_env": "SPARRING_BENCH_IMAP_PASSWORD",
     })
-    intake = config.intake.model_copy(update={"source": "imap", "imap": imap})
+    workers = config.intake.parse_workers if parse_workers is None else parse_workers
+    intake = config.intake.model_copy(update={"source": "imap", "imap": imap, "parse_workers": workers})
     return config.model_copy(update={"intake": intake})
 
 
-def run_pipeline(server, now: datetime, data_dir: Path, stages: Stages) -> tuple[list, float, object]:
+def run_pipeline(server, now: datetime, data_dir: Path, stages: Stages,
+                 parse_workers: int | None = None) -> tuple[list, float, object]:
     from scheduler.clock import FixedClock
     from scheduler.services.intake import Intake
     from scheduler.store.keys import new_key
@@ -194,10 +196,11 @@ def run_pipeline(server, now: datetime, data_dir: Path, stages: Stages) -> tuple
 
     os.environ["SPARRING_SECRET_KEY"] = new_key()
     os.environ["SPARRING_BENCH_IMAP_PASSWORD"] = server.password
-    config = imap_config(server)
+    config = imap_config(server, parse_workers)
     with pipeline_stages(stages):
         app = make_app(config, FixedClock(now), data_dir)
         intake = Intake(app)
+        intake.start()  # as ``sparring run`` does when it starts
         source = make_source(config, data_dir)
         outcomes: list = []
         began = time.perf_counter()
@@ -258,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mails", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=2027)
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the pipeline here")
+    parser.add_argument("--parse-workers", type=int, metavar="N",
+                        help="parse worker processes (default: the shipped configuration's, 1; 0: none)")
     args = parser.parse_args(argv)
     from tests.servers.dovecot import dovecot_server
 
@@ -281,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        outcomes, total, app = run_pipeline(server, last + timedelta(minutes=1), Path(tmp), stages)
+        outcomes, total, app = run_pipeline(server, last + timedelta(minutes=1), Path(tmp), stages,
+                                            args.parse_workers)
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)

@@ -88,6 +88,7 @@ def cmd_ingest(ctx) -> int:
         from scheduler.wiring import make_source
 
         source = make_source(ctx.config, ctx.data_dir)
+        intake.start()
         try:
             outcomes = intake.run(source)
         finally:

@@ -152,6 +152,7 @@ class Daemon:
 
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
+        intake.start()
         source = make_source(self.config, self.app.data_dir)
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()

@@ -71,7 +71,10 @@ class MailSource(Protocol):
         """Move the mails named by ``ref`` to the folder of their disposition.
 
         Called only after the decisions are committed. One round trip per
-        disposition, not per mail. Refs already moved are ignored.
+        disposition, not per mail. Refs already moved are ignored. A source
+        may send the moves with its next call (``fetch``, ``wait``,
+        ``close``), so that the server moves them while the caller decides
+        the next batch; until moved, settled mails are not fetched again.
         """
 
     def wait(self, timeout: float) -> bool:

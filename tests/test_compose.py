@@ -6,7 +6,10 @@ import email
 import email.policy
 from datetime import datetime, timezone
 
-from scheduler.mail.compose import text_mail, to_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scheduler.mail.compose import generated, text_mail, to_bytes
 
 BODY = "Kære Karen\n\nLinje med æøå og = tegn " + "x" * 90 + "\r\nSidste linje"
 
@@ -39,3 +42,17 @@ def test_an_html_alternative_has_parts_of_the_same_form():
     assert plain["Content-Transfer-Encoding"] == html["Content-Transfer-Encoding"] == "quoted-printable"
     assert html.get_content_type() == "text/html" and html.get_content().strip() == "<p>Hej æøå</p>"
     assert plain.get_content_charset() == "utf-8"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text(), st.text(max_size=40), st.booleans())
+def test_a_single_part_is_written_as_the_generator_writes_it(body, subject, name, reply):
+    """``to_bytes`` writes a one-part mail itself: byte for byte the generator's output."""
+    message = text_mail(
+        sender="sparring@kommune.example", sender_name=name, to=["karen@kommune.example"],
+        subject=subject, body=body, sent_at=datetime(2027, 1, 4, 8, tzinfo=timezone.utc),
+        in_reply_to="<abc@kommune.example>" if reply else None,
+    )
+    assert to_bytes(message) == generated(message)
+    message.set_payload("line one\rline two\r\n\r\nlast\n")  # bare CR and LF as the generator splits them
+    assert to_bytes(message) == generated(message)

@@ -37,15 +37,15 @@ def source(server: Dovecot, security: str = "starttls", **options) -> ImapSource
 
 @pytest.fixture
 def commands(monkeypatch) -> list[tuple]:
-    """Every IMAP command imaplib sends, as (name, first argument)."""
+    """Every IMAP command imaplib sends, as (name, first argument), waited for or pipelined."""
     sent: list[tuple] = []
-    original = imaplib.IMAP4._simple_command
+    original = imaplib.IMAP4._command
 
     def spy(self, name, *args):
         sent.append((name, *(a for a in args[:1])))
         return original(self, name, *args)
 
-    monkeypatch.setattr(imaplib.IMAP4, "_simple_command", spy)
+    monkeypatch.setattr(imaplib.IMAP4, "_command", spy)
     return sent
 
 
@@ -99,6 +99,7 @@ def test_settle_moves_per_disposition_into_created_danish_folders(imap_mailbox, 
     refs = [m.ref for m in src.fetch(limit=10)]
     src.settle({Disposition.PROCESSED: refs[:2], Disposition.QUARANTINE: refs[2:3],
                 Disposition.IGNORED: refs[3:], Disposition.REJECTED: []})
+    assert src.fetch(limit=10) == [], "settled mails are not fetched again"
     assert len([c for c in commands if c[:2] == ("UID", "MOVE")]) == 3
     seen = imap_mailbox.folders()  # a second connection
     assert seen == {"INBOX": 0, "Behandlet": 2, "Karantæne": 1, "Ignoreret": 1}
@@ -108,6 +109,53 @@ def test_settle_moves_per_disposition_into_created_danish_folders(imap_mailbox, 
     src.close()
 
 
+def test_moves_are_pipelined_behind_the_next_fetch(imap_mailbox, commands):
+    """The server moves one batch while the caller decides the next: the
+    MOVE is sent after the next FETCH and answered by the next settle."""
+    for n in range(4):
+        imap_mailbox.append(mail(n), T0 + timedelta(minutes=n))
+    src = source(imap_mailbox)
+    first = [m.ref for m in src.fetch(limit=3)]
+    src.settle({Disposition.PROCESSED: first})
+    assert imap_mailbox.folders() == {"INBOX": 4}, "not moved yet"
+    second = src.fetch(limit=10)
+    assert [m.raw.count(b"Punkt 3") for m in second] == [1], "only the mail not settled"
+    names = [c[:2] for c in commands]
+    assert names.index(("UID", "MOVE")) > names.index(("UID", "FETCH")), "sent after the fetch"
+    src.settle({Disposition.REJECTED: [m.ref for m in second]})
+    assert imap_mailbox.folders() == {"INBOX": 1, "Behandlet": 3}, "the first batch is moved"
+    src.close()
+    assert imap_mailbox.folders() == {"INBOX": 0, "Behandlet": 3, "Afvist": 1}, "close moves the rest"
+
+
+def test_a_move_lost_with_the_connection_is_sent_again(imap_mailbox):
+    for n in range(3):
+        imap_mailbox.append(mail(n), T0 + timedelta(minutes=n))
+    src = source(imap_mailbox)
+    src.settle({Disposition.PROCESSED: [m.ref for m in src.fetch(limit=2)]})
+    assert len(src.fetch(limit=10)) == 1  # sends the MOVE, not yet answered
+    src._conn.sock.shutdown(socket.SHUT_RDWR)
+    assert len(src.fetch(limit=10)) == 1, "the third mail again, on a new connection; the settled two not"
+    src.wait(0.1)  # moves what is pending before idling
+    assert imap_mailbox.folders() == {"INBOX": 1, "Behandlet": 2}
+    src.close()
+
+
+def test_a_target_folder_deleted_behind_our_back_is_created_again(imap_mailbox):
+    imap_mailbox.append(mail(0), T0)
+    src = source(imap_mailbox)
+    src.settle({Disposition.PROCESSED: [m.ref for m in src.fetch(limit=10)]})
+    src.close()
+    imap_mailbox.append(mail(1), T0 + timedelta(minutes=1))
+    other = source(imap_mailbox)
+    refs = [m.ref for m in other.fetch(limit=10)]
+    other._conn.delete(encode_mailbox("Behandlet"))
+    other._known_folders.add("Behandlet")  # it still believes the folder is there
+    other.settle({Disposition.PROCESSED: refs})
+    other.close()
+    assert imap_mailbox.folders() == {"INBOX": 0, "Behandlet": 1}
+
+
 def test_settle_without_move_copies_and_expunges(imap_mailbox, commands):
     for n in range(3):
         imap_mailbox.append(mail(n), T0 + timedelta(minutes=n))
@@ -115,10 +163,10 @@ def test_settle_without_move_copies_and_expunges(imap_mailbox, commands):
     refs = [m.ref for m in src.fetch(limit=10)]
     src._caps = src._caps - {"MOVE"}  # as on a server without RFC 6851
     src.settle({Disposition.REJECTED: refs[:2]})
+    assert [m.ref for m in src.fetch(limit=10)] == refs[2:]
     assert not [c for c in commands if c[:2] == ("UID", "MOVE")]
     assert [c[:2] for c in commands if c[:2] == ("UID", "EXPUNGE")] == [("UID", "EXPUNGE")]
     assert imap_mailbox.folders() == {"INBOX": 1, "Afviste punkter": 2}
-    assert [m.ref for m in src.fetch(limit=10)] == refs[2:]
     src.close()
 
 

@@ -48,6 +48,13 @@ def test_chunks_come_in_order_and_in_the_sizes_asked(parser):
     assert sizes == [10, 10, 10, 10, 5]
 
 
+def test_large_mails_cannot_block_the_pipes(parser):
+    """Chunks of megabytes, several handed over ahead: the writer thread keeps
+    both sides moving (a full pipe in each direction would otherwise hang)."""
+    big = [raw.replace(b"\r\n\r\n", b"\r\nX-Pad: " + b"x" * 200_000 + b"\r\n\r\n", 1) for raw in batch(60)]
+    assert flat(parser, big) == [parse_mail(raw, max_bytes=MAX_BYTES) for raw in big]
+
+
 def test_a_failure_in_the_worker_crosses_as_its_class_name_only(monkeypatch):
     import scheduler.mail.parallel as parallel
 
@@ -72,8 +79,8 @@ def interrupted(parser, raws, caplog, *, after: int, sig: int) -> tuple[list, ob
 
 
 def test_a_worker_that_dies_mid_batch_loses_nothing_and_is_replaced(parser, caplog):
-    raws = batch(60)
-    _, first = interrupted(parser, raws, caplog, after=2, sig=signal.SIGKILL)  # it holds the third chunk
+    raws = batch(200)
+    _, first = interrupted(parser, raws, caplog, after=2, sig=signal.SIGKILL)  # chunks 3.. not yet parsed
     assert "parse worker lost" in caplog.text
     flat(parser, raws)
     assert parser._worker is not None and parser._worker is not first, "a new worker for the next batch"
@@ -82,7 +89,7 @@ def test_a_worker_that_dies_mid_batch_loses_nothing_and_is_replaced(parser, capl
 def test_a_hung_worker_is_killed_and_its_chunk_parsed_here(caplog):
     parser = ParallelParser(MAX_BYTES, workers=1, chunk=10, min_batch=30, timeout=0.5)
     try:
-        _, hung = interrupted(parser, batch(40), caplog, after=1, sig=signal.SIGSTOP)
+        _, hung = interrupted(parser, batch(200), caplog, after=1, sig=signal.SIGSTOP)
         assert "error=WorkerLost" in caplog.text
         assert hung.poll() is not None, "killed, not left behind"
     finally:
@@ -128,3 +135,13 @@ def test_intake_decides_a_large_batch_alike_with_and_without_the_worker(tmp_path
         assert not list(inbox.glob("*.eml"))
     assert len(outcomes[1]) == 130 and outcomes[0] == outcomes[1]
     assert {o["outcome"] for o in outcomes[1]} >= {"accepted", "rejected", "ignored", "quarantined"}
+
+
+def test_start_spawns_the_worker_ahead_and_the_batch_uses_it(parser):
+    parser.start()
+    worker = parser._worker
+    assert worker is not None and worker.poll() is None
+    assert len(flat(parser, batch(40))) == 40 and parser._worker is worker
+    idle = ParallelParser(MAX_BYTES, workers=0)
+    idle.start()
+    assert idle._worker is None

@@ -3,7 +3,16 @@
 A mail is fetched with ``BODY.PEEK[]`` (the mailbox is not changed), in
 one ``UID FETCH`` per batch, and moved to the folder of its disposition
 only after the decision is committed: one ``UID MOVE`` per disposition,
-or COPY + STORE \\Deleted + UID EXPUNGE where MOVE is not offered. TLS is
+or COPY + STORE \\Deleted + UID EXPUNGE where MOVE is not offered.
+
+The moves are pipelined: ``settle`` notes them, and the next ``fetch``
+sends them right after it has the next batch, without waiting for the
+answer, so the server moves one batch while the caller decides the next
+(a UID MOVE of 500 mails is about 35 ms of the server's time). Until
+moved, settled mails are not fetched again. ``settle`` then reads the
+answer; ``wait``, ``purge_settled`` and ``close`` move what is still
+pending first, and so does a ``fetch`` that finds nothing new. A move
+lost with the connection is sent again on the next one. TLS is
 required (IMAPS or STARTTLS, certificates verified); plaintext only to a
 loopback address. A dropped connection is reopened once per call. Mail
 content never reaches a log line or an exception message.
@@ -80,6 +89,9 @@ class ImapSource:
         self._validity: bytes | None = None  # UIDVALIDITY of the open folder
         self._fetched_validity: bytes | None = None
         self._known_folders: set[str] = set()
+        self._unsent: dict[Disposition, list[int]] = {}  # settled, to be moved (see the docstring)
+        self._unsent_validity: bytes | None = None  # the UIDVALIDITY those UIDs belong to
+        self._sent: list[tuple[bytes, Disposition, list[int]]] = []  # UID MOVEs not yet answered
 
     @property
     def where(self) -> str:
@@ -153,6 +165,9 @@ class ImapSource:
         if self._conn is not None:
             _quietly(self._conn.shutdown)
         self._conn = None
+        for _, disposition, uids in self._sent:  # unanswered: sent again on the next connection
+            self._unsent.setdefault(disposition, []).extend(uids)
+        self._sent.clear()
 
     def _call(self, operation: Callable[[imaplib.IMAP4], T]) -> T:
         """Run ``operation``; reopen a dropped connection once and retry."""
@@ -177,41 +192,72 @@ class ImapSource:
         return self._call(lambda conn: self._fetch(conn, limit))
 
     def _fetch(self, conn: imaplib.IMAP4, limit: int) -> list[IncomingMail]:
+        self._complete_moves(conn)
         typ, data = conn.uid("SEARCH", "UNDELETED")
         expect_ok(typ, "UID SEARCH")
+        settled = {uid for uids in self._unsent.values() for uid in uids}
         # UIDs rise in arrival order, so the lowest are the oldest.
-        uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())[:max(0, limit)]
+        found = (int(u) for u in b" ".join(d for d in data if d).split())
+        uids = sorted(u for u in found if u not in settled)[:max(0, limit)]
         mails: list[IncomingMail] = []
         for batch in chunked(uids, self.batch_size):
             typ, data = conn.uid("FETCH", uid_set(batch), FETCH_ITEMS)
             expect_ok(typ, "UID FETCH")
             mails.extend(parse_fetch(data))
         self._fetched_validity = self._validity
+        self._send_moves(conn)  # the server moves the last batch while the caller decides this one
+        if not mails:
+            self._complete_moves(conn)  # nothing to overlap with: leave the inbox tidy
         return sorted(mails, key=lambda m: (m.received_at, int(m.ref)))
 
     def settle(self, moves: Mapping[Disposition, Sequence[str]]) -> None:
+        """Note the moves; they are sent with the next fetch (module docstring)."""
         wanted = {Disposition(d): uids_of(refs) for d, refs in moves.items() if refs}
-        if wanted:
-            self._call(lambda conn: self._settle(conn, wanted))
+        if self._sent:
+            self._call(self._complete_moves)  # the previous batch's: done by now
+        for disposition, uids in wanted.items():
+            self._unsent.setdefault(disposition, []).extend(uids)
+            self._unsent_validity = self._fetched_validity
 
-    def _settle(self, conn: imaplib.IMAP4, wanted: Mapping[Disposition, list[int]]) -> None:
-        if self._fetched_validity is not None and self._validity != self._fetched_validity:
+    def _send_all(self) -> None:
+        """Move everything settled now, and wait for it."""
+        if self._unsent or self._sent:
+            self._call(lambda conn: (self._send_moves(conn), self._complete_moves(conn)))
+
+    def _send_moves(self, conn: imaplib.IMAP4) -> None:
+        if not self._unsent:
+            return
+        if self._unsent_validity is not None and self._validity != self._unsent_validity:
             # The UIDs no longer mean the mails we fetched; they come again.
             log.warning("imap UIDVALIDITY changed; settle skipped server=%s", self.where)
+            self._unsent.clear()
             return
-        for disposition, uids in wanted.items():
-            self._move(conn, uid_set(uids), self.folders[disposition])
+        unsent, self._unsent = self._unsent, {}
+        for disposition, uids in unsent.items():
+            folder = self.folders[disposition]
+            self._ensure_folder(conn, folder)
+            if "MOVE" in self._caps:  # pipelined: answered later, in _complete_moves
+                self._sent.append((conn._command("UID", "MOVE", uid_set(uids), mailbox_arg(folder)),
+                                   disposition, uids))
+            else:
+                self._move(conn, uid_set(uids), folder)
+
+    def _complete_moves(self, conn: imaplib.IMAP4) -> None:
+        while self._sent:
+            tag, disposition, uids = self._sent[0]
+            typ, _ = conn._command_complete("UID", tag)
+            del self._sent[0]
+            if typ != "OK":  # e.g. [TRYCREATE]: the folder was deleted behind our back
+                self._known_folders.discard(self.folders[disposition])
+                self._move(conn, uid_set(uids), self.folders[disposition])
+        conn.untagged_responses.pop("EXPUNGE", None)  # one per moved mail: never read, never kept
 
     def _move(self, conn: imaplib.IMAP4, uids: str, folder: str) -> None:
+        """One move, waited for."""
         target = mailbox_arg(folder)
         self._ensure_folder(conn, folder)
         if "MOVE" in self._caps:
-            typ, data = conn.uid("MOVE", uids, target)
-            if typ != "OK" and b"TRYCREATE" in b" ".join(d for d in data if isinstance(d, bytes)):
-                self._known_folders.discard(folder)  # deleted behind our back
-                self._ensure_folder(conn, folder)
-                typ, _ = conn.uid("MOVE", uids, target)
-            expect_ok(typ, "UID MOVE")
+            expect_ok(conn.uid("MOVE", uids, target)[0], "UID MOVE")
             return
         expect_ok(conn.uid("COPY", uids, target)[0], "UID COPY")
         expect_ok(conn.uid("STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
@@ -237,6 +283,7 @@ class ImapSource:
     def purge_settled(self, before: datetime) -> int:
         """Delete settled mails that arrived before ``before`` (retention):
         one SEARCH and one STORE + EXPUNGE per settled folder."""
+        self._send_all()
         return self._call(lambda conn: sum(self._purge(conn, f, before) for f in set(self.folders.values())))
 
     def _purge(self, conn: imaplib.IMAP4, folder: str, before: datetime) -> int:
@@ -261,6 +308,7 @@ class ImapSource:
             return False
         deadline = time.monotonic() + timeout
         try:
+            self._send_all()  # nothing settled stays in the inbox while we idle
             conn = self._conn or self._open()
             if conn.untagged_responses.pop("EXISTS", None):
                 return True  # new mail was announced during the last command (a MOVE)
@@ -298,6 +346,10 @@ class ImapSource:
         return woke
 
     def close(self) -> None:
+        try:
+            self._send_all()
+        except (TransientError, PermanentError) as exc:  # they are fetched again, and known by Message-ID
+            log.warning("imap moves left undone at close server=%s error=%s", self.where, type(exc).__name__)
         if self._conn is not None:
             _quietly(self._conn.logout)
         self._conn = None

@@ -10,10 +10,12 @@ The worker (``python -m scheduler.mail.parse_worker``) is a plain child
 process on two pipes, not a ``multiprocessing`` pool: that would fork a
 threaded daemon or, spawned, import the parent's main script again. It sees
 only raw mail bytes, writes and logs nothing (its stderr is closed), and
-keeps nothing between chunks. Exactly one chunk is in flight, sent only
-when the worker waits to read, so the pipes cannot deadlock. Should the
-worker die, hang or fail to start, the caller parses the rest itself, logs
-the class of the error, and starts a new worker for the next batch.
+keeps nothing between chunks. A few chunks are handed over ahead of their
+turn, so that the worker never idles while the caller decides; a writer
+thread sends them, so that neither side can block the other on a full
+pipe. Should the worker die, hang or fail to start, the caller parses the
+rest itself, logs the class of the error, and starts a new worker for the
+next batch.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import queue
 import select
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 from scheduler.mail.parse import ParsedMail, parse_mail
@@ -60,9 +64,13 @@ def parse_chunk(raws: Sequence[bytes], max_bytes: int) -> list[Parsed]:
     return out
 
 
-def write_frame(stream, obj: object) -> None:
+def frame(obj: object) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(_HEADER, "big") + data)
+    return len(data).to_bytes(_HEADER, "big") + data
+
+
+def write_frame(stream, obj: object) -> None:
+    stream.write(frame(obj))
     stream.flush()
 
 
@@ -87,10 +95,11 @@ class ParallelParser:
     """
 
     def __init__(self, max_bytes: int, workers: int = 1, chunk: int = 25, min_batch: int = 100,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, ahead: int = 3) -> None:
         self.max_bytes = max_bytes
         self.workers = workers
         self.chunk = chunk
+        self.ahead = ahead  # chunks handed to the worker before their turn
         self.min_batch = max(min_batch, 2 * chunk)
         self.timeout = timeout
         self._worker: subprocess.Popen | None = None
@@ -98,19 +107,37 @@ class ParallelParser:
     def chunks(self, raws: Sequence[bytes]) -> Iterator[list[Parsed]]:
         """The batch's parses in order, a chunk at a time."""
         pieces = [raws[i:i + self.chunk] for i in range(0, len(raws), self.chunk)]
-        away = self.workers > 0 and len(raws) >= self.min_batch and self._send(pieces, 1)
-        for index, piece in enumerate(pieces):
-            if index == 0 or not away:
+        sent = 0  # pieces 1..sent are with the worker
+        if self.workers > 0 and len(raws) >= self.min_batch:
+            self.start()  # a worker lost in an earlier batch is replaced here, never mid-batch
+            while sent < min(self.ahead, len(pieces) - 1) and self._send(pieces[sent + 1]):
+                sent += 1
+        yield self._here(pieces[0]) if pieces else []  # while the worker starts on the next ones
+        for index, piece in enumerate(pieces[1:], 1):
+            parsed = self._receive(len(piece)) if index <= sent else None
+            if parsed is None:
+                sent = 0  # none, or lost: the rest is parsed here
                 yield self._here(piece)
                 continue
-            parsed = self._receive(len(piece))
-            away = parsed is not None and self._send(pieces, index + 1)
-            yield parsed if parsed is not None else self._here(piece)
+            if sent + 1 < len(pieces) and self._send(pieces[sent + 1]):
+                sent += 1
+            yield parsed
+
+    def start(self) -> None:
+        """Start the worker now rather than with the first large batch: its
+        start-up (about 0.1 s, Python and the parser's imports) then overlaps
+        other work. Nothing happens without workers."""
+        if self.workers > 0:
+            try:
+                self._running()
+            except OSError as exc:
+                self._lost(exc)
 
     def close(self) -> None:
         worker, self._worker = self._worker, None
         if worker is not None:
-            worker.stdin.close()  # the worker's cue to exit
+            self._frames.put(None)  # the writer's cue to close stdin: the worker's to exit
+            self._writer.join(timeout=5)
             try:
                 worker.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -123,23 +150,22 @@ class ParallelParser:
     def _here(self, piece: Sequence[bytes]) -> list[Parsed]:
         return [parse_one(raw, self.max_bytes) for raw in piece]
 
-    def _send(self, pieces: list, index: int) -> bool:
-        """Hand chunk ``index`` to the worker; False if there is none or it is gone."""
-        if index >= len(pieces):
+    def _send(self, piece: Sequence[bytes]) -> bool:
+        """Hand a chunk to the batch's worker; False if it is gone."""
+        if self._worker is None:
             return False
-        try:
-            write_frame(self._running().stdin, (self.max_bytes, list(pieces[index])))
-        except (OSError, ValueError) as exc:
-            self._lost(exc)
+        if self._worker.poll() is not None:
+            self._lost(WorkerLost("the worker exited"))
             return False
+        self._frames.put(frame((self.max_bytes, list(piece))))
         return True
 
     def _receive(self, count: int) -> list[Parsed] | None:
         """The chunk in flight, parsed; None if the worker was lost."""
         worker = self._worker
+        if worker is None:  # lost already, and said so
+            return None
         try:
-            if worker is None:
-                raise WorkerLost("no worker")
             ready, _, _ = select.select([worker.stdout], [], [], self.timeout)
             if not ready:
                 raise WorkerLost("a chunk took longer than the timeout")
@@ -161,16 +187,36 @@ class ParallelParser:
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
                 close_fds=True,
             )
+            self._frames = queue.SimpleQueue()
+            self._writer = threading.Thread(target=_write_frames, args=(self._worker.stdin, self._frames),
+                                            name="parse-worker-writer", daemon=True)
+            self._writer.start()
         return self._worker
 
     def _lost(self, exc: BaseException) -> None:
         log.warning("intake: parse worker lost, parsing in the daemon error=%s", type(exc).__name__)
         worker, self._worker = self._worker, None
         if worker is not None:
-            worker.kill()
+            worker.kill()  # the writer then fails on the pipe and ends
             worker.wait()
-            for pipe in (worker.stdin, worker.stdout):
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
+            self._frames.put(None)
+            self._writer.join(timeout=5)
+            try:
+                worker.stdout.close()
+            except OSError:
+                pass
+
+
+def _write_frames(stdin, frames: queue.SimpleQueue) -> None:
+    """The writer thread: frames go out in order while the caller decides, so
+    that neither side ever waits on a full pipe for the other."""
+    try:
+        while (data := frames.get()) is not None:
+            stdin.write(data)
+    except OSError:  # the worker died: the caller finds out when it reads
+        pass
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass

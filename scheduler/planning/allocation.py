@@ -55,6 +55,8 @@ class Occupancy(dict[str, list[Booked]]):
     def __init__(self, items: Iterable[Booked] = ()) -> None:
         super().__init__()
         self._citizens: dict[str, set[str]] = {}
+        self._version = 0  # rises with every change: it keys ``with_room``'s memo
+        self._with_room: tuple[tuple, list[Session]] = ((), [])
         for booked in items:
             self.add(booked)
 
@@ -65,6 +67,7 @@ class Occupancy(dict[str, list[Booked]]):
         return cls(b for items in booked.values() for b in items)
 
     def add(self, booked: Booked) -> None:
+        self._version += 1
         self.setdefault(booked.session_key, []).append(booked)
         self._citizens.setdefault(booked.cpr_hash, set()).add(booked.session_key)
 
@@ -73,6 +76,7 @@ class Occupancy(dict[str, list[Booked]]):
         items = self.get(session_key, [])
         for index, booked in enumerate(items):
             if booked.item_id == item_id:
+                self._version += 1
                 del items[index]
                 if all(other.cpr_hash != booked.cpr_hash for other in items):
                     self._citizens[booked.cpr_hash].discard(session_key)
@@ -81,6 +85,7 @@ class Occupancy(dict[str, list[Booked]]):
 
     def load(self, session_key: str, items: Iterable[Booked]) -> None:
         """A session's items as the store read them (the session had no entry)."""
+        self._version += 1
         self[session_key] = []
         for booked in items:
             self.add(booked)
@@ -88,6 +93,16 @@ class Occupancy(dict[str, list[Booked]]):
     def holding(self, cpr_hash: str) -> set[str]:
         """Keys of the sessions where this citizen has a pending item."""
         return self._citizens.get(cpr_hash, set())
+
+    def with_room(self, sessions: Sequence[Session]) -> list[Session]:
+        """The sessions with a free slot; remembered until something changes,
+        as the mails of a batch mostly look at the same stretch of sessions
+        (a contiguous slice of the plan, named by its ends). Do not mutate."""
+        mark = (self._version, len(sessions), sessions[0].key, sessions[-1].key) if sessions else ()
+        if mark != self._with_room[0]:
+            get = self.get
+            self._with_room = mark, [s for s in sessions if len(get(s.key, ())) < s.capacity]
+        return self._with_room[1]
 
 
 @dataclass(frozen=True)
@@ -194,7 +209,10 @@ def _open_to(cpr_hash: str, sessions: Sequence[Session], occupancy: Occupancy) -
     """The sessions an ordinary item could take: with room, or holding the
     citizen's item (which it would replace). One cheap pass, so the walk in
     ``_place`` never looks inside a full session."""
-    get, mine = occupancy.get, occupancy.holding(cpr_hash)
+    mine = occupancy.holding(cpr_hash)
+    if not mine:
+        return occupancy.with_room(sessions)
+    get = occupancy.get
     return [s for s in sessions if len(get(s.key, ())) < s.capacity or s.key in mine]
 
 

@@ -75,6 +75,11 @@ class Intake:
         self._failures: Counter[str] = Counter()  # refs that raised, for POISON_AFTER
         self._parser = ParallelParser(app.config.intake.max_bytes, app.config.intake.parse_workers)
 
+    def start(self) -> None:
+        """Start the parse worker ahead of the first large batch (``sparring
+        run`` does at start-up, as does ``ingest`` from a mailbox)."""
+        self._parser.start()
+
     def close(self) -> None:
         """Stop the parse worker, if one was started."""
         self._parser.close()
