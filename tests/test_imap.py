@@ -183,6 +183,22 @@ def test_idle_wakes_when_another_connection_appends(imap_mailbox):
     src.close()
 
 
+def test_a_purge_from_another_thread_waits_for_idle_to_end(imap_mailbox):
+    """The daemon's scheduler thread purges (retention) through the source its
+    intake thread idles on: the two never talk over each other."""
+    imap_mailbox.append(mail(0), T0)
+    src = source(imap_mailbox)
+    src.settle({Disposition.PROCESSED: [m.ref for m in src.fetch(limit=10)]})
+    idled: list[bool] = []
+    waiter = threading.Thread(target=lambda: idled.append(src.wait(1.5)))
+    waiter.start()
+    purged = src.purge_settled(T0 + timedelta(days=400))  # while the other thread is in IDLE
+    waiter.join(10)
+    assert purged == 1 and idled == [False]
+    assert src.fetch(limit=10) == [] and imap_mailbox.folders() == {"INBOX": 0, "Behandlet": 0}
+    src.close()
+
+
 def test_wait_without_new_mail_times_out(imap_mailbox):
     src = source(imap_mailbox, "tls")
     assert src.wait(0.5) is False

@@ -23,10 +23,12 @@ The wire format (mailbox names, UID sets, FETCH data, status checks) is in
 
 from __future__ import annotations
 
+import functools
 import imaplib
 import logging
 import select
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -69,6 +71,17 @@ DEFAULT_FOLDERS = {
 MAX_IDLE = 25 * 60.0  # RFC 2177: re-issue IDLE before 29 minutes
 
 
+def _serialised(method: Callable) -> Callable:
+    """One exchange on the connection at a time: the daemon's intake thread
+    and its scheduler thread (the nightly retention purge) share the source.
+    A purge that comes during IDLE waits for it to end (seconds)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class ImapSource:
     """ports.MailSource over IMAP (Dovecot, Exchange's IMAP, any IMAP4rev1)."""
 
@@ -92,6 +105,7 @@ class ImapSource:
         self._unsent: dict[Disposition, list[int]] = {}  # settled, to be moved (see the docstring)
         self._unsent_validity: bytes | None = None  # the UIDVALIDITY those UIDs belong to
         self._sent: list[tuple[bytes, Disposition, list[int]]] = []  # UID MOVEs not yet answered
+        self._lock = threading.RLock()
 
     @property
     def where(self) -> str:
@@ -188,6 +202,7 @@ class ImapSource:
 
     # -- MailSource ----------------------------------------------------------
 
+    @_serialised
     def fetch(self, limit: int) -> list[IncomingMail]:
         return self._call(lambda conn: self._fetch(conn, limit))
 
@@ -210,6 +225,7 @@ class ImapSource:
             self._complete_moves(conn)  # nothing to overlap with: leave the inbox tidy
         return sorted(mails, key=lambda m: (m.received_at, int(m.ref)))
 
+    @_serialised
     def settle(self, moves: Mapping[Disposition, Sequence[str]]) -> None:
         """Note the moves; they are sent with the next fetch (module docstring)."""
         wanted = {Disposition(d): uids_of(refs) for d, refs in moves.items() if refs}
@@ -280,6 +296,7 @@ class ImapSource:
             log.info("imap folder created server=%s", self.where)
         self._known_folders.add(folder)
 
+    @_serialised
     def purge_settled(self, before: datetime) -> int:
         """Delete settled mails that arrived before ``before`` (retention):
         one SEARCH and one STORE + EXPUNGE per settled folder."""
@@ -302,6 +319,7 @@ class ImapSource:
             conn.select(mailbox_arg(self.folder))
             conn.untagged_responses.pop("EXISTS", None)
 
+    @_serialised
     def wait(self, timeout: float) -> bool:
         if not self.idle:
             time.sleep(max(0.0, timeout))
@@ -345,6 +363,7 @@ class ImapSource:
         expect_ok(line.split(b" ", 2)[1].decode(), "IDLE")
         return woke
 
+    @_serialised
     def close(self) -> None:
         try:
             self._send_all()
