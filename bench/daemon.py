@@ -10,8 +10,8 @@ the real clock. Then:
     In-Reply-To); p50 and p95 (target p95 under 2 s);
 (b) burst: 1,000 mails in one MULTIAPPEND, timed until every one has its
     receipt in the outbox;
-(c) idle: the daemon's CPU time (utime + stime from /proc) over 60 idle
-    seconds, and its RSS.
+(c) idle: the daemon's CPU time (utime + stime from /proc, its parse
+    worker's included) over 60 idle seconds, and the RSS of each.
 
 The mails are ``bench.mailgen`` items and rejections (each gets a receipt).
 """
@@ -166,6 +166,18 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024
 
 
+def children(pid: int) -> list[int]:
+    """The daemon's child processes (its parse worker), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+    return found
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -212,12 +224,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    after draining: {len(done)} answered, the last {max(done) - began_burst:.0f} s "
                       "after the APPEND" if done else "    after draining: none answered")
             outbox.wait_quiet()
-            cpu0, t0 = cpu_seconds(process.pid), time.monotonic()
+            pids = [process.pid, *children(process.pid)]
+            cpu0, t0 = sum(map(cpu_seconds, pids)), time.monotonic()
             time.sleep(args.idle)  # the measurement window itself, not an assertion
-            cpu = cpu_seconds(process.pid) - cpu0
+            cpu = sum(map(cpu_seconds, pids)) - cpu0
             wall = time.monotonic() - t0
-            print(f"(c) idle {wall:.0f} s: CPU {cpu:.2f} s ({cpu / wall:.2%} of one core); "
-                  f"RSS {rss_mb(process.pid):.0f} MB")
+            worker = "".join(f" + parse worker {rss_mb(pid):.0f} MB" for pid in pids[1:])
+            print(f"(c) idle {wall:.0f} s: CPU {cpu:.2f} s ({cpu / wall:.2%} of one core, with its children); "
+                  f"RSS {rss_mb(process.pid):.0f} MB{worker}")
             folders = server.folders()
             print("folders: " + ", ".join(f"{k} {v}" for k, v in sorted(folders.items())))
         finally:

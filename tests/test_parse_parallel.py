@@ -145,3 +145,13 @@ def test_start_spawns_the_worker_ahead_and_the_batch_uses_it(parser):
     idle = ParallelParser(MAX_BYTES, workers=0)
     idle.start()
     assert idle._worker is None
+
+
+def test_the_worker_gets_none_of_the_daemons_secrets(parser, monkeypatch):
+    monkeypatch.setenv("SPARRING_SECRET_KEY", "not-for-the-worker")
+    monkeypatch.setenv("SPARRING_IMAP_PASSWORD", "nor-this")
+    parser.start()
+    environ = Path(f"/proc/{parser._worker.pid}/environ").read_bytes()
+    assert b"not-for-the-worker" not in environ and b"nor-this" not in environ
+    assert b"PYTHONPATH=" in environ
+    assert len(flat(parser, batch(40))) == 40, "and it still starts and parses"

@@ -9,8 +9,9 @@ caller decides chunk k.
 The worker (``python -m scheduler.mail.parse_worker``) is a plain child
 process on two pipes, not a ``multiprocessing`` pool: that would fork a
 threaded daemon or, spawned, import the parent's main script again. It sees
-only raw mail bytes, writes and logs nothing (its stderr is closed), and
-keeps nothing between chunks. A few chunks are handed over ahead of their
+only raw mail bytes, gets none of the daemon's secrets (its environment is
+cut down to what Python needs), writes and logs nothing (its stderr is
+closed), and keeps nothing between chunks. A few chunks are handed over ahead of their
 turn, so that the worker never idles while the caller decides; a writer
 thread sends them, so that neither side can block the other on a full
 pipe. Should the worker die, hang or fail to start, the caller parses the
@@ -184,7 +185,7 @@ class ParallelParser:
                 [sys.executable, "-m", "scheduler.mail.parse_worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 bufsize=0,  # raw pipes: ``select`` sees every byte that waits
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+                env=_worker_environment(),
                 close_fds=True,
             )
             self._frames = queue.SimpleQueue()
@@ -205,6 +206,14 @@ class ParallelParser:
                 worker.stdout.close()
             except OSError:
                 pass
+
+
+def _worker_environment() -> dict[str, str]:
+    """What the worker needs to start, and no more: the daemon's environment
+    holds the master key and the mailbox passwords."""
+    keep = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+            if name in os.environ}
+    return {**keep, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 
 
 def _write_frames(stdin, frames: queue.SimpleQueue) -> None:

@@ -53,7 +53,7 @@ class App:
         self.calendar_factory: Callable = lambda: None
         self._calendar = None
         self._booker = None
-        self._sessions_from_day = lru_cache(maxsize=64)(self._sessions_of_day)
+        self._sessions_from_day = lru_cache(maxsize=64)(self._timed_sessions_of_day)
         self._plan_from = lru_cache(maxsize=4)(lambda first: self.planner.sessions(first, first + HORIZON + YEAR))
 
     def now(self) -> datetime:
@@ -102,8 +102,14 @@ class App:
 
     def sessions_from(self, moment: datetime) -> list[Session]:
         """Every series' sessions starting after ``moment``, over the horizon."""
-        sessions = self._sessions_from_day(moment.date())
-        return sessions[bisect_right(sessions, moment, key=lambda s: s.start):]
+        sessions, starts = self._sessions_from_day(moment.date())
+        return sessions[bisect_right(starts, moment.timestamp()):]
+
+    def _timed_sessions_of_day(self, day: date) -> tuple[list[Session], list[float]]:
+        """The day's sessions with their starts as POSIX times: comparing those
+        is cheap, comparing datetimes in two zones asks both for their offset."""
+        sessions = self._sessions_of_day(day)
+        return sessions, [s.start.timestamp() for s in sessions]
 
     def _sessions_of_day(self, day: date) -> list[Session]:
         """``planner.sessions(day, day + HORIZON)``, sliced from a year's wider plan."""

@@ -15,7 +15,7 @@ from functools import lru_cache
 from datetime import date, datetime, timedelta
 from email.message import Message
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
@@ -40,6 +40,10 @@ def _queue_statement(dialect: str):
 # Rows written with Core on the session's connection (see ``_write_mail``).
 _MAIL_INSERT = insert(Mail.__table__).returning(Mail.__table__.c.id)
 _MAIL_ROWS = insert(Mail.__table__)  # deferred records: no id needed, written in one executemany
+# Built once: a statement built per call costs more than its query (a chunk of a batch asks it).
+_SEEN = select(Mail.message_key).where(Mail.message_key.in_(bindparam("keys", expanding=True)))
+_PENDING_FROM = (select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
+                 .where(Item.status == PENDING, Item.session_start >= bindparam("first")))
 _ITEM_INSERT = insert(Item.__table__).returning(Item.__table__.c.id)
 
 
@@ -150,10 +154,7 @@ class Repository:
         return self._booked_cache
 
     def _prefetch(self, sessions: Sequence[Session]) -> Occupancy:
-        rows = self.db.execute(
-            select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
-            .where(Item.status == PENDING, Item.session_start >= sessions[0].start)
-        )
+        rows = self.db.execute(_PENDING_FROM, {"first": sessions[0].start})
         return Occupancy(Booked(r.id, r.session_key, r.acute, r.received_at, r.cpr_hash,
                                 _LazyBirth(self, r.cpr_enc)) for r in rows)
 
@@ -210,22 +211,27 @@ class Repository:
                               request.birth_date), session.start)
         return item_id
 
+    def _leave(self, item_id: int, session_key: str) -> Booked | None:
+        """Take an item out of the batch's cache; if it is not there as
+        expected, drop the cache (it is read again when next needed)."""
+        if self._booked_cache is None:
+            return None
+        left = self._booked_cache.remove(item_id, session_key)
+        if left is None:
+            self._forget_sessions()
+        return left
+
     def _set_status(self, item_id: int, status: str, now: datetime, session_key: str) -> None:
         """An item leaves its session (replaced): the cache follows."""
-        if self._booked_cache is not None and self._booked_cache.remove(item_id, session_key) is None:
-            self._forget_sessions()  # not cached as expected: read it all again
+        self._leave(item_id, session_key)
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
 
     def _move(self, bump: Bump, now: datetime) -> None:
         """An ordinary item bumped on by an acute one: the cache follows."""
         to = bump.to
-        cache = self._booked_cache
-        if cache is not None:
-            victim = cache.remove(bump.item_id, bump.from_key)
-            if victim is None:
-                self._forget_sessions()
-            else:
-                self._remember(replace(victim, session_key=to.key), to.start)
+        victim = self._leave(bump.item_id, bump.from_key)
+        if victim is not None:
+            self._remember(replace(victim, session_key=to.key), to.start)
         self.db.execute(
             update(Item)
             .where(Item.id == bump.item_id)
@@ -250,7 +256,7 @@ class Repository:
         ).all()
         for row in rows:
             row.status, row.updated_at = "withdrawn", now
-            self._forget_sessions()
+            self._leave(row.id, row.session_key)
         self.db.flush()
         return [self._view(r) for r in rows]
 
@@ -329,7 +335,7 @@ class Repository:
             return
         keys = {self.message_key(m) for m in message_ids} - self._seen
         if keys:
-            self._seen.update(self.db.scalars(select(Mail.message_key).where(Mail.message_key.in_(keys))))
+            self._seen.update(self.db.scalars(_SEEN, {"keys": list(keys)}))
 
     def forget_batch_cache(self) -> None:
         """After a mail's savepoint was rolled back: drop every cached session,
