@@ -301,3 +301,14 @@ def test_date_header_without_zone_is_utc_and_garbage_is_none() -> None:
 def test_deeply_nested_html_keeps_its_text() -> None:
     markup = "<div>" * 400 + "CPR 120502-4127" + "</div>" * 400
     assert html_to_text(markup) == "CPR 120502-4127"
+
+
+@pytest.mark.parametrize("charset", ["unicode_escape", "raw-unicode-escape", "idna", "punycode", "no-such-thing"])
+def test_a_charset_that_is_no_charset_is_read_as_utf8(charset) -> None:
+    """``unicode_escape`` would turn the text's backslashes into other
+    characters: such a declared charset is ignored, as an unknown one is."""
+    raw = (f"From: a@kommune.example\r\nSubject: Sparring\r\nMessage-ID: <c@y>\r\n"
+           f'Content-Type: text/plain; charset="{charset}"\r\n\r\n'
+           "CPR: 120502-4127\r\nHelbred: Angst \\u00e6 og \\x41 søvn\r\n").encode()
+    mail = parse_mail(raw)
+    assert mail.health == ("Angst \\u00e6 og \\x41 søvn",)

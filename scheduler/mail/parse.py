@@ -27,6 +27,7 @@ The repr of a ``ParsedMail`` never shows CPR numbers or case text.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 
 from enum import Enum
+from functools import lru_cache
 
 from scheduler.mail.headerforms import parse_address, parse_date
 from scheduler.mail.html import html_to_text
@@ -125,7 +127,23 @@ def _charsets(declared: str | None) -> list[str]:
         return ["utf-8", "cp1252"]
     if name in ("iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252"):
         return ["cp1252", "latin-1"]
-    return [name, "utf-8", "cp1252"]
+    return [name, "utf-8", "cp1252"] if _is_charset(name) else ["utf-8", "cp1252"]
+
+
+@lru_cache(maxsize=64)
+def _is_charset(name: str) -> bool:
+    """A text encoding a mail may declare: not one of Python's codecs that
+    interpret their input (``unicode_escape`` turns backslashes into any
+    character) or are no charset at all (``idna``, ``punycode``)."""
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return False
+    return codec not in _NOT_CHARSETS
+
+
+_NOT_CHARSETS = {"unicode-escape", "raw-unicode-escape", "unicode_escape", "raw_unicode_escape",
+                 "idna", "punycode", "undefined"}
 
 
 def _raw_text(value: str) -> str:
