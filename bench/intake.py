@@ -97,7 +97,7 @@ def pipeline_stages(stages: Stages):
         ("parse", ParallelParser, "_receive"),  # waiting for the worker, and unpickling
         ("validate+allocate", intake.Intake, "process"),
         ("validate+allocate", intake.Intake, "_decide"),
-        ("encrypt+store", Repository, "mail_seen"),
+        ("encrypt+store", Repository, "earlier"),
         ("encrypt+store", Repository, "begin_mail"),
         ("encrypt+store", Repository, "finish_mail"),
         ("encrypt+store", Repository, "place_item"),

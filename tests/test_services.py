@@ -481,3 +481,32 @@ def test_a_batch_decides_as_one_mail_at_a_time_would_through_replacements_and_bu
     outcomes, items = results["batch"]
     assert [o[0] for o in outcomes] == ["accepted"] * 8 + ["moved"] * 2
     assert [status for _, key, status in items if key == "unge/2027-01-14"] == ["replaced", "pending", "pending"]
+
+
+def test_a_mail_handed_out_again_after_its_move_was_lost_goes_to_the_folder_of_its_decision(
+        tmp_path, monkeypatch):
+    """A crash between the commit and the move leaves decided mails in the
+    inbox. Taken again, each is recognised by its Message-ID and filed where
+    its first decision put it; a copy under another name is only ignored."""
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.intake import Intake
+
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.eml").write_bytes(item_mail("150303-4321", "a"))
+    (inbox / "b.eml").write_bytes(item_mail("150303-4321", "b", sender="ukendt@evil.example"))
+    (inbox / "c.eml").write_bytes(item_mail("320303-4321", "c"))  # no such date: rejected
+    source = FolderSource(inbox)
+    monkeypatch.setattr(source, "settle", lambda moves: None)  # the crash: nothing moved
+    first = {o.message_id: o.outcome for o in Intake(app).run(source)}
+    assert first == {"a@kommune.example": "moved", "b@kommune.example": "quarantined",
+                     "c@kommune.example": "rejected"}
+    monkeypatch.undo()
+    (inbox / "z.eml").write_bytes(item_mail("150303-4321", "a"))  # a second copy of a
+    again = sorted((o.message_id, o.outcome, o.disposition.value) for o in Intake(app).run(FolderSource(inbox)))
+    assert again == [("a@kommune.example", "duplicate", "ignored"), ("a@kommune.example", "duplicate", "processed"),
+                     ("b@kommune.example", "duplicate", "quarantine"), ("c@kommune.example", "duplicate", "rejected")]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*.eml")
+                  if p.parent.name != "outbox") == [
+        "ignored/z.eml", "processed/a.eml", "quarantine/b.eml", "rejected/c.eml"]

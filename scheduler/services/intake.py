@@ -5,7 +5,8 @@ receipt and alert stand or fall together (a mail that fails is rolled back
 alone, see ``_decide_batch``), and only after the commit are the mails moved
 out of the inbox (``MailSource.settle``).
 A crash in between makes the source hand the mails out again; their
-Message-IDs are then recognised as already processed.
+Message-IDs are then recognised as already processed, and each goes to the
+folder of its first decision (``_duplicate``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ _AUTOMATIC = {
     MailKind.CALENDAR_REPLY: "calendar_reply",
 }
 _REFUSALS = {"under_age": "under_15", "no_session": "no_session"}
+_FOLDER_OF = {  # a stored outcome's folder, for a mail handed out again
+    "accepted": Disposition.PROCESSED, "moved": Disposition.PROCESSED, "withdrawn": Disposition.PROCESSED,
+    "rejected": Disposition.REJECTED, "quarantined": Disposition.QUARANTINE,
+}
 # A mail whose decision raised this many times is quarantined, not retried.
 POISON_AFTER = 3
 
@@ -206,12 +211,21 @@ class Intake:
         if isinstance(parsed, Exception):
             raise parsed
         parsed = parsed or parse_mail(mail.raw, max_bytes=self.app.config.intake.max_bytes)
-        if repo.mail_seen(parsed.message_id):
-            return Outcome(parsed.message_id, "duplicate", Disposition.IGNORED)
+        earlier = repo.earlier(parsed.message_id)
+        if earlier is not None:
+            return self._duplicate(parsed, mail, *earlier)
         repo.begin_mail(parsed, mail, self.app.now())
         outcome = self._decide(repo, parsed, mail)
         repo.finish_mail(outcome.outcome, outcome.extra.get("code"))
         return outcome
+
+    def _duplicate(self, parsed: ParsedMail, mail: IncomingMail, ref: str, outcome: str) -> Outcome:
+        """A Message-ID taken in before. The very same mail (its move lost
+        with a crash after the commit) goes to the folder of its decision;
+        another copy is ignored."""
+        same = ref == mail.ref[:200]
+        return Outcome(parsed.message_id, "duplicate",
+                       _FOLDER_OF.get(outcome, Disposition.IGNORED) if same else Disposition.IGNORED)
 
     # -- decisions -------------------------------------------------------
 

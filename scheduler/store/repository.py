@@ -41,7 +41,8 @@ def _queue_statement(dialect: str):
 _MAIL_INSERT = insert(Mail.__table__).returning(Mail.__table__.c.id)
 _MAIL_ROWS = insert(Mail.__table__)  # deferred records: no id needed, written in one executemany
 # Built once: a statement built per call costs more than its query (a chunk of a batch asks it).
-_SEEN = select(Mail.message_key).where(Mail.message_key.in_(bindparam("keys", expanding=True)))
+_EARLIER = (select(Mail.message_key, Mail.source_ref, Mail.outcome)
+            .where(Mail.message_key.in_(bindparam("keys", expanding=True))))
 _PENDING_FROM = (select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
                  .where(Item.status == PENDING, Item.session_start >= bindparam("first")))
 _ITEM_INSERT = insert(Item.__table__).returning(Item.__table__.c.id)
@@ -72,7 +73,7 @@ class Repository:
         self.after_commit: list = []  # run by App.transaction once committed
         self._booked_cache: Occupancy | None = None  # per batch, see begin_batch
         self._cached_from: datetime | None = None  # the cache holds every session from here on
-        self._seen: set[str] | None = None  # message keys known to the batch, see begin_batch
+        self._seen: dict[str, tuple] | None = None  # message key -> (ref, outcome), see begin_batch
         self._mail: dict = {}  # the record of the mail being decided, see begin_mail
         self._mail_id: int | None = None  # its row, once written
         self._message_keys: dict[str, str] = {}  # HMACs of Message-IDs, for this transaction
@@ -87,10 +88,17 @@ class Repository:
         return key
 
     def mail_seen(self, message_id: str) -> bool:
+        return self.earlier(message_id) is not None
+
+    def earlier(self, message_id: str) -> tuple[str, str] | None:
+        """(source ref, outcome) of the mail taken in before with this
+        Message-ID, or None. The same ref means the very same mail, handed
+        out again because its move was lost (a crash after the commit)."""
         key = self.message_key(message_id)
         if self._seen is not None:
-            return key in self._seen
-        return self.db.scalar(select(Mail.id).where(Mail.message_key == key)) is not None
+            return self._seen.get(key)
+        row = self.db.execute(_EARLIER, {"keys": [key]}).first()
+        return (row.source_ref, row.outcome) if row else None
 
     def begin_mail(self, parsed, incoming, now: datetime) -> None:
         """Open the record of a mail; it is written once its outcome is known."""
@@ -106,7 +114,7 @@ class Repository:
         }
         self._mail_id = None
         if self._seen is not None:
-            self._seen.add(self._mail["message_key"])
+            self._seen[self._mail["message_key"]] = (self._mail["source_ref"], "processing")
 
     def set_outcome(self, outcome: str, code: str | None) -> None:
         """The outcome, before the mail is written (``place_item`` writes it)."""
@@ -325,7 +333,7 @@ class Repository:
             self.db.connection().exec_driver_sql("BEGIN IMMEDIATE")
         self._booked_cache = Occupancy()
         self._cached_from = None
-        self._seen = set()
+        self._seen = {}
         self.add_seen(message_ids)
 
     def add_seen(self, message_ids: Iterable[str]) -> None:
@@ -333,9 +341,10 @@ class Repository:
         so that ``mail_seen`` answers them from memory."""
         if self._seen is None:  # after a rollback: ``mail_seen`` asks the database
             return
-        keys = {self.message_key(m) for m in message_ids} - self._seen
+        keys = {self.message_key(m) for m in message_ids} - self._seen.keys()
         if keys:
-            self._seen.update(self.db.scalars(_SEEN, {"keys": list(keys)}))
+            self._seen.update((r.message_key, (r.source_ref, r.outcome))
+                              for r in self.db.execute(_EARLIER, {"keys": list(keys)}))
 
     def forget_batch_cache(self) -> None:
         """After a mail's savepoint was rolled back: drop every cached session,
