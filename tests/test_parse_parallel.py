@@ -155,3 +155,26 @@ def test_the_worker_gets_none_of_the_daemons_secrets(parser, monkeypatch):
     assert b"not-for-the-worker" not in environ and b"nor-this" not in environ
     assert b"PYTHONPATH=" in environ
     assert len(flat(parser, batch(40))) == 40, "and it still starts and parses"
+
+
+def test_a_batch_left_half_read_leaves_nothing_for_the_next(parser):
+    """Answers still due for an abandoned batch must never be taken for the
+    next batch's: that would put one mail's parse on another mail."""
+    first = batch(120)
+    chunks = parser.chunks(first)
+    next(chunks), next(chunks)
+    chunks.close()  # the caller stops early, chunks still with the worker
+    second = [raw.replace(b"Message-ID: <n", b"Message-ID: <second.n", 1) for raw in batch(120)]
+    assert flat(parser, second) == [parse_mail(raw, max_bytes=MAX_BYTES) for raw in second]
+
+
+def test_a_worker_dead_between_batches_is_replaced_without_leaking(parser):
+    import threading
+
+    flat(parser, batch(40))
+    threads = threading.active_count()
+    for _ in range(3):
+        os.kill(parser._worker.pid, signal.SIGKILL)
+        parser._worker.wait()
+        assert len(flat(parser, batch(40))) == 40
+    assert threading.active_count() == threads, "one writer thread, not one per dead worker"

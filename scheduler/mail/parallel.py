@@ -29,6 +29,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 from scheduler.mail.parse import ParsedMail, parse_mail
@@ -75,10 +76,14 @@ def write_frame(stream, obj: object) -> None:
     stream.flush()
 
 
-def read_exactly(stream, size: int) -> bytes:
-    """``size`` bytes from a pipe, which may hand them over in pieces."""
+def read_exactly(stream, size: int, deadline: float | None = None) -> bytes:
+    """``size`` bytes from a pipe, which may hand them over in pieces; with a
+    ``deadline`` (monotonic), ``WorkerLost`` when it passes first: a worker
+    that stalls halfway through an answer must not stall the daemon."""
     parts, wanted = [], size
     while wanted:
+        if deadline is not None and not select.select([stream], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise WorkerLost("a chunk took longer than the timeout")
         data = stream.read(wanted)
         if not data:
             raise EOFError("the pipe closed mid-frame")
@@ -113,16 +118,22 @@ class ParallelParser:
             self.start()  # a worker lost in an earlier batch is replaced here, never mid-batch
             while sent < min(self.ahead, len(pieces) - 1) and self._send(pieces[sent + 1]):
                 sent += 1
-        yield self._here(pieces[0]) if pieces else []  # while the worker starts on the next ones
-        for index, piece in enumerate(pieces[1:], 1):
-            parsed = self._receive(len(piece)) if index <= sent else None
-            if parsed is None:
-                sent = 0  # none, or lost: the rest is parsed here
-                yield self._here(piece)
-                continue
-            if sent + 1 < len(pieces) and self._send(pieces[sent + 1]):
-                sent += 1
-            yield parsed
+        taken = 0  # pieces 1..taken came back
+        try:
+            yield self._here(pieces[0]) if pieces else []  # while the worker starts on the next ones
+            for index, piece in enumerate(pieces[1:], 1):
+                parsed = self._receive(len(piece)) if index <= sent else None
+                if parsed is None:
+                    sent = 0  # none, or lost: the rest is parsed here
+                    yield self._here(piece)
+                    continue
+                taken = index
+                if sent + 1 < len(pieces) and self._send(pieces[sent + 1]):
+                    sent += 1
+                yield parsed
+        finally:
+            if sent > taken:  # the caller stopped early: answers still due must not reach the next batch
+                self._retire()
 
     def start(self) -> None:
         """Start the worker now rather than with the first large batch: its
@@ -167,11 +178,9 @@ class ParallelParser:
         if worker is None:  # lost already, and said so
             return None
         try:
-            ready, _, _ = select.select([worker.stdout], [], [], self.timeout)
-            if not ready:
-                raise WorkerLost("a chunk took longer than the timeout")
-            size = int.from_bytes(read_exactly(worker.stdout, _HEADER), "big")
-            parsed = pickle.loads(read_exactly(worker.stdout, size))
+            deadline = time.monotonic() + self.timeout
+            size = int.from_bytes(read_exactly(worker.stdout, _HEADER, deadline), "big")
+            parsed = pickle.loads(read_exactly(worker.stdout, size, deadline))
             if not isinstance(parsed, list) or len(parsed) != count:
                 raise WorkerLost("an answer of the wrong length")
             return parsed
@@ -180,7 +189,9 @@ class ParallelParser:
             return None
 
     def _running(self) -> subprocess.Popen:
-        if self._worker is None or self._worker.poll() is not None:
+        if self._worker is not None and self._worker.poll() is not None:
+            self._retire()  # died between batches: its writer thread and pipes go with it
+        if self._worker is None:
             self._worker = subprocess.Popen(
                 [sys.executable, "-m", "scheduler.mail.parse_worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -196,6 +207,10 @@ class ParallelParser:
 
     def _lost(self, exc: BaseException) -> None:
         log.warning("intake: parse worker lost, parsing in the daemon error=%s", type(exc).__name__)
+        self._retire()
+
+    def _retire(self) -> None:
+        """End the worker, its writer thread and its pipes; a new one starts when needed."""
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.kill()  # the writer then fails on the pipe and ends

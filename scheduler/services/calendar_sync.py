@@ -180,6 +180,8 @@ class CalendarSync:
             row = CalendarEvent(uid=row_id, sequence=master.sequence if master else 0, fingerprint=print_,
                                 cancelled=meeting.cancelled, kind=kind, updated_at=self.app.now())
             repo.db.add(row)
+            if sent is not None:
+                sent[row_id] = row  # the same uid twice in one call is then a change, not a second row
         elif row.fingerprint == print_ or (row.cancelled and meeting.cancelled):
             return
         else:
