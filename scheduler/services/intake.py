@@ -165,22 +165,10 @@ class Intake:
                     repo.add_seen(p.message_id for p in chunk if isinstance(p, ParsedMail))
                     for parsed_mail in chunk:
                         mail = next(remaining)
-                        callbacks = len(repo.after_commit)
-                        try:
-                            with repo.db.begin_nested() if guarded else nullcontext():
-                                outcome = self._decide_one(repo, mail, parsed_mail)
-                        except Exception as exc:  # this mail only; it stays in the source
-                            if not guarded:
-                                raise
-                            log.error("intake: mail left in the source after an error ref=%s error=%s",
-                                      mail.ref, type(exc).__name__)
-                            repo.forget_batch_cache()
-                            del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
-                            changes.discard()
-                            self._failures[mail.ref] += 1
-                            failure = failure or exc
+                        outcome = self._decide_in_batch(repo, mail, parsed_mail, guarded, changes)
+                        if isinstance(outcome, Exception):
+                            failure = failure or outcome
                             continue
-                        changes.keep()
                         outcomes.append(outcome)
                         moves.setdefault(outcome.disposition, []).append(mail.ref)
                 self.app.change_handlers = handlers
@@ -188,6 +176,28 @@ class Intake:
         finally:
             self.app.change_handlers = handlers
         return outcomes, moves, failure
+
+    def _decide_in_batch(self, repo: Repository, mail: IncomingMail, parsed, guarded: bool,
+                         changes: _Changes) -> Outcome | Exception:
+        """One mail of a batch. Unguarded, a failure is raised (the batch is
+        then decided again, guarded); guarded, it rolls back this mail alone
+        (its savepoint), which stays in the source, and is returned."""
+        callbacks = len(repo.after_commit)
+        try:
+            with repo.db.begin_nested() if guarded else nullcontext():
+                outcome = self._decide_one(repo, mail, parsed)
+        except Exception as exc:
+            if not guarded:
+                raise
+            log.error("intake: mail left in the source after an error ref=%s error=%s",
+                      mail.ref, type(exc).__name__)
+            repo.forget_batch_cache()
+            del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
+            changes.discard()
+            self._failures[mail.ref] += 1
+            return exc
+        changes.keep()
+        return outcome
 
     def _quarantine_poison(self, mails: list[IncomingMail], moves: dict) -> None:
         """A mail that failed ``POISON_AFTER`` times goes to quarantine for a
