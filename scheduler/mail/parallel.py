@@ -3,18 +3,18 @@
 Parsing is pure CPU work and about a third of intake's time; decisions are
 taken one by one, in arrival order, in one transaction. So a large batch is
 pipelined: the caller parses the first chunk itself while a worker process
-parses the next, and from then on the worker parses chunk k+1 while the
-caller decides chunk k.
+parses the next ones, and from then on the worker parses ahead while the
+caller decides.
 
 The worker (``python -m scheduler.mail.parse_worker``) is a plain child
 process on two pipes, not a ``multiprocessing`` pool: that would fork a
 threaded daemon or, spawned, import the parent's main script again. It sees
 only raw mail bytes, gets none of the daemon's secrets (its environment is
 cut down to what Python needs), writes and logs nothing (its stderr is
-closed), and keeps nothing between chunks. A few chunks are handed over ahead of their
-turn, so that the worker never idles while the caller decides; a writer
-thread sends them, so that neither side can block the other on a full
-pipe. Should the worker die, hang or fail to start, the caller parses the
+closed), and keeps nothing between chunks. A few chunks are handed over
+ahead of their turn, so that the worker never idles while the caller
+decides; a writer thread sends them, so that neither side can block the
+other on a full pipe. Should the worker die, hang or fail to start, the caller parses the
 rest itself, logs the class of the error, and starts a new worker for the
 next batch.
 """
@@ -110,11 +110,15 @@ class ParallelParser:
         self.timeout = timeout
         self._worker: subprocess.Popen | None = None
 
+    def takes(self, count: int) -> bool:
+        """Whether a batch of ``count`` mails goes to the worker."""
+        return self.workers > 0 and count >= self.min_batch
+
     def chunks(self, raws: Sequence[bytes]) -> Iterator[list[Parsed]]:
         """The batch's parses in order, a chunk at a time."""
         pieces = [raws[i:i + self.chunk] for i in range(0, len(raws), self.chunk)]
         sent = 0  # pieces 1..sent are with the worker
-        if self.workers > 0 and len(raws) >= self.min_batch:
+        if self.takes(len(raws)):
             self.start()  # a worker lost in an earlier batch is replaced here, never mid-batch
             while sent < min(self.ahead, len(pieces) - 1) and self._send(pieces[sent + 1]):
                 sent += 1
@@ -146,16 +150,8 @@ class ParallelParser:
                 self._lost(exc)
 
     def close(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            self._frames.put(None)  # the writer's cue to close stdin: the worker's to exit
-            self._writer.join(timeout=5)
-            try:
-                worker.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            worker.stdout.close()
+        """Let the worker finish and exit (its stdin closes)."""
+        self._retire(graceful=True)
 
     # -- the caller's side of the pipes --------------------------------------
 
@@ -209,19 +205,22 @@ class ParallelParser:
         log.warning("intake: parse worker lost, parsing in the daemon error=%s", type(exc).__name__)
         self._retire()
 
-    def _retire(self) -> None:
+    def _retire(self, graceful: bool = False) -> None:
         """End the worker, its writer thread and its pipes; a new one starts when needed."""
         worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.kill()  # the writer then fails on the pipe and ends
+        if worker is None:
+            return
+        self._frames.put(None)  # the writer's cue to close stdin: the worker's to exit
+        try:
+            worker.wait(timeout=5 if graceful else 0)
+        except subprocess.TimeoutExpired:
+            worker.kill()  # a writer blocked on the pipe then fails and ends
             worker.wait()
-            self._frames.put(None)
-            self._writer.join(timeout=5)
-            try:
-                worker.stdout.close()
-            except OSError:
-                pass
-
+        self._writer.join(timeout=5)
+        try:
+            worker.stdout.close()
+        except OSError:
+            pass
 
 def _worker_environment() -> dict[str, str]:
     """What the worker needs to start, and no more: the daemon's environment

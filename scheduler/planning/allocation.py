@@ -49,7 +49,7 @@ class Occupancy(dict[str, list[Booked]]):
     is given (a session without an entry is empty). The citizen index lets a
     walk skip full sessions without looking inside them, which matters when
     sessions are full for months ahead. A dict, so that lookups stay at C
-    speed; change it only through ``add`` and ``load``.
+    speed; change it only through ``add``, ``remove`` and ``load``.
     """
 
     def __init__(self, items: Iterable[Booked] = ()) -> None:

@@ -141,7 +141,7 @@ class Intake:
         """Parses in order, a chunk at a time. ``parse_mail`` is looked up
         here, at call time, so that a test can stand in for it; a batch
         parsed by the worker always uses the real one."""
-        if self._parser.workers and len(mails) >= self._parser.min_batch:
+        if self._parser.takes(len(mails)):
             return self._parser.chunks([mail.raw for mail in mails])
         return iter([[self._parse(mail) for mail in mails]])
 

@@ -87,9 +87,6 @@ class Repository:
             key = self._message_keys[message_id] = self.cipher.lookup_hash(message_id, purpose="message-id")
         return key
 
-    def mail_seen(self, message_id: str) -> bool:
-        return self.earlier(message_id) is not None
-
     def earlier(self, message_id: str) -> tuple[str, str] | None:
         """(source ref, outcome) of the mail taken in before with this
         Message-ID, or None. The same ref means the very same mail, handed
@@ -338,8 +335,8 @@ class Repository:
 
     def add_seen(self, message_ids: Iterable[str]) -> None:
         """Ask in one query which of these Message-IDs were taken in before,
-        so that ``mail_seen`` answers them from memory."""
-        if self._seen is None:  # after a rollback: ``mail_seen`` asks the database
+        so that ``earlier`` answers them from memory."""
+        if self._seen is None:  # after a rollback: ``earlier`` asks the database
             return
         keys = {self.message_key(m) for m in message_ids} - self._seen.keys()
         if keys:
