@@ -36,6 +36,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from scheduler.clock import FixedClock
@@ -61,6 +62,8 @@ from tests.daemonkit import (
     read_mail,
 )
 
+# Runs sparring as processes, which read the real clock (see tests/conftest.py).
+pytestmark = pytest.mark.servers
 TZ = ZoneInfo("Europe/Copenhagen")
 SEED = 20270104
 ROUNDS = 50
