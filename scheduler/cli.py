@@ -13,7 +13,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from scheduler.clock import FixedClock, SystemClock, parse_now
+from scheduler.clock import RunningClock, SystemClock, parse_now
 from scheduler.commands import (
     cmd_agenda,
     cmd_book,
@@ -145,7 +145,8 @@ class Context:
         self.config: Config = load_config(args.config)
         tz = self.config.tz
         now = args.now or os.environ.get("SPARRING_NOW")
-        self.clock = FixedClock(parse_now(now, tz)) if now else SystemClock(tz)
+        # --now sets where a running clock starts: deadlines after it still come.
+        self.clock = RunningClock(parse_now(now, tz)) if now else SystemClock(tz)
         self.data_dir = Path(args.data_dir or self.config.service.data_dir)
         self._app = None
 

@@ -11,7 +11,7 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from scheduler.clock import FixedClock, parse_now
+from scheduler.clock import FixedClock, RunningClock, parse_now
 from scheduler.errors import UserError
 
 def _check_range(command: str, first: date, last: date) -> None:
@@ -87,7 +87,7 @@ def cmd_ingest(ctx) -> int:
     else:
         from scheduler.wiring import make_source
 
-        source = make_source(ctx.config, ctx.data_dir)
+        source = make_source(ctx.config, ctx.data_dir, ctx.clock)
         intake.start()
         try:
             outcomes = intake.run(source)
@@ -186,8 +186,10 @@ def cmd_simulate(ctx) -> int:
     from scheduler.services.simulate import simulate
 
     _check_range("simulate", ctx.args.first, ctx.args.last)
-    if not isinstance(ctx.clock, FixedClock):
-        ctx.clock = FixedClock(parse_now(f"{ctx.args.first}T00:00", ctx.config.tz))
+    # Simulated time stands still between events: from --now, or the first day.
+    start = ctx.clock.start if isinstance(ctx.clock, RunningClock) else parse_now(
+        f"{ctx.args.first}T00:00", ctx.config.tz)
+    ctx.clock = FixedClock(start)
     from scheduler.services.dispatch import Dispatcher
     from scheduler.wiring import make_calendar, make_transport
 

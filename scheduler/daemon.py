@@ -17,13 +17,17 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 
 from scheduler import jobs, systemd
+from scheduler.clock import wall_offset
 from scheduler.ports import PermanentError, TransientError
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
@@ -38,6 +42,23 @@ class _NoScheduler:
 
     def add_job(self, *args, **kwargs) -> None:
         return None
+
+
+class TimelineTrigger(BaseTrigger):
+    """A trigger read on the clock's timeline (``--now``), fired on the wall
+    clock APScheduler reads: its times shifted by the clock's offset."""
+
+    def __init__(self, trigger: BaseTrigger, offset: timedelta) -> None:
+        self.trigger = trigger
+        self.offset = offset
+
+    def get_next_fire_time(self, previous_fire_time, now):
+        previous = previous_fire_time + self.offset if previous_fire_time else None
+        following = self.trigger.get_next_fire_time(previous, now + self.offset)
+        return following - self.offset if following else None
+
+    def __str__(self) -> str:
+        return f"{self.trigger} shifted by {self.offset}"
 
 
 class Daemon:
@@ -75,7 +96,7 @@ class Daemon:
             jobs.publish()
             jobs.cooperation()
             intake = Intake(self.app)
-            source = make_source(self.config, self.app.data_dir)
+            source = make_source(self.config, self.app.data_dir, self.app.clock)
             try:
                 self._drain(intake, source)
             finally:
@@ -121,14 +142,13 @@ class Daemon:
         # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
         # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
-        self.scheduler.add_job("scheduler.jobs:publish", "cron", hour=2, minute=0, id="publish",
-                               replace_existing=True)
-        self.scheduler.add_job("scheduler.jobs:purge", "cron", hour=3, minute=0, id="purge",
-                               replace_existing=True)
+        daily = lambda hour: TimelineTrigger(CronTrigger(hour=hour, minute=0, timezone=tz),  # noqa: E731
+                                             wall_offset(self.app.clock))
+        self.scheduler.add_job("scheduler.jobs:publish", daily(2), id="publish", replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:purge", daily(3), id="purge", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
                                replace_existing=True)
-        self.scheduler.add_job("scheduler.jobs:cooperation", "cron", hour=6, minute=0, id="cooperation",
-                               replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:cooperation", daily(6), id="cooperation", replace_existing=True)
         jobs.publish()
         jobs.cooperation()
 
@@ -153,7 +173,8 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         intake.start()
-        source = make_source(self.config, self.app.data_dir)
+        source = make_source(self.config, self.app.data_dir, self.app.clock)
+        log.info("watching %s", self._watched())
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
         self._renewed = time.monotonic()
@@ -175,6 +196,15 @@ class Daemon:
         finally:
             source.close()
             intake.close()
+
+    def _watched(self) -> str:
+        """Where mail is taken from, for the operator who drops a mail in."""
+        intake = self.config.intake
+        if intake.source == "folder":
+            return f"folder={(self.app.data_dir / 'inbox').resolve()}"
+        if intake.source == "imap":
+            return f"imap={intake.imap.host}:{intake.imap.port}/{intake.imap.folder}"
+        return f"{intake.source}=inbox"
 
     def _keep_lease(self) -> bool:
         """Renew the lease when due; on losing it, stop so the other acts alone."""
@@ -206,7 +236,8 @@ class Daemon:
             self.stopping.wait(min(self.poll, 30))
             return False
         if outcomes:
-            log.info("intake mails=%d", len(outcomes))
+            counts = Counter(outcome.outcome for outcome in outcomes)
+            log.info("intake mails=%d %s", len(outcomes), " ".join(f"{k}={n}" for k, n in sorted(counts.items())))
             while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job
                 pass
         return bool(outcomes)

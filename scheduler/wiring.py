@@ -53,12 +53,12 @@ def _folders(section) -> dict[Disposition, str]:
     }
 
 
-def make_source(config: Config, data_dir: Path) -> MailSource:
+def make_source(config: Config, data_dir: Path, clock: Clock) -> MailSource:
     kind = config.intake.source
     if kind == "folder":
         from scheduler.mail.folder import FolderSource
 
-        return FolderSource(data_dir / "inbox")
+        return FolderSource(data_dir / "inbox", clock)
     if kind == "imap":
         from scheduler.mail.imap import ImapSource
         from scheduler.tls import client_context

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,6 +35,8 @@ from tests.daemonkit import (
     write_config,
 )
 
+# Runs sparring as processes, which read the real clock (see tests/conftest.py).
+pytestmark = pytest.mark.servers
 TZ = ZoneInfo("Europe/Copenhagen")
 STOP_TIMEOUT = 20  # seconds; the systemd unit allows 120
 FOLDER_OF = {"accepted": "processed", "moved": "processed", "withdrawn": "processed",
@@ -61,11 +64,14 @@ def test_demo_daemon_answers_mail_reports_status_and_stops_on_sigterm(tmp_path):
     data = tmp_path / "var"
     notify = _notify_socket(tmp_path / "notify.sock")
     env = environment(None, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
-    proc = Proc(data, "run", env=env, log_path=tmp_path / "daemon.log", demo=True)
+    # --now: a Monday morning on the week's timeline, whatever day the test runs.
+    proc = Proc(data, "run", env=env, log_path=tmp_path / "daemon.log", demo=True, now="2027-01-04T08:00")
     try:
         proc.wait_log(r'msg="running holder=', 60)
+        proc.wait_log(rf'msg="watching folder={re.escape(str((data / "inbox").resolve()))}"', 10)
+        assert (data / "inbox").is_dir(), "created at start, for the first mail to be dropped in"
         week = mails.week_one()
-        start = datetime.now(TZ) - timedelta(minutes=5)
+        start = datetime.now(TZ) - timedelta(minutes=5)  # the wall clock: run maps it onto --now
         for n, (name, raw) in enumerate(sorted(week.items())):
             drop_mail(data / "inbox", name, raw, start + timedelta(seconds=n))
         answered = [n for n, (outcome, _, _) in mails.EXPECTED.items()
@@ -79,6 +85,12 @@ def test_demo_daemon_answers_mail_reports_status_and_stops_on_sigterm(tmp_path):
         proc.close()
     log = proc.log()
     assert re.search(r'msg="stopped"\s*$', log), log[-1500:]
+    # The intake lines count per outcome (all arrive on Monday morning here: none moved).
+    counted = Counter()
+    for line in re.findall(r'msg="intake mails=\d+ ([^"]*)"', log):
+        counted.update({k: int(n) for k, n in (pair.split("=") for pair in line.split())})
+    expected = Counter("accepted" if o == "moved" else o for o, _, _ in mails.EXPECTED.values())
+    assert counted == expected, log[-3000:]
     assert not CPR_LIKE.search(log)
     states = "\n".join(_drain(notify))
     assert "READY=1" in states and "STOPPING=1" in states
@@ -90,8 +102,7 @@ def test_demo_daemon_answers_mail_reports_status_and_stops_on_sigterm(tmp_path):
 
     status = cli(data, "status", env=env, demo=True)
     assert status.returncode == 0, status.stderr
-    today = datetime.now(TZ).date().isoformat()
-    assert re.search(rf"^last intake: {today}T", status.stdout, re.MULTILINE), status.stdout
+    assert re.search(r"^last intake: 2027-01-04T0[78]:", status.stdout, re.MULTILINE), status.stdout
     assert re.search(r"^outbox: pending 0, failed 0, done [1-9]\d*$", status.stdout, re.MULTILINE), status.stdout
     assert re.search(rf"^daemon: not running \(last: \S+:{proc.pid}\)$", status.stdout, re.MULTILINE), status.stdout
 
