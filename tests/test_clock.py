@@ -137,3 +137,18 @@ def test_the_daily_jobs_run_at_their_hour_on_the_now_timeline():
     assert (first + offset).astimezone(TZ).replace(tzinfo=None) == datetime(2027, 4, 15, 2, 0)
     second = trigger.get_next_fire_time(first, first)
     assert (second + offset).astimezone(TZ).replace(tzinfo=None) == datetime(2027, 4, 16, 2, 0)
+
+
+def test_retention_under_now_compares_file_times_on_its_timeline(tmp_path, monkeypatch):
+    """``purge --now`` a year ahead: a mail filed just now is not a year old.
+    The files' mtimes are wall-clock times, the cut-off is on ``--now``'s timeline."""
+    from scheduler.services.retention import purge
+
+    monkeypatch.setenv("SPARRING_SECRET_KEY", new_key())
+    data = tmp_path / "var"
+    app = make_app(load_config(CONFIG), RunningClock(datetime.now(TZ) + timedelta(days=365)), data)
+    wall = datetime.now(timezone.utc)
+    kept = drop_mail(data / "processed", "new", b"x", wall)
+    gone = drop_mail(data / "processed", "old", b"x", wall - timedelta(days=app.config.storage.retention_days + 1))
+    assert purge(app).files == 1
+    assert kept.exists() and not gone.exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import delete, exists, select
@@ -42,9 +42,9 @@ def purge(app, source=None) -> PurgeReport:
         ).rowcount
         unreferenced = ~exists(select(Item.id).where(Item.mail_id == Mail.id))
         report.mails = repo.db.execute(delete(Mail).where(Mail.purge_after < now, unreferenced)).rowcount
-    cutoff = (now - timedelta(days=app.config.storage.retention_days)).timestamp()
+    cutoff = now - timedelta(days=app.config.storage.retention_days)
     for name in FOLDERS:
-        report.files += _purge_files(app.data_dir / name, cutoff)
+        report.files += _purge_files(app.data_dir / name, cutoff, app.clock)
     if source is not None and hasattr(source, "purge_settled"):
         report.files += source.purge_settled(now - timedelta(days=app.config.storage.retention_days))
     log.info("retention purge items=%d mails=%d outbox=%d files=%d",
@@ -52,12 +52,18 @@ def purge(app, source=None) -> PurgeReport:
     return report
 
 
-def _purge_files(folder: Path, cutoff: float) -> int:
+def _purge_files(folder: Path, cutoff: datetime, clock) -> int:
+    """Files written before ``cutoff``; their mtimes are wall-clock times,
+    put on the clock's timeline (``--now``) before they are compared."""
     if not folder.is_dir():
         return 0
     count = 0
     for path in folder.iterdir():
-        if path.is_file() and path.stat().st_mtime < cutoff:
+        if path.is_file() and clock.from_wall(_mtime(path)) < cutoff:
             path.unlink()
             count += 1
     return count
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
