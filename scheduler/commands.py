@@ -167,7 +167,9 @@ def cmd_publish(ctx) -> int:
 def cmd_run(ctx) -> int:
     from scheduler.daemon import Daemon
     from scheduler.logs import setup_logging
+    from scheduler.services import usage
 
+    usage.claim(ctx.app(), "run")
     setup_logging(ctx.args.log_level)
     daemon = Daemon(ctx.app())
     daemon.install_signals()
@@ -190,10 +192,12 @@ def cmd_simulate(ctx) -> int:
     start = ctx.clock.start if isinstance(ctx.clock, RunningClock) else parse_now(
         f"{ctx.args.first}T00:00", ctx.config.tz)
     ctx.clock = FixedClock(start)
+    from scheduler.services import usage
     from scheduler.services.dispatch import Dispatcher
     from scheduler.wiring import make_calendar, make_transport
 
     app = ctx.app()
+    usage.claim(app, "simulate")
     # A rehearsal: the embedded default's files need not survive a power cut.
     calendar = make_calendar(ctx.config, ctx.data_dir, durable=False)
     app.calendar_factory = lambda: calendar

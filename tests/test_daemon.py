@@ -23,6 +23,7 @@ from tests.appkit import item_mail
 from tests.daemonkit import (
     CPR_LIKE,
     FOLDERS,
+    IMPORTED,
     Proc,
     cli,
     drop_mail,
@@ -210,3 +211,30 @@ def test_a_move_cut_short_by_a_crash_leaves_the_mail_in_one_folder(tmp_path):
     assert [p.relative_to(data).as_posix() for f in ("inbox", *FOLDERS) for p in eml_files(data / f)] \
         == ["processed/cut.eml"]
     assert len(outbox_kind(data, "receipt")) == 1
+
+
+def _said(result) -> list[str]:
+    """What a command wrote on stderr, without the test's boot line."""
+    return [line for line in result.stderr.splitlines() if line != IMPORTED]
+
+
+def test_simulate_and_run_refuse_each_others_data_directory(tmp_path):
+    """Issue 11 item 9: a simulation in the daemon's data directory marked
+    agendas sent that the daemon then never sent. Each now refuses a
+    directory the other wrote, with one sentence naming another."""
+    live, rehearsal, env = tmp_path / "var", tmp_path / "simulation", environment(new_key())
+    assert cli(live, "run", "--once", env=env, now="2027-01-04T09:00").returncode == 0
+    before = eml_files(live / "outbox")
+    refused = cli(live, "simulate", "--from", "2027-01-01", "--to", "2027-01-31", env=env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert len(_said(refused)) == 1 and "--data-dir var/simulation" in refused.stderr, refused.stderr
+    assert str(live) in refused.stderr and eml_files(live / "outbox") == before
+
+    simulated = cli(rehearsal, "simulate", "--from", "2027-01-01", "--to", "2027-01-31", env=env)
+    assert simulated.returncode == 0, simulated.stderr
+    again = cli(rehearsal, "simulate", "--from", "2027-02-01", "--to", "2027-02-28", env=env)
+    assert again.returncode == 0, again.stderr  # a rehearsal may be run again
+    refused = cli(rehearsal, "run", "--once", env=env, now="2027-03-01T09:00")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert len(_said(refused)) == 1 and "simulate" in refused.stderr and str(rehearsal) in refused.stderr
+    assert "var/simulation" in refused.stderr
