@@ -31,67 +31,23 @@ import codecs
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from email.header import decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-
-from enum import Enum
 from functools import lru_cache
 
 from scheduler.mail.headerforms import parse_address, parse_date
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
 from scheduler.mail.mimeparams import MimeHead
+from scheduler.model import CalendarReply, MailKind, ParsedMail  # noqa: F401 - re-exported
 
 _PARSER = BytesParser(policy=compat32)
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _MAX_PARTS = 200  # more parts than any real mail: the rest is not looked at
 _MAX_DEPTH = 20
-
-
-class MailKind(str, Enum):
-    ITEM = "item"
-    WITHDRAW = "withdraw"
-    AUTO_REPLY = "auto_reply"
-    BOUNCE = "bounce"
-    READ_RECEIPT = "read_receipt"
-    CALENDAR_REPLY = "calendar_reply"
-    TOO_LARGE = "too_large"
-    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on
-    BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
-
-
-@dataclass(frozen=True)
-class CalendarReply:
-    """An attendee's answer (iTIP REPLY) to an invitation sparring sent."""
-
-    uid: str
-    attendee: str  # lower-cased bare address
-    partstat: str  # ACCEPTED, DECLINED, TENTATIVE, ...
-    recurrence_id: datetime | date | None = None
-    sequence: int = 0
-
-
-@dataclass(frozen=True)
-class ParsedMail:
-    message_id: str  # without <>; "sha256:<hex of raw>" when missing
-    sender: str  # lower-cased bare address, "" if none
-    sender_name: str = ""
-    subject: str = field(default="", repr=False)  # may hold a CPR number
-    date_header: datetime | None = None  # the sender's claim: never used for deadlines
-    kind: MailKind = MailKind.ITEM
-    acute: bool = False
-    cprs: tuple[str, ...] = field(default=(), repr=False)  # 10 digits each, in order
-    bad_cpr: bool = False  # a CPR label followed by something that is not 10 digits
-    health: tuple[str, ...] = field(default=(), repr=False)
-    social: tuple[str, ...] = field(default=(), repr=False)
-    attachments: tuple[str, ...] = ()  # names of parts not taken in
-    calendar_reply: CalendarReply | None = None
-    auto_reason: str | None = None  # the header or part that made it automatic
-    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a booking request's own lines
-    size: int = 0
 
 
 # -- headers -------------------------------------------------------------

@@ -13,28 +13,13 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
-from scheduler.model import Attendee, Meeting
+from scheduler.model import Attendee, BookingRequest, Meeting
 from scheduler.planning.slots import Candidate, SlotRequest, find_slots
 from scheduler.ports import CalendarBackend
 from scheduler.reasons import reason
 from scheduler.render import render
 
 KINDS = ("cooperation", "network", "coordination", "acute", "joint")
-
-
-@dataclass(frozen=True)
-class BookingRequest:
-    kind: str
-    first: date
-    last: date
-    duration: timedelta
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
-    external: tuple[str, ...] = ()
-    title: str | None = None
-    location: str = ""
-    reference: str = ""  # e.g. "cooperation:2027-1", "item:42"
-    not_before: datetime | None = None
 
 
 @dataclass

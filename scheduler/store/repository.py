@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
 
 from scheduler.mail.compose import to_bytes
-from scheduler.model import Session
+from scheduler.model import BookingRequest, Session
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store.crypto import FieldCipher
@@ -492,9 +492,7 @@ def _request_json(req) -> dict:
     }
 
 
-def _request_from(data: dict):
-    from scheduler.services.booking import BookingRequest
-
+def _request_from(data: dict) -> BookingRequest:
     return BookingRequest(
         kind=data["kind"], first=date.fromisoformat(data["first"]), last=date.fromisoformat(data["last"]),
         duration=timedelta(minutes=data["duration"]), required=tuple(data["required"]),
