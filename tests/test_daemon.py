@@ -127,7 +127,7 @@ def test_missed_agenda_is_sent_once_late_with_the_mail_that_waited(tmp_path):
     assert ingested.returncode == 0 and ingested.stdout.startswith("accepted"), ingested
     # Arrived in the mailbox before the deadline (Mon 11 Jan 12:00); nobody read it.
     drop_mail(data / "inbox", "waiting", item_mail("110698-2345", "b2", sender="ole@kommune.example"),
-              datetime(2027, 1, 10, 18, 0, tzinfo=TZ))
+              datetime(2027, 1, 10, 18, 0, tzinfo=TZ), now=datetime(2027, 1, 12, 9, 0, tzinfo=TZ))
 
     first = cli(data, "run", "--once", env=env, now="2027-01-12T09:00")
     assert first.returncode == 0, first.stderr
@@ -165,11 +165,13 @@ def test_standby_takes_over_the_lease_when_the_active_instance_is_killed(tmp_pat
     config = write_config(tmp_path / "sparring.toml", storage_url=lease_db)
     env = environment(new_key(), SPARRING_LEASE_TTL=str(ttl), SPARRING_LEASE_RENEW=str(renew))
     first_dir, second_dir = tmp_path / "a", tmp_path / "b"
-    active = Proc(first_dir, "run", env=env, config=config, log_path=tmp_path / "a.log")
+    # --now: the mails dropped just now arrive on Monday 4 January, whatever day the test runs.
+    active = Proc(first_dir, "run", env=env, config=config, log_path=tmp_path / "a.log", now="2027-01-04T09:00")
     standby = None
     try:
         active.wait_log(r'msg="running holder=', 60)
-        standby = Proc(second_dir, "run", env=env, config=config, log_path=tmp_path / "b.log")
+        standby = Proc(second_dir, "run", env=env, config=config, log_path=tmp_path / "b.log",
+                       now="2027-01-04T09:00")
         standby.wait_log(r'msg="standby', 60)
         early = drop_mail(second_dir / "inbox", "early", item_mail("150303-4321", "s1"))
         # Two more looks at the lease, still on standby: the mail must wait.
@@ -191,7 +193,7 @@ def test_standby_takes_over_the_lease_when_the_active_instance_is_killed(tmp_pat
         active.close()
         if standby is not None:
             standby.close()
-    assert "standby" not in active.log()
+    assert 'msg="standby' not in active.log()
     assert {p.name for p in eml_files(second_dir / "processed")} == {"early.eml", "late.eml"}
     for proc in (active, standby):
         assert not CPR_LIKE.search(proc.log())
@@ -202,7 +204,8 @@ def test_a_move_cut_short_by_a_crash_leaves_the_mail_in_one_folder(tmp_path):
     inbox leaves the same file in both; the restart sees it as a duplicate
     and must only drop the inbox copy, not file it a second time."""
     data, env = tmp_path / "var", environment(new_key())
-    drop_mail(data / "inbox", "cut", item_mail("150303-4321", "c1"), datetime(2027, 1, 8, 9, 0, tzinfo=TZ))
+    drop_mail(data / "inbox", "cut", item_mail("150303-4321", "c1"), datetime(2027, 1, 8, 9, 0, tzinfo=TZ),
+              now=datetime(2027, 1, 8, 9, 5, tzinfo=TZ))
     assert cli(data, "run", "--once", env=env, now="2027-01-08T09:05").returncode == 0
     os.link(data / "processed" / "cut.eml", data / "inbox" / "cut.eml")  # the state the crash leaves
 
