@@ -36,10 +36,12 @@ class RunningClock:
         self.offset = start - datetime.now(timezone.utc)  # timeline minus wall clock
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=time.monotonic() - self._began)
+        # In UTC: an aware datetime plus a timedelta is wall-time arithmetic, blind to DST.
+        elapsed = timedelta(seconds=time.monotonic() - self._began)
+        return (self.start.astimezone(timezone.utc) + elapsed).astimezone(self.start.tzinfo)
 
     def from_wall(self, moment: datetime) -> datetime:
-        return (moment + self.offset).astimezone(self.start.tzinfo)
+        return (moment.astimezone(timezone.utc) + self.offset).astimezone(self.start.tzinfo)
 
 
 @dataclass
@@ -64,9 +66,15 @@ class FixedClock:
 
 
 def wall_offset(clock) -> timedelta:
-    """How far the clock's timeline runs ahead of the wall clock (0 unless ``--now``)."""
+    """How far the clock's timeline runs ahead of the wall clock (0 unless
+    ``--now``). Add or subtract it in UTC, never to a local time."""
     wall = datetime.now(timezone.utc)
     return clock.from_wall(wall) - wall
+
+
+def on_the_wall(moment: datetime, offset: timedelta) -> datetime:
+    """The wall-clock time (UTC) at which a clock ``offset`` ahead shows ``moment``."""
+    return moment.astimezone(timezone.utc) - offset
 
 
 def parse_now(text: str, tz: tzinfo) -> datetime:

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -27,7 +27,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from scheduler import jobs, systemd
-from scheduler.clock import wall_offset
+from scheduler.clock import on_the_wall, wall_offset
 from scheduler.ports import PermanentError, TransientError
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
@@ -53,9 +53,12 @@ class TimelineTrigger(BaseTrigger):
         self.offset = offset
 
     def get_next_fire_time(self, previous_fire_time, now):
-        previous = previous_fire_time + self.offset if previous_fire_time else None
-        following = self.trigger.get_next_fire_time(previous, now + self.offset)
-        return following - self.offset if following else None
+        previous = self._on_timeline(previous_fire_time) if previous_fire_time else None
+        following = self.trigger.get_next_fire_time(previous, self._on_timeline(now))
+        return on_the_wall(following, self.offset) if following else None
+
+    def _on_timeline(self, wall: datetime) -> datetime:
+        return wall.astimezone(timezone.utc) + self.offset
 
     def __str__(self) -> str:
         return f"{self.trigger} shifted by {self.offset}"

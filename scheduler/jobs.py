@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from scheduler.clock import wall_offset
+from scheduler.clock import on_the_wall, wall_offset
 from scheduler.services import deadlines, meetings, publishing, retention
 
 log = logging.getLogger("sparring.jobs")
@@ -65,13 +65,14 @@ def schedule_agendas(rt: Runtime) -> None:
     shift = wall_offset(app.clock)  # APScheduler fires on the wall clock, not on --now's timeline
     for session in deadlines.agenda_due(app, now, end):
         rt.scheduler.add_job(
-            "scheduler.jobs:agenda", "date", run_date=session.deadline - shift, args=[session.key],
+            "scheduler.jobs:agenda", "date", run_date=on_the_wall(session.deadline, shift),
+            args=[session.key],
             id=f"agenda:{session.key}", replace_existing=True,
             misfire_grace_time=None, coalesce=True,
         )
     for session, moment in deadlines.reminders_due(app, now, end):
         rt.scheduler.add_job(
-            "scheduler.jobs:reminder", "date", run_date=moment - shift, args=[session.key],
+            "scheduler.jobs:reminder", "date", run_date=on_the_wall(moment, shift), args=[session.key],
             id=f"reminder:{session.key}", replace_existing=True,
             misfire_grace_time=3600, coalesce=True,  # a reminder hours late is still useful; days late is not
         )

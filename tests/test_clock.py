@@ -130,13 +130,25 @@ def test_the_daily_jobs_run_at_their_hour_on_the_now_timeline():
 
     from scheduler.daemon import TimelineTrigger
 
-    offset = timedelta(days=400, hours=5, minutes=17)
+    offset = timedelta(days=400, hours=5, minutes=17)  # from winter time to summer time
     trigger = TimelineTrigger(CronTrigger(hour=2, minute=0, timezone=TZ), offset)
-    wall_now = datetime(2026, 3, 10, 15, 0, tzinfo=TZ)
+    wall_now = datetime(2026, 3, 10, 15, 0, tzinfo=TZ)  # on the timeline: 2027-04-14 21:17 CEST
     first = trigger.get_next_fire_time(None, wall_now)
-    assert (first + offset).astimezone(TZ).replace(tzinfo=None) == datetime(2027, 4, 15, 2, 0)
+    assert first.astimezone(timezone.utc) + offset == datetime(2027, 4, 15, 2, 0, tzinfo=TZ)
     second = trigger.get_next_fire_time(first, first)
-    assert (second + offset).astimezone(TZ).replace(tzinfo=None) == datetime(2027, 4, 16, 2, 0)
+    assert second.astimezone(timezone.utc) + offset == datetime(2027, 4, 16, 2, 0, tzinfo=TZ)
+
+
+def test_a_running_clock_keeps_real_time_across_a_dst_switch():
+    """Started a moment before the spring switch (02:00 CET becomes 03:00
+    CEST): it shows summer time, and no hour is lost or gained."""
+    start = datetime(2027, 3, 28, 1, 59, 59, 990000, tzinfo=TZ)
+    clock = RunningClock(start)
+    time.sleep(0.05)
+    now = clock.now()
+    assert now.utcoffset() == timedelta(hours=2) and (now.hour, now.minute) == (3, 0)
+    assert timedelta(0) < now.astimezone(timezone.utc) - start.astimezone(timezone.utc) < timedelta(seconds=5)
+    assert clock.from_wall(datetime.now(timezone.utc)).utcoffset() == timedelta(hours=2)
 
 
 def test_retention_under_now_compares_file_times_on_its_timeline(tmp_path, monkeypatch):
