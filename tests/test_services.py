@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+from dataclasses import replace
 from datetime import date, timedelta
 
+import recurring_ical_events
 from icalendar import Calendar
 from sqlalchemy import select
 
@@ -14,7 +16,8 @@ from scheduler.services import deadlines
 from scheduler.services.dispatch import retry_failed
 from scheduler.services.publishing import publish_horizon
 from scheduler.store.tables import OutboxEntry
-from tests.appkit import at, build, ingest, item_mail
+from scheduler.config import load_config
+from tests.appkit import CONFIG, at, build, ingest, item_mail
 
 
 def outbox_messages(tmp_path):
@@ -29,29 +32,78 @@ def calendar_part(message) -> Calendar | None:
     return None
 
 
-def test_publish_weekly_series_once_with_occurrence_cancels_and_monthly_singles(tmp_path, monkeypatch):
+def series_messages(tmp_path, uid_part: str = "sparring-series-unge"):
+    """(METHOD, VEVENT) of every invitation sent for the weekly series, in order."""
+    found = []
+    for message in outbox_messages(tmp_path):
+        cal = calendar_part(message)
+        if cal is not None:
+            found += [(str(cal["METHOD"]), e) for e in cal.walk("VEVENT") if uid_part in str(e["UID"])]
+    return found
+
+
+def listed(calendar, first, last) -> list:
+    """Occurrence starts as an independent reader (recurring-ical-events) lists them."""
+    return sorted(e.decoded("DTSTART") for e in recurring_ical_events.of(calendar).between(first, last))
+
+
+def open_sessions(app, first: date, last: date) -> list:
+    return [s.start for s in app.planner.sessions(first, last, "unge") if s.planned]
+
+
+def test_publish_weekly_series_with_known_closed_days_as_exdates_and_monthly_singles(tmp_path, monkeypatch):
     app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch)
     publish_horizon(app)
     dispatcher.run_once(limit=1000)
-    invitations = [m for m in outbox_messages(tmp_path) if calendar_part(m)]
-    by_method = {}
-    for message in invitations:
-        cal = calendar_part(message)
-        by_method.setdefault(str(cal["METHOD"]), []).append(cal)
-    weekly = [c for c in by_method["REQUEST"] if any("RRULE" in e for e in c.walk("VEVENT"))]
-    assert len(weekly) == 1, "the weekly series is one recurring event"
-    cancels = by_method["CANCEL"]
-    assert cancels, "24 and 31 December are cancelled occurrences"
-    for cal in cancels:
-        (event,) = cal.walk("VEVENT")
-        assert event.get("RECURRENCE-ID") is not None and str(event["STATUS"]) == "CANCELLED"
-    monthly = [c for c in by_method["REQUEST"] if c not in weekly]
+    sent = series_messages(tmp_path)
+    assert [m for m, _ in sent] == ["REQUEST"], "one recurring event; nothing to cancel yet"
+    (_, series), = sent
+    assert "RRULE" in series
+    lines = series.get("EXDATE")
+    exdates = {d.dt for line in (lines if isinstance(lines, list) else [lines]) for d in line.dts}
+    assert {at("2026-12-24T10:00"), at("2026-12-31T10:00")} <= exdates
+    request = Calendar()
+    request.add_component(series)
+    assert listed(request, at("2026-12-01T00:00"), at("2027-06-01T00:00")) == \
+        open_sessions(app, date(2026, 12, 1), date(2027, 5, 31))
+    invitations = [calendar_part(m) for m in outbox_messages(tmp_path) if calendar_part(m)]
+    monthly = [c for c in invitations if "sparring-session-voksne" in str(c.walk("VEVENT")[0]["UID"])]
     assert len(monthly) >= 5 and all(len(c.walk("VEVENT")) == 1 for c in monthly)
     # publishing again changes nothing: no new mails
     before = len(list((tmp_path / "outbox").iterdir()))
     publish_horizon(app)
     dispatcher.run_once(limit=1000)
     assert len(list((tmp_path / "outbox").iterdir())) == before
+
+
+def test_a_closed_day_learned_later_is_a_later_cancel_and_leaves_the_calendar_file(tmp_path, monkeypatch):
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"calendar": config.calendar.model_copy(update={"horizon_months": 1})})
+    app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch, config=config)
+    publish_horizon(app)  # up to 1 January: Maundy Thursday (25 March) is not known yet
+    dispatcher.run_once(limit=1000)
+    app.clock.set(at("2027-03-01T08:00"))
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    sent = series_messages(tmp_path)
+    assert [m for m, _ in sent] == ["REQUEST", "CANCEL"]
+    (_, series), (_, cancel) = sent
+    assert cancel.decoded("RECURRENCE-ID") == at("2027-03-25T10:00") == cancel.decoded("DTSTART")
+    assert int(cancel["SEQUENCE"]) > int(series["SEQUENCE"])
+    assert cancel.decoded("DTSTAMP") > series.decoded("DTSTAMP"), "DTSTAMP: the moment it leaves"
+    stored = Calendar.from_ical((tmp_path / "calendar" / "sparring-series-unge@kommune.example.ics").read_bytes())
+    assert [str(e["STATUS"]) for e in stored.walk("VEVENT")] == ["CONFIRMED"], "no cancelled override"
+    assert listed(stored, at("2026-12-01T00:00"), at("2027-04-01T00:00")) == \
+        open_sessions(app, date(2026, 12, 1), date(2027, 3, 31))
+    # a later change of the series is later than the cancel, and keeps it excluded
+    app.series["unge"] = replace(app.series["unge"], location="Mødelokale 3, Rådhuset")
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    (method, changed), = series_messages(tmp_path)[2:]
+    assert method == "REQUEST" and int(changed["SEQUENCE"]) > int(cancel["SEQUENCE"])
+    request = Calendar()
+    request.add_component(changed)
+    assert at("2027-03-25T10:00") not in listed(request, at("2027-03-01T00:00"), at("2027-04-01T00:00"))
 
 
 def test_acute_bump_updates_invitations_with_higher_sequence(tmp_path, monkeypatch):

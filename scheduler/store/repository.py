@@ -9,6 +9,7 @@ does, so a decision and its outbox entries land together.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
 
-from scheduler.mail.compose import to_bytes
+from scheduler.mail.compose import domain_of, to_bytes
 from scheduler.model import Session
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
@@ -211,6 +212,7 @@ class Repository:
             "updated_at": now,
             "purge_after": session.start + timedelta(days=self._retention()),
             "version": 1,
+            "event_uid": slot_uid(domain_of(app.forum_address)),
         }).scalar_one()
         self._remember(Booked(item_id, session.key, request.acute, received_at, request.cpr_hash,
                               request.birth_date), session.start)
@@ -276,14 +278,15 @@ class Repository:
         order = {b.item_id: n for n, b in enumerate(slot_order(_as_booked(views)))}
         return sorted(views, key=lambda v: order.get(v.id, len(order)))
 
-    def slot_holders(self, session_key: str) -> list[tuple[int, str]]:
-        """(item id, sender) of a session's pending items in slot order; nothing decrypted."""
+    def slot_holders(self, session_key: str) -> list[tuple[int, str, str | None]]:
+        """(item id, sender, slot event UID) of a session's pending items in
+        slot order; nothing decrypted."""
         rows = self.db.execute(
-            select(Item.id, Item.sender, Item.acute, Item.received_at)
+            select(Item.id, Item.sender, Item.acute, Item.received_at, Item.event_uid)
             .where(Item.session_key == session_key, Item.status == PENDING)
         ).all()
         rows.sort(key=lambda r: (not r.acute, r.received_at, r.id))  # as ``slot_order``
-        return [(r.id, r.sender) for r in rows]
+        return [(r.id, r.sender, r.event_uid) for r in rows]
 
     def slot_index(self, item: ItemView) -> int:
         order = slot_order(self.booked_in(item.session_key))
@@ -462,6 +465,12 @@ class Repository:
     def count_outbox(self, status: str) -> int:
         self.flush_writes()
         return self.db.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == status))
+
+
+def slot_uid(domain: str) -> str:
+    """A new slot event's UID: random, so never one an earlier event had
+    (row ids repeat in a new database or after a purge)."""
+    return f"sparring-slot-{uuid.uuid4().hex}@{domain}"
 
 
 class _LazyBirth:
