@@ -4,13 +4,16 @@ cooperation meetings twice a year."""
 from __future__ import annotations
 
 import email
+import os
 import email.policy
 from datetime import date
 
 from icalendar import Calendar
 
 from scheduler.services import meetings
-from tests.appkit import build, ingest, item_mail
+from scheduler.mail.folder import FolderSource
+from scheduler.services.intake import Intake
+from tests.appkit import at, build, ingest, item_mail
 from tests.test_booking import A, B, busy_file
 
 
@@ -94,6 +97,50 @@ def test_acute_item_gets_a_meeting_within_two_working_days(tmp_path, monkeypatch
     assert (acute[0].decoded("DTEND") - start).seconds == 20 * 60
     attendees = {str(a).lower().removeprefix("mailto:") for a in acute[0].get("ATTENDEE")}
     assert "karen@kommune.example" in attendees and "koordinator.unge@kommune.example" in attendees
+
+
+def drop(inbox, name: str, raw: bytes, arrived: str):
+    """A mail in the folder source, its mtime standing for its arrival."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    path = inbox / name
+    path.write_bytes(raw)
+    moment = at(arrived).timestamp()
+    os.utime(path, (moment, moment))
+
+
+def acute_meetings(tmp_path):
+    return [(m, e) for m, e in events(sent(tmp_path)) if str(e["SUMMARY"]) == "Akut sparring"]
+
+
+def test_acute_item_withdrawn_in_the_same_batch_gets_no_meeting(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-05T09:00", monkeypatch)
+    inbox = tmp_path / "inbox"
+    drop(inbox, "1.eml", item_mail("150303-4321", "ak", subject="AKUT"), "2027-01-05T08:58")
+    drop(inbox, "2.eml", item_mail("150303-4321", "wd", subject="Træk tilbage"), "2027-01-05T08:59")
+    outcomes = Intake(app).run(FolderSource(inbox))
+    assert [o.outcome for o in outcomes] == ["accepted", "withdrawn"]
+    dispatcher.run_once(limit=100)
+    assert [m for m, _ in acute_meetings(tmp_path)] in ([], ["REQUEST", "CANCEL"])
+    with app.transaction() as repo:
+        assert [status for _, status in repo.bookings_for("item:1")] in ([], ["cancelled"])
+
+
+def test_acute_item_withdrawn_later_cancels_its_meeting_as_it_was(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-05T09:00", monkeypatch)
+    inbox = tmp_path / "inbox"
+    drop(inbox, "1.eml", item_mail("150303-4321", "ak", subject="AKUT"), "2027-01-05T08:58")
+    Intake(app).run(FolderSource(inbox))
+    dispatcher.run_once(limit=100)
+    app.clock.set(at("2027-01-05T10:00"))
+    drop(inbox, "2.eml", item_mail("150303-4321", "wd", subject="Træk tilbage"), "2027-01-05T09:59")
+    assert [o.outcome for o in Intake(app).run(FolderSource(inbox))] == ["withdrawn"]
+    dispatcher.run_once(limit=100)
+    (request_method, request), (method, cancel) = acute_meetings(tmp_path)
+    assert (request_method, method) == ("REQUEST", "CANCEL")
+    assert str(cancel["UID"]) == str(request["UID"]) and int(cancel["SEQUENCE"]) > int(request["SEQUENCE"])
+    assert cancel.decoded("DTSTART") == request.decoded("DTSTART")
+    with app.transaction() as repo:
+        assert [status for _, status in repo.bookings_for("item:1")] == ["cancelled"]
 
 
 def test_acute_item_without_common_time_alerts_coordinators(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from scheduler.mail.compose import text_mail
 from scheduler.ports import PermanentError, TransientError
 from scheduler.render import render_mail
 from scheduler.services.booking import BookingRequest
+from scheduler.store.repository import PENDING
 
 log = logging.getLogger("sparring.meetings")
 
@@ -44,12 +45,16 @@ def from_mail(app, request, sender: str, message_id: str, key: str) -> None:
 
 def acute(app, item_id: int) -> None:
     """An acute item: the earliest common 10-20 minutes with the coordinators
-    and the caseworker within the next working days, or an alert."""
+    and the caseworker within the next working days, or an alert. Not for an
+    item gone before this runs (withdrawn in the same intake batch): its
+    withdrawal found no meeting to cancel."""
     cfg = app.config.booking.acute
     if not cfg.enabled:
         return
     with app.transaction() as repo:
         item = repo.item(item_id)
+    if item.status != PENDING:
+        return
     series = app.series[item.series_id]
     first = app.now().date()
     last = _working_days_ahead(app, first, cfg.working_days)
