@@ -137,6 +137,20 @@ def test_withdrawal_cancels_the_slot_invitation(tmp_path, monkeypatch):
     assert len(cancels) == 1
 
 
+def test_a_series_sent_before_the_meeting_was_kept_still_gets_later_closed_days_cancelled(tmp_path, monkeypatch):
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"calendar": config.calendar.model_copy(update={"horizon_months": 1})})
+    app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch, config=config)
+    publish_horizon(app)
+    with app.transaction() as repo:  # as before migration 0003
+        repo.db.execute(update(CalendarEvent).values(meeting_enc=None))
+    app.clock.set(at("2027-03-01T08:00"))
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    assert [(m, e.decoded("DTSTART")) for m, e in series_messages(tmp_path)][1:] == \
+        [("CANCEL", at("2027-03-25T10:00"))]
+
+
 def invitations_for(tmp_path, sender: str) -> list[tuple[str, object, str]]:
     """(METHOD, VEVENT, subject) of the slot invitations mailed to ``sender``, in order."""
     found = []

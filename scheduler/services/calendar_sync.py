@@ -197,15 +197,16 @@ class CalendarSync:
             return
         epoch = self._epoch(repo, series, sessions[0])
         sessions = [s for s in sessions if s.rule_date >= epoch]
-        master = self._master(series, epoch)
-        row = repo.db.get(CalendarEvent, master.uid)
+        plain = self._master(series, epoch)
+        row = repo.db.get(CalendarEvent, plain.uid)
         before = self.last_sent(repo, row) if row is not None else None
         # What the series excludes when it is sent: every closed day known,
         # those cancelled one by one since, and those it excluded before.
-        closed = {_at(s.rule_date, master, self.app.tz) for s in sessions if not s.planned}
-        excluded = set(_exdates(before)) | closed | self._cancelled_occurrences(repo, master)
-        master = _with(master, recurrence=Recurrence(interval=1, exdates=tuple(sorted(excluded))))
-        sent = self.apply(repo, master, "series") or before or master
+        closed = {_at(s.rule_date, plain, self.app.tz) for s in sessions if not s.planned}
+        excluded = set(_exdates(before)) | closed | self._cancelled_occurrences(repo, plain)
+        master = _with(plain, recurrence=Recurrence(interval=1, exdates=tuple(sorted(excluded))))
+        # A series sent before the meeting as sent was kept excluded nothing.
+        sent = self.apply(repo, master, "series") or before or plain
         for session in sessions:
             occurrence_start = _at(session.rule_date, master, self.app.tz)
             if not session.planned:
