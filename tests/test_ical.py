@@ -252,3 +252,11 @@ def test_a_changed_vtimezone_component_does_not_reach_later_output():
     after = to_ical([SLOT], "REQUEST", TZ, stamp=STAMP)
     assert after == before and b"X-CHANGED" not in after
     assert b"X-CHANGED" not in build_calendar([SLOT], "REQUEST", TZ, stamp=STAMP).to_ical()
+
+
+def test_new_uids_are_distinct_and_hold_no_digits():
+    from scheduler.model import new_uid
+
+    uids = {new_uid("slot", "kommune.example") for _ in range(2000)}
+    assert len(uids) == 2000
+    assert not any(ch.isdigit() for uid in uids for ch in uid.partition("@")[0])

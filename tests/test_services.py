@@ -17,6 +17,7 @@ from scheduler.services.dispatch import retry_failed
 from scheduler.services.publishing import publish_horizon
 from scheduler.store.tables import CalendarEvent, Item, OutboxEntry
 from scheduler.config import load_config
+from scheduler.logs import CPR_SHAPE
 from tests.appkit import CONFIG, at, build, ingest, item_mail
 
 
@@ -256,6 +257,7 @@ def test_slot_uids_never_repeat_in_a_new_database(tmp_path, monkeypatch):
         uids.append(str(event["UID"]))
     assert uids[0] != uids[1]
     assert all(u.startswith("sparring-slot-") and u.endswith("@kommune.example") for u in uids)
+    assert not any(CPR_SHAPE.search(u) for u in uids), "no digits that could read as a CPR number"
 
 
 class FlakyTransport:

@@ -9,7 +9,6 @@ does, so a decision and its outbox entries land together.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -22,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
 
 from scheduler.mail.compose import domain_of, to_bytes
-from scheduler.model import Session
+from scheduler.model import Session, new_uid
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store.crypto import FieldCipher
@@ -212,7 +211,7 @@ class Repository:
             "updated_at": now,
             "purge_after": session.start + timedelta(days=self._retention()),
             "version": 1,
-            "event_uid": slot_uid(domain_of(app.forum_address)),
+            "event_uid": new_uid("slot", domain_of(app.forum_address)),  # not the row id: ids repeat
         }).scalar_one()
         self._remember(Booked(item_id, session.key, request.acute, received_at, request.cpr_hash,
                               request.birth_date), session.start)
@@ -465,12 +464,6 @@ class Repository:
     def count_outbox(self, status: str) -> int:
         self.flush_writes()
         return self.db.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == status))
-
-
-def slot_uid(domain: str) -> str:
-    """A new slot event's UID: random, so never one an earlier event had
-    (row ids repeat in a new database or after a purge)."""
-    return f"sparring-slot-{uuid.uuid4().hex}@{domain}"
 
 
 class _LazyBirth:
