@@ -88,7 +88,7 @@ def test_the_transaction_id_is_the_same_for_a_repeat_and_new_for_the_next_versio
 def test_the_lookup_filters_on_our_property_with_quotes_escaped():
     url = lookup_url("sparring@kommune.example", "it's@kommune.example")
     path, _, query = url.partition("?")
-    assert path == "/users/sparring%40kommune.example/events"
+    assert path == "/users/sparring@kommune.example/events"
     assert unquote(query).startswith(
         f"$filter=singleValueExtendedProperties/Any(ep: ep/id eq '{UID_PROPERTY}' "
         "and ep/value eq 'it''s@kommune.example')")

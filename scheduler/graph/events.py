@@ -119,7 +119,7 @@ def recurrence_json(meeting: Meeting, tz: tzinfo) -> dict:
 def lookup_url(mailbox: str, uid: str) -> str:
     """The events of ``mailbox`` carrying our UID property with value ``uid``."""
     condition = f"singleValueExtendedProperties/Any(ep: ep/id eq '{UID_PROPERTY}' and ep/value eq '{_quoted(uid)}')"
-    return (f"/users/{quote(mailbox)}/events?$filter={quote(condition, safe='')}"
+    return (f"/users/{quote(mailbox, safe='@')}/events?$filter={quote(condition, safe='')}"
             f"&$select=id,type,start,end")
 
 
@@ -127,7 +127,7 @@ def instances_url(mailbox: str, event_id: str, original_start: datetime) -> str:
     """The instances of a series on the day (UTC, a day either side) of ``original_start``."""
     moment = original_start.astimezone(timezone.utc)
     first, last = moment - timedelta(days=1), moment + timedelta(days=1)
-    return (f"/users/{quote(mailbox)}/events/{quote(event_id, safe='')}/instances"
+    return (f"/users/{quote(mailbox, safe='@')}/events/{quote(event_id, safe='=')}/instances"
             f"?startDateTime={_utc(first)}&endDateTime={_utc(last)}&$select=id,originalStart,start,end")
 
 
