@@ -8,6 +8,7 @@ built (a missing password variable, plaintext to a remote host).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from scheduler.config import Config
@@ -30,7 +31,7 @@ def make_app(config: Config, clock: Clock, data_dir: Path, *, demo: bool = False
     migrate(engine)
     app = App(config, clock, FieldCipher(key), session_factory(engine), data_dir)
     app.engine = engine
-    sync = CalendarSync(app, sends_invitations=config.calendar.backend == "exchange")
+    sync = CalendarSync(app, sends_invitations=config.calendar.backend in ("exchange", "graph"))
     app.calendar_sync = sync
     app.change_handlers.append(sync.items_changed)
     app.calendar_factory = lambda: make_calendar(config, data_dir)
@@ -121,3 +122,20 @@ def exchange_account(config: Config):
 
     ews = config.exchange
     return build_account(ews, _password(ews.password_env, "exchange"), timezone=config.service.timezone)
+
+
+_graph_clients: dict = {}
+_graph_lock = threading.Lock()
+
+
+def graph_client(config: Config):
+    """The process's one Graph client (and so one token) for ``config.graph``,
+    shared by the source, the transport and the calendar."""
+    from scheduler.graph.auth import TokenProvider
+    from scheduler.graph.client import build_client
+
+    key = (config.graph, config.graph_mailbox)
+    with _graph_lock:
+        if key not in _graph_clients:
+            _graph_clients[key] = build_client(config, TokenProvider(config.graph))
+        return _graph_clients[key]
