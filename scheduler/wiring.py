@@ -112,6 +112,10 @@ def make_calendar(config: Config, data_dir: Path, durable: bool = True) -> Calen
         dav = config.calendar.caldav
         return CaldavCalendar(dav.url, dav.username, _password(dav.password_env, "calendar.caldav"),
                               dav.calendar, config.tz, ssl_verify=dav.ca_file or True)
+    if kind == "graph":
+        from scheduler.graph.calendar import GraphCalendar
+
+        return GraphCalendar(graph_client(config), config.graph_mailbox, config.tz, language=config.service.language)
     from scheduler.exchange.calendar import ExchangeCalendar
 
     return ExchangeCalendar(exchange_account(config), config.tz)

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.servers.radicale",
     "tests.servers.ews",
     "tests.servers.graph",
+    "tests.servers.graph_calendar",
 ]

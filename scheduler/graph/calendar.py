@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from urllib.parse import quote
 
+from scheduler.errors import ConfigError
 from scheduler.graph.events import (
     event_json, instances_url, lookup_url, occurrence_json, occurrence_of, windows_zone,
 )
@@ -43,7 +44,10 @@ class GraphCalendar:
         self.mailbox = mailbox
         self.tz = tz
         self.language = language
-        self._zone = windows_zone(tz)  # fails at start-up, not at the first write
+        try:
+            self._zone = windows_zone(tz)  # fails at start-up, not at the first write
+        except ValueError as exc:
+            raise ConfigError(f"service.timezone: {exc}; choose a zone Exchange Online knows.") from None
         self._ids: dict[str, str] = {}  # uid -> event id, as created or found
 
     # -- writes ------------------------------------------------------------
