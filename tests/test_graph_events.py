@@ -101,4 +101,4 @@ def test_an_occurrence_is_found_by_its_original_start():
     assert occurrence_of(instances, original) == "occ-2"
     assert occurrence_of(instances, original + timedelta(weeks=1)) is None
     url = unquote(instances_url("sparring@kommune.example", "AAMk=", original))
-    assert "startDateTime=2027-01-20T09:00:00Z&endDateTime=2027-01-22T09:00:00Z" in url
+    assert "startDateTime=2027-01-07T09:00:00Z&endDateTime=2027-02-04T09:00:00Z" in url

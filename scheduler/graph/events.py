@@ -123,10 +123,15 @@ def lookup_url(mailbox: str, uid: str) -> str:
             f"&$select=id,type,start,end")
 
 
+# Instances are listed by where they are now, so the window reaches as far as
+# sparring moves a session off closed days (Easter: Thursday to Tuesday).
+_MOVED_AT_MOST = timedelta(days=14)
+
+
 def instances_url(mailbox: str, event_id: str, original_start: datetime) -> str:
-    """The instances of a series on the day (UTC, a day either side) of ``original_start``."""
+    """The instances of a series around ``original_start`` (two weeks either side)."""
     moment = original_start.astimezone(timezone.utc)
-    first, last = moment - timedelta(days=1), moment + timedelta(days=1)
+    first, last = moment - _MOVED_AT_MOST, moment + _MOVED_AT_MOST
     return (f"/users/{quote(mailbox, safe='@')}/events/{quote(event_id, safe='=')}/instances"
             f"?startDateTime={_utc(first)}&endDateTime={_utc(last)}&$select=id,originalStart,start,end")
 
