@@ -196,3 +196,12 @@ def test_a_missing_permission_is_one_sentence_naming_it(calendar, graph):
     with pytest.raises(PermanentError, match="Calendars.ReadWrite") as caught:
         calendar.put(single())
     assert "\n" not in str(caught.value)
+
+
+def test_a_zone_exchange_online_has_no_name_for_is_refused_at_start_up():
+    from zoneinfo import ZoneInfo
+
+    from scheduler.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"service\.timezone: the time zone Antarctica/Troll has no Windows name"):
+        GraphCalendar(None, MAILBOX, ZoneInfo("Antarctica/Troll"))

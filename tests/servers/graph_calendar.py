@@ -1,17 +1,18 @@
 """The calendar half of the fake Microsoft Graph server: events, instances,
 cancel, the UID extended property and getSchedule, in memory.
 
-``FakeCalendar`` keeps the forum mailbox's events as Graph would: an event
-is the JSON that was posted, patched since; a series is expanded into its
-occurrences (weekly patterns only, what sparring writes) with cancelled
-and changed occurrences kept per original start. Create honours
+``FakeCalendar`` keeps one mailbox's events as Graph would: an event is the
+JSON that was posted, patched since; a series is expanded into its
+occurrences (weekly patterns, what sparring writes) with cancelled and
+changed occurrences kept per original start. Create honours
 ``transactionId`` (a repeat returns the first event). getSchedule answers
-for the mailbox itself, for the people on its events and for
-the fake's mailboxes (a person's own ``availability`` set by a test);
-anybody else gets Graph's per-schedule error. ``register(fake)`` adds the
-routes to the fake Graph of tests/servers/graph.py; each mailbox's
-calendar lives in its ``calendar`` dict, so ``reset`` empties it too. Responses follow the shapes of
-Microsoft's documented examples, cut to the fields sparring reads.
+for the fake's mailboxes and the people on their events (busy where they
+attend, plus a person's own ``availability`` set by a test); anybody else
+gets Graph's per-schedule error. ``register(fake)`` adds the routes to the
+fake Graph of tests/servers/graph.py (the ``graph_calendar`` fixture does);
+each mailbox's calendar lives in its ``calendar`` dict, so ``reset``
+empties it too. Responses follow the shapes of Microsoft's documented
+examples, cut to the fields sparring reads.
 """
 
 from __future__ import annotations
