@@ -205,3 +205,18 @@ def test_a_zone_exchange_online_has_no_name_for_is_refused_at_start_up():
 
     with pytest.raises(ConfigError, match=r"service\.timezone: the time zone Antarctica/Troll has no Windows name"):
         GraphCalendar(None, MAILBOX, ZoneInfo("Antarctica/Troll"))
+
+
+def test_a_renamed_series_keeps_its_cancelled_days_and_a_new_end_rewrites_the_rule(calendar, graph_server, graph,
+                                                                                    graph_calendar):
+    weekly = replace(SERIES, recurrence=Recurrence(interval=1, until=date(2027, 6, 24)))
+    calendar.put(weekly)
+    closed = at(date(2027, 2, 4), 10)
+    calendar.cancel(replace(weekly, recurrence=None, recurrence_id=closed, cancelled=True, sequence=1))
+    graph_backend(graph_server).put(replace(weekly, summary="Sparringsforum (nyt navn)", sequence=2))
+    [renamed] = bodies(graph, "PATCH", EVENTS + "/[^/_]+$")
+    assert "recurrence" not in renamed  # Exchange would drop the cancelled day with a rewritten rule
+    [event] = graph_calendar.by_uid(SERIES.uid)
+    assert closed.astimezone(timezone.utc) in event.cancelled
+    calendar.put(replace(weekly, recurrence=Recurrence(interval=1, until=date(2027, 12, 30)), sequence=3))
+    assert bodies(graph, "PATCH", EVENTS + "/[^/_]+$")[-1]["recurrence"]["range"]["endDate"] == "2027-12-30"

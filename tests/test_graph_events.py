@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from scheduler.graph.events import (
     UID_PROPERTY, event_json, graph_time, instances_url, lookup_url, occurrence_of, parse_time,
-    transaction_id, windows_zone, zone_of,
+    same_rule, transaction_id, windows_zone, zone_of,
 )
 from scheduler.model import Attendee, Meeting, Recurrence
 
@@ -102,3 +102,15 @@ def test_an_occurrence_is_found_by_its_original_start():
     assert occurrence_of(instances, original + timedelta(weeks=1)) is None
     url = unquote(instances_url("sparring@kommune.example", "AAMk=", original))
     assert "startDateTime=2027-01-07T09:00:00Z&endDateTime=2027-02-04T09:00:00Z" in url
+
+
+def test_a_rule_as_graph_returns_it_is_the_same_as_ours_until_ours_changes():
+    ours = event_json(SERIES, TZ)["recurrence"]
+    theirs = {"pattern": {"type": "weekly", "interval": 1, "month": 0, "dayOfMonth": 0, "daysOfWeek": ["Thursday"],
+                          "firstDayOfWeek": "monday", "index": "first"},
+              "range": {"type": "endDate", "startDate": "2027-01-07", "endDate": "2027-12-30",
+                        "recurrenceTimeZone": "Romance Standard Time", "numberOfOccurrences": 0}}
+    assert same_rule(ours, theirs)
+    later = event_json(replace(SERIES, recurrence=Recurrence(until=date(2028, 6, 29))), TZ)["recurrence"]
+    assert not same_rule(later, theirs)
+    assert not same_rule(ours, None) and same_rule(None, None)

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from scheduler.errors import ConfigError
 from scheduler.graph.events import (
-    event_json, instances_url, lookup_url, occurrence_json, occurrence_of, windows_zone,
+    event_json, instances_url, lookup_url, occurrence_json, occurrence_of, same_rule, windows_zone,
 )
 from scheduler.graph.schedule import answers_to_busy, queries
 from scheduler.model import BusyInterval, Meeting
@@ -49,6 +49,7 @@ class GraphCalendar:
         except ValueError as exc:
             raise ConfigError(f"service.timezone: {exc}; choose a zone Exchange Online knows.") from None
         self._ids: dict[str, str] = {}  # uid -> event id, as created or found
+        self._rules: dict[str, dict | None] = {}  # uid -> its recurrence as Graph holds it
 
     # -- writes ------------------------------------------------------------
 
@@ -84,19 +85,30 @@ class GraphCalendar:
     def _create(self, meetings: list[Meeting]) -> None:
         requests = [{"method": "POST", "url": self._events(), "headers": _JSON,
                      "body": event_json(m, self.tz, create=True)} for m in meetings]
-        for meeting, answer in zip(meetings, self._batch(requests, "calendar create")):
+        for meeting, request, answer in zip(meetings, requests, self._batch(requests, "calendar create")):
             self._ids[meeting.uid] = self._check(answer, "calendar create")["id"]
+            self._rules[meeting.uid] = request["body"].get("recurrence")
 
     def _update(self, meetings: list[Meeting]) -> list[Meeting]:
         """PATCH each; the meetings whose event someone deleted meanwhile are returned."""
         requests = [{"method": "PATCH", "url": self._events(self._ids[m.uid]), "headers": _JSON,
-                     "body": event_json(m, self.tz)} for m in meetings]
+                     "body": self._changes(m)} for m in meetings]
         gone = []
-        for meeting, answer in zip(meetings, self._batch(requests, "calendar update")):
+        for meeting, request, answer in zip(meetings, requests, self._batch(requests, "calendar update")):
             if self._check(answer, "calendar update", missing_ok=True) is None:
                 self._ids.pop(meeting.uid)
                 gone.append(meeting)
+            elif "recurrence" in request["body"]:
+                self._rules[meeting.uid] = request["body"]["recurrence"]
         return gone
+
+    def _changes(self, meeting: Meeting) -> dict:
+        """The PATCH body: the recurrence only when it changed, because Exchange
+        drops a series' changed and cancelled occurrences when it is written."""
+        body = event_json(meeting, self.tz)
+        if "recurrence" in body and same_rule(body["recurrence"], self._rules.get(meeting.uid)):
+            del body["recurrence"]
+        return body
 
     def _put_occurrences(self, meetings: list[Meeting]) -> None:
         found = self._occurrence_ids([(m, m.recurrence_id) for m in meetings])
@@ -135,6 +147,7 @@ class GraphCalendar:
             found = self._check(answer, "calendar lookup").get("value", [])
             if found:
                 self._ids[uid] = found[0]["id"]
+                self._rules[uid] = found[0].get("recurrence")
         return {u: self._ids[u] for u in uids if u in self._ids}
 
     def _occurrence_ids(self, wanted: list[tuple[Meeting, datetime]]) -> list[str | None]:

@@ -116,11 +116,26 @@ def recurrence_json(meeting: Meeting, tz: tzinfo) -> dict:
     return {"pattern": pattern, "range": span}
 
 
+def same_rule(ours: dict | None, theirs: dict | None) -> bool:
+    """Whether Graph's ``recurrence`` already says what ours says (Graph adds
+    fields of its own, and may spell values in another case)."""
+    if ours is None or theirs is None:
+        return ours is theirs
+    for part in ("pattern", "range"):
+        for key, value in ours[part].items():
+            other = (theirs.get(part) or {}).get(key)
+            if key == "daysOfWeek":
+                value, other = sorted(value), sorted(other or [])
+            if str(value).lower() != str(other).lower():
+                return False
+    return True
+
+
 def lookup_url(mailbox: str, uid: str) -> str:
     """The events of ``mailbox`` carrying our UID property with value ``uid``."""
     condition = f"singleValueExtendedProperties/Any(ep: ep/id eq '{UID_PROPERTY}' and ep/value eq '{_quoted(uid)}')"
     return (f"/users/{quote(mailbox, safe='@')}/events?$filter={quote(condition, safe='')}"
-            f"&$select=id,type,start,end")
+            f"&$select=id,type,start,end,recurrence")
 
 
 # Instances are listed by where they are now, so the window reaches as far as

@@ -4,7 +4,8 @@ cancel, the UID extended property and getSchedule, in memory.
 ``FakeCalendar`` keeps one mailbox's events as Graph would: an event is the
 JSON that was posted, patched since; a series is expanded into its
 occurrences (weekly patterns, what sparring writes) with cancelled and
-changed occurrences kept per original start. Create honours
+changed occurrences kept per original start (a PATCH that writes the
+recurrence drops them, as Outlook does when a pattern changes). Create honours
 ``transactionId`` (a repeat returns the first event). getSchedule answers
 for the fake's mailboxes and the people on their events (busy where they
 attend, plus a person's own ``availability`` set by a test); anybody else
@@ -217,6 +218,9 @@ def _update(fake, request):
         return _missing()
     event, original = found
     if original is None:
+        if "recurrence" in (request.json or {}):  # Outlook's way: a rewritten pattern drops the exceptions
+            event.cancelled.clear()
+            event.changed.clear()
         event.data.update(request.json or {})
     else:
         event.changed.setdefault(original, {}).update(request.json or {})
@@ -272,7 +276,20 @@ def _schedule(address: str, start: datetime, end: datetime, calendars: list[Fake
 
 def _summary(event: FakeEvent) -> dict:
     return {"id": event.id, "type": "seriesMaster" if event.data.get("recurrence") else "singleInstance",
-            "subject": event.data.get("subject", ""), "start": event.data["start"], "end": event.data["end"]}
+            "subject": event.data.get("subject", ""), "start": event.data["start"], "end": event.data["end"],
+            "recurrence": _as_graph_says(event.data.get("recurrence"))}
+
+
+def _as_graph_says(rule: dict | None) -> dict | None:
+    """A recurrence as Graph returns it: every field, some of ours in another spelling."""
+    if rule is None:
+        return None
+    pattern = {"type": "weekly", "interval": 1, "month": 0, "dayOfMonth": 0, "firstDayOfWeek": "sunday",
+               "index": "first", **rule["pattern"]}
+    span = {"type": "noEnd", "endDate": "0001-01-01", "recurrenceTimeZone": "UTC", "numberOfOccurrences": 0,
+            **rule["range"]}
+    pattern["daysOfWeek"] = [d.capitalize() for d in reversed(pattern["daysOfWeek"])]
+    return {"pattern": pattern, "range": span}
 
 
 _ROUTES = [
