@@ -87,7 +87,7 @@ def cmd_ingest(ctx) -> int:
     else:
         from scheduler.wiring import make_source
 
-        source = make_source(ctx.config, ctx.data_dir)
+        source = make_source(ctx.config, ctx.data_dir, app)
         intake.start()
         try:
             outcomes = intake.run(source)

@@ -58,6 +58,8 @@ class Daemon:
             return float(self.config.intake.imap.poll_seconds)
         if source == "exchange":
             return float(self.config.exchange.poll_seconds)
+        if source == "graph":
+            return float(self.config.graph.poll_seconds)
         return 2.0
 
     def install_signals(self) -> None:
@@ -75,7 +77,7 @@ class Daemon:
             jobs.publish()
             jobs.cooperation()
             intake = Intake(self.app)
-            source = make_source(self.config, self.app.data_dir)
+            source = make_source(self.config, self.app.data_dir, self.app)
             try:
                 self._drain(intake, source)
             finally:
@@ -153,7 +155,7 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         intake.start()
-        source = make_source(self.config, self.app.data_dir)
+        source = make_source(self.config, self.app.data_dir, self.app)
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
         self._renewed = time.monotonic()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scheduler.config import Config
 from scheduler.errors import ConfigError
-from scheduler.ports import CalendarBackend, Clock, Disposition, MailSource, MailTransport
+from scheduler.ports import CalendarBackend, Clock, Disposition, MailSource, MailTransport, StateStore
 from scheduler.services.calendar_sync import CalendarSync
 from scheduler.services.context import App
 from scheduler.store.crypto import FieldCipher
@@ -54,7 +54,8 @@ def _folders(section) -> dict[Disposition, str]:
     }
 
 
-def make_source(config: Config, data_dir: Path) -> MailSource:
+def make_source(config: Config, data_dir: Path, state: StateStore | None = None) -> MailSource:
+    """``state`` (the App) keeps a source's position where it has one (Graph's delta link)."""
     kind = config.intake.source
     if kind == "folder":
         from scheduler.mail.folder import FolderSource
@@ -71,6 +72,14 @@ def make_source(config: Config, data_dir: Path) -> MailSource:
             folders=_folders(imap), batch_size=imap.batch_size,
             ssl_context=client_context(imap.ca_file or None), idle=imap.idle,
         )
+    if kind == "graph":
+        from scheduler.graph.mailbox import GraphSource
+
+        if state is None:
+            raise ValueError("make_source: the graph source needs the database (state) for its delta link")
+        graph = config.graph
+        return GraphSource(graph_client(config), config.graph_mailbox, _folders(graph), state,
+                           batch_size=graph.batch_size, poll_seconds=graph.poll_seconds)
     from scheduler.exchange.mailbox import ExchangeSource
 
     return ExchangeSource(exchange_account(config), _folders(config.exchange), config.exchange.batch_size,
@@ -95,6 +104,10 @@ def make_transport(config: Config, data_dir: Path, clock: Clock, durable: bool =
             password=password, ssl_context=client_context(smtp.ca_file or None),
             timeout=smtp.timeout_seconds,
         )
+    if kind == "graph":
+        from scheduler.graph.mailbox import GraphTransport
+
+        return GraphTransport(graph_client(config), config.graph_mailbox)
     from scheduler.exchange.mailbox import ExchangeTransport
 
     return ExchangeTransport(exchange_account(config))

@@ -120,6 +120,7 @@ class Mailbox:
         self._ids = ids
         self.folders: dict[str, Folder] = {}
         self.messages: dict[str, Message] = {}
+        self.gone: dict[str, Message] = {}  # moved or deleted: a paged round still lists them as it began
         self.log: list[tuple[int, str, str, str]] = []  # (seq, folder id, message id, "in" | "out")
         self.sent: list[Message] = []
         self.calendar: dict = {}  # for graph_calendar.py
@@ -228,7 +229,7 @@ class FakeGraph:
     # -- moving messages (a move makes a new id, as in Exchange) ---------------------
 
     def move(self, box: Mailbox, message: Message, target: Folder) -> Message:
-        del box.messages[message.id]
+        box.gone[message.id] = box.messages.pop(message.id)
         box.log.append((next(self._seq), message.folder, message.id, "out"))
         moved = Message(self.new_id(), target.id, message.mime, message.received, message.draft, message.bcc)
         box.messages[moved.id] = moved
@@ -236,7 +237,7 @@ class FakeGraph:
         return moved
 
     def remove(self, box: Mailbox, message: Message) -> None:
-        del box.messages[message.id]
+        box.gone[message.id] = box.messages.pop(message.id)
         box.log.append((next(self._seq), message.folder, message.id, "out"))
 
     # -- dispatch -------------------------------------------------------------------
@@ -384,6 +385,7 @@ class FakeGraph:
         self.route("GET", message + r"/\$value", "Mail.ReadWrite")(_value)
         self.route("POST", message + "/move", "Mail.ReadWrite")(_move)
         self.route("DELETE", message, "Mail.ReadWrite")(_delete)
+        self.route("POST", message + "/permanentDelete", "Mail.ReadWrite")(_delete)
         self.route("POST", user + "/sendMail", "Mail.Send")(_send_mail)
         self.route("POST", user + "/messages", "Mail.ReadWrite")(_create_draft)
         self.route("PATCH", message, "Mail.ReadWrite")(_update_draft)
@@ -471,8 +473,8 @@ def _changes(box: Mailbox, folder: Folder, base: int, end: int) -> list[dict]:
             last[message_id] = kind  # keeps the order of each message's latest change
     out = []
     for message_id, kind in last.items():
-        if kind == "in" and message_id in box.messages:
-            out.append(box.messages[message_id].resource())
+        if kind == "in":
+            out.append((box.messages.get(message_id) or box.gone[message_id]).resource())
         elif base:
             out.append({"@odata.type": "#microsoft.graph.message", "id": message_id,
                         "@removed": {"reason": "deleted"}})
