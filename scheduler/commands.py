@@ -35,6 +35,24 @@ def cmd_check_config(ctx) -> int:
     return 0
 
 
+def cmd_check_connection(ctx) -> int:
+    """One line per backend the configuration selects; 0 only if all are OK."""
+    from scheduler.ports import PermanentError, TransientError
+    from scheduler.wiring import connection_checks
+
+    failed = 0
+    for label, check in connection_checks(ctx.config, ctx.data_dir):
+        try:
+            print(f"{label}: OK ({check()})")
+        except (UserError, TransientError, PermanentError) as exc:
+            failed += 1
+            print(f"{label}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one line per backend, never a traceback
+            failed += 1
+            print(f"{label}: failed unexpectedly ({type(exc).__name__}).")
+    return 4 if failed else 0
+
+
 def cmd_plan(ctx) -> int:
     args = ctx.args
     _check_range("plan", args.first, args.last)

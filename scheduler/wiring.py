@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from scheduler.config import Config
@@ -152,3 +153,74 @@ def graph_client(config: Config):
         if key not in _graph_clients:
             _graph_clients[key] = build_client(config, TokenProvider(config.graph))
         return _graph_clients[key]
+
+
+# -- check-connection --------------------------------------------------------------
+
+_LOCAL = {"intake": ("folder", "inbox"), "outbox": ("folder", "outbox"), "calendar": ("local", "calendar")}
+
+
+def connection_checks(config: Config, data_dir: Path) -> list[tuple[str, Callable[[], str]]]:
+    """``(label, check)`` for each backend the configuration selects; a check
+    makes one read-only call (or none, for the folders) and returns what it
+    saw, or raises one sentence. EWS and Graph serve several ports: one
+    check each, covering the ports that use them."""
+    ports = {"intake": config.intake.source, "outbox": config.outbox.transport, "calendar": config.calendar.backend}
+    checks: list[tuple[str, Callable[[], str]]] = []
+    for port, kind in ports.items():
+        local, folder = _LOCAL[port]
+        if kind == local:
+            checks.append((f"{port} {kind}", lambda path=data_dir / folder: f"{path}, nothing to connect to"))
+    if ports["intake"] == "imap":
+        checks.append(("intake imap", lambda: _checked(make_source(config, data_dir))))
+    if ports["outbox"] == "smtp":
+        checks.append(("outbox smtp", lambda: _checked(make_transport(config, data_dir, None))))
+    if ports["calendar"] == "caldav":
+        checks.append(("calendar caldav", lambda: _checked(make_calendar(config, data_dir))))
+    for kind, check in (("exchange", _check_exchange), ("graph", _check_graph)):
+        users = [port for port, chosen in ports.items() if chosen == kind]
+        if users:
+            checks.append((f"{kind} ({', '.join(users)})", lambda c=check, u=users: c(config, u)))
+    return checks
+
+
+def _checked(adapter) -> str:
+    try:
+        return adapter.check()
+    finally:
+        adapter.close()
+
+
+def _check_exchange(config: Config, ports: list[str]) -> str:
+    from scheduler.exchange.errors import mapped
+
+    account = exchange_account(config)
+    try:
+        with mapped("connection check"):
+            if "intake" in ports or "outbox" in ports:
+                account.inbox.refresh()
+            if "calendar" in ports:
+                account.calendar.refresh()
+    finally:
+        account.protocol.close()
+    return f"{config.exchange.service_endpoint}, mailbox {config.exchange.mailbox}"
+
+
+def _check_graph(config: Config, ports: list[str]) -> str:
+    """Sign in, then read the inbox (intake) and the calendar folder (calendar);
+    sending cannot be tried without sending, so the outbox needs the token only."""
+    client = graph_client(config)
+    client.tokens.token()
+    seen = ["signed in"]
+    mailbox = config.graph_mailbox
+    if "intake" in ports:
+        client.get_json(f"/users/{mailbox}/mailFolders/inbox", {"$select": "id"}, what="check of the inbox",
+                        permission="Mail.ReadWrite")
+        seen.append("inbox readable")
+    if "calendar" in ports:
+        client.get_json(f"/users/{mailbox}/calendar", {"$select": "id"}, what="check of the calendar",
+                        permission="Calendars.ReadWrite")
+        seen.append("calendar readable")
+    if "outbox" in ports:
+        seen.append("Mail.Send is tried by the first mail")
+    return f"{mailbox}: {', '.join(seen)}"

@@ -390,6 +390,7 @@ class FakeGraph:
         self.route("POST", user + "/messages", "Mail.ReadWrite")(_create_draft)
         self.route("PATCH", message, "Mail.ReadWrite")(_update_draft)
         self.route("POST", message + "/send", "Mail.Send")(_send_draft)
+        self.route("GET", user + "/calendar", "Calendars.ReadWrite")(_get_calendar)
 
 
 def _aad(status: int, error_name: str, code: int) -> Reply:
@@ -570,6 +571,10 @@ def _send_draft(fake, request):
     message.folder = box.folder("sentitems").id
     box.sent.append(message)
     return Reply(202)
+
+
+def _get_calendar(fake, request):
+    return {"id": "AAMkADcalendar=", "name": "Kalender", "canEdit": True}
 
 
 # -- the server -----------------------------------------------------------------------------
