@@ -1,7 +1,9 @@
 """Agenda items from, and mail through, the forum mailbox in Exchange Online.
 
 ``GraphSource`` (ports.MailSource) follows the inbox with a delta query
-(``mailFolders/inbox/messages/delta``): a round of pages, each a
+(``mailFolders/inbox/messages/delta``, ``changeType=created``: after the
+first full round only new mail is reported, not the removals our own moves
+cause nor flags a person sets in Outlook): a round of pages, each a
 ``@odata.nextLink``, ending in a ``@odata.deltaLink`` that the next poll
 starts from. The link reached is kept in the database (``StateStore``),
 but only once every mail it has passed is settled: a restart resumes there
@@ -108,7 +110,8 @@ class GraphSource:
         headers = {"Prefer": f"odata.maxpagesize={self.batch_size}"}
         if link is None:
             return self.client.request("GET", f"{self.user}/mailFolders/inbox/messages/delta",
-                                       params={"$select": "receivedDateTime"}, headers=headers,
+                                       params={"$select": "receivedDateTime", "changeType": "created"},
+                                       headers=headers,
                                        what="mailbox fetch", permission=READ).json()
         return self.client.request("GET", link, headers=headers, what="mailbox fetch", permission=READ).json()
 

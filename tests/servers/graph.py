@@ -441,32 +441,41 @@ def _create_child(fake, request):
 
 def _delta(fake, request):
     """Changes in (base, end] of the folder's log; ``$skiptoken`` pages a
-    round, ``$deltatoken`` starts the next. Tokens: b<base>e<end>o<offset>."""
+    round, ``$deltatoken`` starts the next. Tokens: b<base>e<end>o<offset>,
+    with a trailing c when the first request asked for ``changeType=created``
+    (later rounds then report new messages only)."""
     folder = _folder_of(fake, request)
     if isinstance(folder, Reply):
         return folder
     box = _box(fake, request)
     latest = box.log[-1][0] if box.log else 0
     if "$skiptoken" in request.query:
-        found = re.fullmatch(r"b(\d+)e(\d+)o(\d+)", request.query["$skiptoken"])
+        found = re.fullmatch(r"b(\d+)e(\d+)o(\d+)(c?)", request.query["$skiptoken"])
         if not found:
             return error(400, "BadRequest", "Invalid skip token.")
-        base, end, offset = map(int, found.groups())
+        base, end, offset = map(int, found.groups()[:3])
+        created = found.group(4)
+    elif "$deltatoken" in request.query:
+        found = re.fullmatch(r"(\d+)(c?)", request.query["$deltatoken"])
+        if not found:
+            return error(400, "BadRequest", "Invalid delta token.")
+        base, end, offset, created = int(found.group(1)), latest, 0, found.group(2)
     else:
-        base, end, offset = int(request.query.get("$deltatoken", "0") or 0), latest, 0
-    changes = _changes(box, folder, base, end)
+        base, end, offset = 0, latest, 0
+        created = "c" if request.query.get("changeType") == "created" else ""
+    changes = _changes(box, folder, base, end, created_only=bool(created))
     size = request.page_size()
     page = changes[offset:offset + size]
     link = f"{fake.endpoint}/users/{request.match['user']}/mailFolders/{request.match['folder']}/messages/delta"
     out: dict = {"@odata.context": f"{fake.endpoint}/$metadata#Collection(message)", "value": page}
     if offset + size < len(changes):
-        out["@odata.nextLink"] = f"{link}?$skiptoken=b{base}e{end}o{offset + size}"
+        out["@odata.nextLink"] = f"{link}?$skiptoken=b{base}e{end}o{offset + size}{created}"
     else:
-        out["@odata.deltaLink"] = f"{link}?$deltatoken={end}"
+        out["@odata.deltaLink"] = f"{link}?$deltatoken={end}{created}"
     return out
 
 
-def _changes(box: Mailbox, folder: Folder, base: int, end: int) -> list[dict]:
+def _changes(box: Mailbox, folder: Folder, base: int, end: int, created_only: bool = False) -> list[dict]:
     last: dict[str, str] = {}
     for seq, folder_id, message_id, kind in box.log:
         if base < seq <= end and folder_id == folder.id:
@@ -476,7 +485,7 @@ def _changes(box: Mailbox, folder: Folder, base: int, end: int) -> list[dict]:
     for message_id, kind in last.items():
         if kind == "in":
             out.append((box.messages.get(message_id) or box.gone[message_id]).resource())
-        elif base:
+        elif base and not created_only:
             out.append({"@odata.type": "#microsoft.graph.message", "id": message_id,
                         "@removed": {"reason": "deleted"}})
     return out
