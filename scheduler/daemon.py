@@ -40,6 +40,9 @@ class _NoScheduler:
         return None
 
 
+MAX_RETRY_AFTER = 900  # seconds: the longest a server's Retry-After keeps the intake away
+
+
 class Daemon:
     def __init__(self, app, poll_seconds: float | None = None) -> None:
         self.app = app
@@ -195,7 +198,8 @@ class Daemon:
             outcomes = intake.run(source)
         except TransientError as exc:
             log.warning("mail source unavailable: %s", exc)
-            self.stopping.wait(min(self.poll, 30))
+            # A server that said how long to stay away (Graph's Retry-After) is obeyed, up to 15 minutes.
+            self.stopping.wait(max(min(self.poll, 30), min(exc.retry_after or 0, MAX_RETRY_AFTER)))
             return False
         except PermanentError as exc:
             # Bad credentials or certificate: keep the scheduler (agendas, outbox)

@@ -165,3 +165,26 @@ def test_received_time_is_graphs_not_the_date_header(graph_server, graph, app):
     graph.deliver(raw, datetime(2025, 1, 6, 11, 5, tzinfo=timezone.utc))
     [got] = source(graph_server, app).fetch(limit=10)
     assert got.received_at == datetime(2025, 1, 6, 11, 5, tzinfo=timezone.utc)
+
+
+class Waits(list):
+    """The daemon's stop event, recording how long it was asked to wait."""
+
+    def wait(self, timeout: float) -> bool:
+        self.append(timeout)
+        return False
+
+    def is_set(self) -> bool:
+        return False
+
+
+def test_the_daemon_stays_away_as_long_as_graph_asks(graph_server, graph, tmp_path, monkeypatch):
+    from scheduler.daemon import Daemon
+    from scheduler.services.intake import Intake
+
+    app, _ = build(tmp_path / "daemon", "2025-01-06T08:00", monkeypatch)
+    daemon = Daemon(app, poll_seconds=5)
+    daemon.stopping = Waits()
+    graph.fail_next("GET", "/delta$", 429, retry_after=600)
+    assert daemon._intake_once(Intake(app), source(graph_server, app)) is False
+    assert daemon.stopping == [600]  # not the 5 s poll: Graph would answer 429 again
