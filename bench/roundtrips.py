@@ -8,13 +8,14 @@ Scenarios, for the shipped configuration (``config/sparring.toml``):
   with its cancelled sessions as exceptions, the monthly series as single
   events (no RRULE expresses "first even-ISO-week Wednesday");
 * the same year with every session a single event;
-* free/busy for 150 people over 6 months.
+* free/busy for 150 people over 6 months;
+* Graph: intake of 1,000 mails (``bench/graph.py``), requests per mail.
 
 Each backend is a function ``(sessions, people, start) -> list[Row]``
 registered in ``BACKENDS``; the EWS one runs exchangelib against the fake
-EWS server from the tests, in-process; the Graph one GraphCalendar against
-the fake Graph server (HTTPS, in-process); the CalDAV one a Radicale it
-starts on 127.0.0.1.
+EWS server from the tests, in-process; the Graph ones (``bench/graph.py``:
+GraphCalendar, GraphSource) the fake Graph server (HTTPS, in-process); the
+CalDAV one a Radicale it starts on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -209,83 +210,13 @@ def _caldav_free_busy(config: Config, first: date, url: str) -> Row:
                f"one calendar each, {unknown} unknown; the extra REPORT is sparring's own calendar")
 
 
-# -- Microsoft Graph ---------------------------------------------------------------
-
-
-def _graph_operation(request) -> str:
-    """A Graph request by what it does: ``$batch``, or the inner operation."""
-    path = request.path
-    for suffix in ("/cancel", "/instances", "/getSchedule"):
-        if path.endswith(suffix):
-            return f"{request.method} {suffix[1:]}"
-    if path.endswith("/events"):
-        return "GET events (lookup)" if request.method == "GET" else "POST events"
-    return f"{request.method} {'event' if '/events/' in path else path}"
-
-
 def run_graph(config: Config, first: date) -> list[Row]:
-    """GraphCalendar against the fake Graph server of the tests, in-process over HTTPS.
+    from bench.graph import run_graph as graph_rows
 
-    ``made`` counts HTTP round trips to Graph ($batch and single requests;
-    the token, once per hour, is not counted); the note lists the
-    operations inside the batches.
-    """
-    from scheduler.config import GraphConfig
-    from scheduler.graph.auth import TokenProvider
-    from scheduler.graph.calendar import GraphCalendar
-    from scheduler.graph.client import GraphClient
-    from tests.servers.graph import SECRET, GraphServer
-    from tests.servers.graph_calendar import register
-
-    rows = []
-    with GraphServer() as server:
-        fake = server.fake
-        mailbox = config.service.mailbox
-        def measure(action: Callable[[GraphCalendar], None]) -> tuple[Counter, Counter]:
-            fake.reset()
-            register(fake)
-            fake.mailbox(mailbox)
-            tokens = TokenProvider(GraphConfig(**server.config()), environ={"SPARRING_GRAPH_SECRET": SECRET})
-            tokens.token()  # the hourly token is not part of the count
-            action(GraphCalendar(GraphClient(fake.endpoint, tokens, ca_file=server.ca_file, mailbox=mailbox),
-                                 mailbox, config.tz))
-            trips = Counter("$batch" if r.path == "/$batch" else _graph_operation(r) for r in fake.http_requests())
-            inner = Counter(_graph_operation(r) for r in fake.requests if r.batched)
-            return trips, inner
-
-        for recurring, label in ((True, "publish a year: weekly recurring + monthly singles"),
-                                 (False, "publish a year: every session a single event")):
-            meetings = year_meetings(config, first, recurring=recurring)
-            made, inner = measure(lambda cal: cal.put_many(meetings))
-            cancelled = exdate_count(meetings)
-            # Creates 20 to a $batch; a cancelled occurrence needs its id (instances), then its cancel.
-            minimum = Counter({"$batch": math.ceil(len(meetings) / 20) + 2 * math.ceil(cancelled / 20)})
-            rows.append(Row("graph", label, made, minimum, f"{len(meetings)} events, {cancelled} cancelled "
-                            f"occurrences; inside: {_ops(inner)}"))
-
-        domain = mailbox.split("@")[1]
-        people = [f"person{n:03d}@{domain}" for n in range(PEOPLE)]
-        start = datetime.combine(first, time(0), tzinfo=config.tz)
-
-        def free_busy(cal: GraphCalendar) -> None:
-            for person in people:
-                fake.mailbox(person)
-            cal.free_busy(people, start, start + HALF_YEAR)
-
-        made, inner = measure(free_busy)
-        requests = math.ceil(PEOPLE / 20) * math.ceil(HALF_YEAR / timedelta(days=41))
-        rows.append(Row("graph", f"free/busy: {PEOPLE} people over 183 days", made,
-                        Counter({"$batch": math.ceil(requests / 20)}),
-                        f"{requests} getSchedule of <= 20 people and < 42 days; inside: {_ops(inner)}"))
-    return rows
+    return graph_rows(config, first)
 
 
-def _ops(counts: Counter) -> str:
-    return ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
-
-
-BACKENDS: dict[str, Callable[[Config, date], list[Row]]] = {"ews": run_ews, "caldav": run_caldav,
-                                                           "graph": run_graph}
+BACKENDS: dict[str, Callable[[Config, date], list[Row]]] = {"ews": run_ews, "caldav": run_caldav, "graph": run_graph}
 
 
 def report(rows: list[Row]) -> str:
@@ -299,8 +230,9 @@ def report(rows: list[Row]) -> str:
             lines.append(f"{'':8} {'  ' + row.note}")
     lines.append("EWS: extra FindItem requests are the UID lookups that make a re-publish idempotent "
                  "(one per 100 UIDs); GetServerTimeZones is read once per year and cached.")
-    lines.append("Graph: the extra $batch requests are the UID lookups (by extended property, 20 to a batch) "
-                 "that make a re-publish from a fresh data directory idempotent.")
+    lines.append("Graph: requests over HTTPS to the fake Graph server; $batch(...) names what a batch carries. "
+                 "The calendar's extra $batch requests are the UID lookups (by extended property, 20 to a "
+                 "batch) that make a re-publish from a fresh data directory idempotent.")
     lines.append("CalDAV: one multiget REPORT per 100 objects reads what is stored, then one PUT per "
                  "calendar object (the weekly series with its exceptions is one object).")
     return "\n".join(lines)

@@ -87,6 +87,15 @@ class MailSource(Protocol):
     def close(self) -> None: ...
 
 
+class StateStore(Protocol):
+    """Small operational facts kept in the database (``App`` is one): a
+    source's position in its mailbox, for instance. No personal data."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class OutgoingMail:
     """A finished RFC 5322 message and its envelope."""

@@ -120,6 +120,7 @@ class Mailbox:
         self._ids = ids
         self.folders: dict[str, Folder] = {}
         self.messages: dict[str, Message] = {}
+        self.gone: dict[str, Message] = {}  # moved or deleted: a paged round still lists them as it began
         self.log: list[tuple[int, str, str, str]] = []  # (seq, folder id, message id, "in" | "out")
         self.sent: list[Message] = []
         self.calendar: dict = {}  # for graph_calendar.py
@@ -228,7 +229,7 @@ class FakeGraph:
     # -- moving messages (a move makes a new id, as in Exchange) ---------------------
 
     def move(self, box: Mailbox, message: Message, target: Folder) -> Message:
-        del box.messages[message.id]
+        box.gone[message.id] = box.messages.pop(message.id)
         box.log.append((next(self._seq), message.folder, message.id, "out"))
         moved = Message(self.new_id(), target.id, message.mime, message.received, message.draft, message.bcc)
         box.messages[moved.id] = moved
@@ -236,7 +237,7 @@ class FakeGraph:
         return moved
 
     def remove(self, box: Mailbox, message: Message) -> None:
-        del box.messages[message.id]
+        box.gone[message.id] = box.messages.pop(message.id)
         box.log.append((next(self._seq), message.folder, message.id, "out"))
 
     # -- dispatch -------------------------------------------------------------------
@@ -384,10 +385,12 @@ class FakeGraph:
         self.route("GET", message + r"/\$value", "Mail.ReadWrite")(_value)
         self.route("POST", message + "/move", "Mail.ReadWrite")(_move)
         self.route("DELETE", message, "Mail.ReadWrite")(_delete)
+        self.route("POST", message + "/permanentDelete", "Mail.ReadWrite")(_delete)
         self.route("POST", user + "/sendMail", "Mail.Send")(_send_mail)
         self.route("POST", user + "/messages", "Mail.ReadWrite")(_create_draft)
         self.route("PATCH", message, "Mail.ReadWrite")(_update_draft)
         self.route("POST", message + "/send", "Mail.Send")(_send_draft)
+        self.route("GET", user + "/calendar", "Calendars.ReadWrite")(_get_calendar)
 
 
 def _aad(status: int, error_name: str, code: int) -> Reply:
@@ -438,32 +441,41 @@ def _create_child(fake, request):
 
 def _delta(fake, request):
     """Changes in (base, end] of the folder's log; ``$skiptoken`` pages a
-    round, ``$deltatoken`` starts the next. Tokens: b<base>e<end>o<offset>."""
+    round, ``$deltatoken`` starts the next. Tokens: b<base>e<end>o<offset>,
+    with a trailing c when the first request asked for ``changeType=created``
+    (later rounds then report new messages only)."""
     folder = _folder_of(fake, request)
     if isinstance(folder, Reply):
         return folder
     box = _box(fake, request)
     latest = box.log[-1][0] if box.log else 0
     if "$skiptoken" in request.query:
-        found = re.fullmatch(r"b(\d+)e(\d+)o(\d+)", request.query["$skiptoken"])
+        found = re.fullmatch(r"b(\d+)e(\d+)o(\d+)(c?)", request.query["$skiptoken"])
         if not found:
             return error(400, "BadRequest", "Invalid skip token.")
-        base, end, offset = map(int, found.groups())
+        base, end, offset = map(int, found.groups()[:3])
+        created = found.group(4)
+    elif "$deltatoken" in request.query:
+        found = re.fullmatch(r"(\d+)(c?)", request.query["$deltatoken"])
+        if not found:
+            return error(400, "BadRequest", "Invalid delta token.")
+        base, end, offset, created = int(found.group(1)), latest, 0, found.group(2)
     else:
-        base, end, offset = int(request.query.get("$deltatoken", "0") or 0), latest, 0
-    changes = _changes(box, folder, base, end)
+        base, end, offset = 0, latest, 0
+        created = "c" if request.query.get("changeType") == "created" else ""
+    changes = _changes(box, folder, base, end, created_only=bool(created))
     size = request.page_size()
     page = changes[offset:offset + size]
     link = f"{fake.endpoint}/users/{request.match['user']}/mailFolders/{request.match['folder']}/messages/delta"
     out: dict = {"@odata.context": f"{fake.endpoint}/$metadata#Collection(message)", "value": page}
     if offset + size < len(changes):
-        out["@odata.nextLink"] = f"{link}?$skiptoken=b{base}e{end}o{offset + size}"
+        out["@odata.nextLink"] = f"{link}?$skiptoken=b{base}e{end}o{offset + size}{created}"
     else:
-        out["@odata.deltaLink"] = f"{link}?$deltatoken={end}"
+        out["@odata.deltaLink"] = f"{link}?$deltatoken={end}{created}"
     return out
 
 
-def _changes(box: Mailbox, folder: Folder, base: int, end: int) -> list[dict]:
+def _changes(box: Mailbox, folder: Folder, base: int, end: int, created_only: bool = False) -> list[dict]:
     last: dict[str, str] = {}
     for seq, folder_id, message_id, kind in box.log:
         if base < seq <= end and folder_id == folder.id:
@@ -471,9 +483,9 @@ def _changes(box: Mailbox, folder: Folder, base: int, end: int) -> list[dict]:
             last[message_id] = kind  # keeps the order of each message's latest change
     out = []
     for message_id, kind in last.items():
-        if kind == "in" and message_id in box.messages:
-            out.append(box.messages[message_id].resource())
-        elif base:
+        if kind == "in":
+            out.append((box.messages.get(message_id) or box.gone[message_id]).resource())
+        elif base and not created_only:
             out.append({"@odata.type": "#microsoft.graph.message", "id": message_id,
                         "@removed": {"reason": "deleted"}})
     return out
@@ -568,6 +580,10 @@ def _send_draft(fake, request):
     message.folder = box.folder("sentitems").id
     box.sent.append(message)
     return Reply(202)
+
+
+def _get_calendar(fake, request):
+    return {"id": "AAMkADcalendar=", "name": "Kalender", "canEdit": True}
 
 
 # -- the server -----------------------------------------------------------------------------
