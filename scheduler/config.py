@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from scheduler.config_errors import describe
+from scheduler.config_errors import describe, locate
 from scheduler.errors import ConfigError
 from scheduler.model import (
     Cadence,
@@ -384,4 +384,21 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(path, text, exc)) from None
+    _require_graph_ids(path, text, config)
     return config.model_copy(update={"source": path})
+
+
+_GRAPH_IDS = {"tenant_id": "the Directory (tenant) ID", "client_id": "the Application (client) ID"}
+
+
+def _require_graph_ids(path: Path, text: str, config: Config) -> None:
+    """A port on Graph needs the app registration's two IDs: say so at load time."""
+    ports = [name for name, kind in (("intake.source", config.intake.source),
+                                      ("outbox.transport", config.outbox.transport),
+                                      ("calendar.backend", config.calendar.backend)) if kind == "graph"]
+    for key, what in _GRAPH_IDS.items():
+        if ports and not getattr(config.graph, key).strip():
+            line = locate(text, ("graph", key)) or locate(text, tuple(ports[0].split(".")))
+            where = f"{path}: line {line}: " if line else f"{path}: "
+            raise ConfigError(f"{where}graph.{key}: required when {ports[0]} = \"graph\"; give {what} of the "
+                              "app registration in Entra ID (README, Running on Microsoft 365).")

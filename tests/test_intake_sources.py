@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from scheduler.exchange.account import build_account
 from scheduler.exchange.mailbox import ExchangeSource
 from scheduler.mail.imap import ImapSource
-from scheduler.ports import Disposition
 from scheduler.services.intake import Intake
 from scheduler.tls import client_context
 from tests.appkit import FOLDERS, build, item_mail
