@@ -224,3 +224,17 @@ def test_an_address_the_backend_cannot_see_is_unknown_not_free(subject):
     subject.backend.put(single())
     result = subject.backend.free_busy(["nobody@kommune.example"], *WINDOW)
     assert result == {"nobody@kommune.example": [BusyInterval(*WINDOW, BusyKind.UNKNOWN)]}
+
+
+def test_a_moved_occurrence_goes_when_it_is_cancelled_or_becomes_an_exdate(subject):
+    subject.backend.put(SERIES)
+    for day, to in ((date(2027, 1, 21), date(2027, 1, 22)), (date(2027, 1, 28), date(2027, 1, 29))):
+        subject.backend.put(replace(SERIES, recurrence=None, recurrence_id=at(day, 10), start=at(to, 13),
+                                    end=at(to, 14), sequence=1))
+    cancel = at(date(2027, 1, 21), 10)
+    subject.fresh().cancel(replace(SERIES, recurrence=None, recurrence_id=cancel, start=at(date(2027, 1, 22), 13),
+                                   end=at(date(2027, 1, 22), 14), sequence=2, cancelled=True))
+    # The series as sparring sends it next: every day that does not take place among its exdates.
+    closed = replace(SERIES.recurrence, exdates=(*SERIES.recurrence.exdates, cancel, at(date(2027, 1, 28), 10)))
+    subject.backend.put(replace(SERIES, recurrence=closed, sequence=3))
+    assert subject.occurrences(SERIES.uid) == [(utc(date(2027, 1, 7), 10), utc(date(2027, 1, 7), 11))]

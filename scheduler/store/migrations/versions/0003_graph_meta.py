@@ -2,7 +2,7 @@
 reprocesses nor misses mail) can be longer than 500 characters.
 
 Revision ID: 0003g
-Revises: 0002
+Revises: 0003_event_uids
 Create Date: 2026-12-07
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003g"
-down_revision = "0002"
+down_revision = "0003_event_uids"  # chained at the merge of main (0003_event_uids) and graph-core
 branch_labels = None
 depends_on = None
 
