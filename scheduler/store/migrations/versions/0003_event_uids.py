@@ -18,7 +18,7 @@ Create Date: 2026-12-07
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_event_uids"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
