@@ -1,8 +1,8 @@
 """meta.value as TEXT: a Graph delta link (kept so that a restart neither
 reprocesses nor misses mail) can be longer than 500 characters.
 
-Revision ID: 0003g
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-07
 """
 
