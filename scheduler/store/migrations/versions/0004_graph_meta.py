@@ -1,16 +1,16 @@
 """meta.value as TEXT: a Graph delta link (kept so that a restart neither
 reprocesses nor misses mail) can be longer than 500 characters.
 
-Revision ID: 0003g
-Revises: 0003_event_uids
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003g"
-down_revision = "0003_event_uids"  # chained at the merge of main (0003_event_uids) and graph-core
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
