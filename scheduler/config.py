@@ -234,6 +234,12 @@ class StorageConfig(Section):
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
 
+class AuditConfig(Section):
+    """The audit trail; kept longer than the data it speaks of (5 years)."""
+
+    retention_days: Annotated[int, Field(ge=30, le=36500)] = 1825
+
+
 class AgendaConfig(Section):
     cpr_display: Literal["masked", "full"] = "masked"
     caseworker_copy: Literal["own_item", "timetable", "none"] = "own_item"
@@ -301,6 +307,7 @@ class Config(Section):
     calendar: CalendarConfig = CalendarConfig()
     exchange: ExchangeConfig = ExchangeConfig()
     storage: StorageConfig = StorageConfig()
+    audit: AuditConfig = AuditConfig()
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)

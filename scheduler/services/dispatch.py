@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +51,7 @@ class Dispatcher:
         self.app = app
         self.durable = durable
         self._done: list[int] = []  # sent, marked done at the end of the run (durable=False)
+        self._sent: list[tuple] = []  # (kind, recipients, payload) sent with personal data: audited per run
         self.transport = transport
         self.calendar = calendar
         cfg = app.config.outbox
@@ -71,6 +73,7 @@ class Dispatcher:
                 self._run(limit, report)
             finally:
                 self._flush_done()
+                self._audit_sent()
         return report
 
     def _run(self, limit: int, report: DispatchReport) -> None:
@@ -168,7 +171,26 @@ class Dispatcher:
             self._again_or_fail(entry_id, attempts, None, f"{type(exc).__name__} (unexpected)", report)
             return
         self._mark_done([entry_id])
+        if payload.get("about") or payload["type"] == "itip":
+            self._sent.append((kind, recipients, payload))
         report.sent += 1
+
+    def _audit_sent(self) -> None:
+        """One audit row per citizen per mail sent with their data (agenda,
+        alert, receipt), and one per invitation: to whom, which Message-ID."""
+        sent, self._sent = self._sent, []
+        if not sent:
+            return
+        with self.app.transaction() as repo:
+            for kind, recipients, payload in sent:
+                to = tuple(json.loads(recipients))
+                if payload["type"] == "itip":
+                    repo.audit("invitation-sent", recipients=to, message_id=payload.get("message_id"))
+                    continue
+                message_id = message_id_of(payload["message"])
+                for subject, series, start in payload["about"]:
+                    repo.audit(f"{kind}-sent", subject=subject, series=series, recipients=to,
+                               session_start=datetime.fromisoformat(start), message_id=message_id)
 
     def _again_or_fail(self, entry_id: int, attempts: int, retry_after: float | None, error: str, report) -> None:
         if attempts >= self.max_attempts:
@@ -247,6 +269,15 @@ class Dispatcher:
             sent_at=self.app.now(), language="da",
         )
         repo.enqueue_mail(message, kind="report", dedupe_key=f"failure:{entry.id}", recipients=[admin])
+
+
+_MESSAGE_ID = re.compile(r"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id_of(message: str) -> str | None:
+    """The Message-ID header of a message as queued (CRLF lines)."""
+    found = _MESSAGE_ID.search(message.partition("\r\n\r\n")[0])
+    return found.group(1) if found else None
 
 
 def _safe(exc: Exception) -> str:
