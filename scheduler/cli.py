@@ -157,6 +157,7 @@ def _data_protection(commands) -> None:
 
     record = commands.add_parser("record-of-processing",
                                  help="print the record of processing (art. 30), in Danish")
+    record.add_argument("--language", choices=("da", "en"), default="da")
     record.set_defaults(run=cmd_record_of_processing)
 
 

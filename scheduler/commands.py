@@ -304,5 +304,5 @@ def cmd_erase(ctx) -> int:
 def cmd_record_of_processing(ctx) -> int:
     from scheduler.services.record import record_of_processing
 
-    sys.stdout.write(record_of_processing(ctx.config))
+    sys.stdout.write(record_of_processing(ctx.config, ctx.args.language))
     return 0
