@@ -110,6 +110,7 @@ class SeriesConfig(Section):
     on_closed: OnClosed = OnClosed.CANCEL
     location: str = ""
     remind: tuple[Address, ...] = ()
+    encryption: Literal["tls-only", "smime"] = "tls-only"  # agendas and alerts: S/MIME per recipient
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesConfig:
@@ -234,6 +235,17 @@ class StorageConfig(Section):
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
 
+class SmimeConfig(Section):
+    """S/MIME: recipients' certificates, the forum's own key and certificate."""
+
+    certificates_dir: str = ""  # <address>.pem per recipient
+    ca_file: str = ""  # when set, recipients' and signers' certificates must be issued by a CA in it
+    signing_key: str = ""  # PEM; with signing_cert, outgoing encrypted mail is signed too
+    signing_cert: str = ""
+    decrypt_key: str = ""  # PEM; items encrypted to the forum's certificate are decrypted with it
+    decrypt_cert: str = ""
+
+
 class AuditConfig(Section):
     """The audit trail; kept longer than the data it speaks of (5 years)."""
 
@@ -308,6 +320,7 @@ class Config(Section):
     exchange: ExchangeConfig = ExchangeConfig()
     storage: StorageConfig = StorageConfig()
     audit: AuditConfig = AuditConfig()
+    smime: SmimeConfig = SmimeConfig()
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)

@@ -30,6 +30,7 @@ from scheduler.calendars.invitation import invitation_mail
 from scheduler.calendars.serial import meeting_from_json
 from scheduler.mail.compose import text_mail, to_bytes
 from scheduler.ports import CalendarBackend, MailTransport, OutgoingMail, PermanentError, TransientError
+from scheduler.services.protection import protect
 from scheduler.store.tables import OutboxEntry
 
 log = logging.getLogger("sparring.outbox")
@@ -158,7 +159,7 @@ class Dispatcher:
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
         try:
-            self._deliver(kind, recipients, payload)
+            reached = self._deliver(kind, recipients, payload)
         except TransientError as exc:
             self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report)
             return
@@ -172,7 +173,7 @@ class Dispatcher:
             return
         self._mark_done([entry_id])
         if payload.get("about") or payload["type"] == "itip":
-            self._sent.append((kind, recipients, payload))
+            self._sent.append((kind, json.dumps(reached) if reached else recipients, payload))
         report.sent += 1
 
     def _audit_sent(self) -> None:
@@ -199,19 +200,16 @@ class Dispatcher:
             self._retry_later(entry_id, attempts, retry_after, error)
             report.retried += 1
 
-    def _deliver(self, kind: str, recipients: str, payload: dict) -> None:
+    def _deliver(self, kind: str, recipients: str, payload: dict) -> list[str] | None:
+        """Send one entry; a mail's recipients actually reached are returned."""
         if payload["type"] == "itip":
             payload = {"type": "mail", "sender": self.app.forum_address,
                        "message": self._invitation(payload, json.loads(recipients))}
         if payload["type"] == "mail":
-            mail = OutgoingMail(
-                sender=payload["sender"],
-                recipients=tuple(json.loads(recipients)),
-                message=payload["message"].encode("utf-8", "surrogateescape"),
-                kind=kind,
-            )
-            self.transport.send(mail)
-            return
+            to, message = protect(self.app, kind, tuple(json.loads(recipients)),
+                                  payload["message"].encode("utf-8", "surrogateescape"), payload)
+            self.transport.send(OutgoingMail(sender=payload["sender"], recipients=to, message=message, kind=kind))
+            return list(to)
         if self.calendar is None:
             raise PermanentError("no calendar backend is configured")
         meeting = meeting_from_json(payload["meeting"])
@@ -221,6 +219,7 @@ class Dispatcher:
             self.calendar.cancel(meeting)
         else:
             raise PermanentError(f"unknown outbox entry type {payload['type']!r}")
+        return None
 
     def _invitation(self, payload: dict, recipients: list[str]) -> str:
         """An iTIP mail rendered now: fresh DTSTAMP, current templates. A
