@@ -193,6 +193,8 @@ class IntakeConfig(Section):
     max_lines: Annotated[int, Field(ge=1, le=50)] = 5
     # Worker processes that parse a large batch on other cores (0: parse in the daemon).
     parse_workers: Annotated[int, Field(ge=0, le=8)] = 1
+    # The receiving server whose Authentication-Results (RFC 8601) are trusted; "" ignores them all.
+    authserv_id: str = ""
     imap: ImapConfig = ImapConfig()
 
 

@@ -155,3 +155,96 @@ def test_a_certificate_for_another_address_is_refused(pki):
 def test_a_series_with_smime_needs_a_certificates_folder(tmp_path, monkeypatch, pki):
     with pytest.raises(ConfigError, match="certificates_dir"):
         build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config(pki, Path(), certificates_dir=""))
+
+
+# -- S/MIME in: a caseworker's client signs and encrypts (OpenSSL plays it) ------------
+
+
+def _openssl(*args, data: bytes) -> bytes:
+    done = subprocess.run(["openssl", "smime", *args], input=data, capture_output=True, check=True)
+    return done.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _item_entity(cpr: str = CPR) -> bytes:
+    return (f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            f"CPR: {cpr}\r\nHelbred: Angst.\r\nSociale udfordringer: Gæld.\r\n").encode()
+
+
+def _headers(mid: str, sender: str = "karen@kommune.example") -> bytes:
+    return (f"From: {sender}\r\nTo: sparring@kommune.example\r\nSubject: Sparring\r\n"
+            f"Date: Mon, 04 Jan 2027 09:00:00 +0100\r\nMessage-ID: <{mid}@kommune.example>\r\n").encode()
+
+
+def _signed(pki, signer_files, entity: bytes) -> bytes:
+    cert, key = signer_files
+    return _openssl("-sign", "-signer", str(cert), "-inkey", str(key), "-md", "sha256", data=entity)
+
+
+def _encrypted(to_cert: Path, entity: bytes) -> bytes:
+    return _openssl("-encrypt", "-aes256", str(to_cert), data=entity)
+
+
+def test_an_encrypted_and_signed_item_is_taken_in_and_answered_encrypted(tmp_path, monkeypatch, pki):
+    certs = _certs(tmp_path, pki, ("karen@kommune.example",))
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config(pki, certs, encrypt=False))
+    forum_cert, _ = pki["files"]["sparring@kommune.example"]
+    signed = _signed(pki, pki["files"]["karen@kommune.example"], _item_entity())
+    raw = _headers("enc1") + _encrypted(forum_cert, signed)
+    assert b"Angst" not in raw and b"150303" not in raw
+    outcome = ingest(app, raw, "2027-01-04T09:00")
+    assert outcome.outcome == "accepted", outcome.reason
+    with app.transaction() as repo:
+        (item,) = repo.items_of_session("unge/2027-01-07")
+    assert item.cpr.formatted == CPR and item.health == ("Angst.",)
+    dispatcher.run_once()
+    (path, receipt), = [(p, m) for p, m in _outbox(tmp_path) if m["Auto-Submitted"] == "auto-replied"]
+    assert receipt.get_content_type() == "application/pkcs7-mime", "the receipt goes back encrypted"
+    assert _openssl_decrypt(path, pki["files"]["karen@kommune.example"]).returncode == 0
+
+
+def test_a_receipt_to_an_encrypted_item_goes_plain_without_the_senders_certificate(tmp_path, monkeypatch, pki):
+    certs = _certs(tmp_path, pki, ())
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config(pki, certs, encrypt=False))
+    forum_cert, _ = pki["files"]["sparring@kommune.example"]
+    outcome = ingest(app, _headers("enc2") + _encrypted(forum_cert, _item_entity()), "2027-01-04T09:00")
+    assert outcome.outcome == "accepted"
+    dispatcher.run_once()
+    (receipt,) = [m for _, m in _outbox(tmp_path) if m["Auto-Submitted"] == "auto-replied"]
+    assert receipt.get_content_type() == "text/plain"  # masked CPR only, no health text
+
+
+@pytest.mark.parametrize("case, code", [
+    ("untrusted", "smime_bad_signature"),
+    ("changed", "smime_bad_signature"),
+    ("other_signer", "smime_signer_mismatch"),
+    ("not_to_us", "smime_undecryptable"),
+])
+def test_a_forged_or_foreign_item_is_quarantined(tmp_path, monkeypatch, pki, case, code):
+    certs = _certs(tmp_path, pki, ())
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config(pki, certs, encrypt=False))
+    forum_cert, _ = pki["files"]["sparring@kommune.example"]
+    karen = pki["files"]["karen@kommune.example"]
+    if case == "untrusted":
+        rogue = write_pair(tmp_path / "rogue", "karen", issue(make_ca("Rogue CA"), "karen@kommune.example"))
+        body = _signed(pki, rogue, _item_entity())
+    elif case == "changed":
+        body = _signed(pki, karen, _item_entity()).replace(b"Angst.", b"Intet.")
+    elif case == "other_signer":
+        body = _signed(pki, pki["files"]["ole@kommune.example"], _item_entity())
+    else:
+        body = _encrypted(pki["files"]["ole@kommune.example"][0], _item_entity())
+    if case != "not_to_us":
+        body = _encrypted(forum_cert, body)
+    outcome = ingest(app, _headers(f"q-{case}") + body, "2027-01-04T09:00")
+    assert (outcome.outcome, outcome.extra.get("code")) == ("quarantined", code)
+    with app.transaction() as repo:
+        assert repo.items_of_session("unge/2027-01-07") == []
+
+
+def test_a_signed_but_unencrypted_item_is_verified_too(tmp_path, monkeypatch, pki):
+    certs = _certs(tmp_path, pki, ())
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config(pki, certs, encrypt=False))
+    signed = _signed(pki, pki["files"]["karen@kommune.example"], _item_entity())
+    assert ingest(app, _headers("s1") + signed, "2027-01-04T09:00").outcome == "accepted"
+    forged = _signed(pki, pki["files"]["karen@kommune.example"], _item_entity()).replace(b"Angst.", b"Intet.")
+    assert ingest(app, _headers("s2") + forged, "2027-01-04T09:05").outcome == "quarantined"

@@ -24,9 +24,12 @@ from pathlib import Path
 
 from scheduler.errors import ConfigError
 from scheduler.mail import smime
+from scheduler.mail.authresults import failed, trusted_results
 from scheduler.mail.compose import text_mail
+from scheduler.mail.parse import MailKind, parse_mail
 from scheduler.ports import PermanentError
 from scheduler.render import render_mail
+from scheduler.services.allowlist import Allowlist
 
 log = logging.getLogger("sparring.smime")
 
@@ -164,3 +167,32 @@ def protect(app, kind: str, recipients: tuple[str, ...], message: bytes, payload
     if guard is None or not guard.needs(kind, payload):
         return recipients, message
     return guard.outgoing(recipients, message, optional=bool(payload.get("smime")) and kind == "receipt")
+
+
+# -- the gate before a mail is decided ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Screened:
+    parsed: object  # ParsedMail, of the decrypted content where it came encrypted
+    code: str | None  # a quarantine reason code, or None
+    encrypted: bool = False
+
+
+def screen(app, repo, parsed, raw: bytes) -> Screened:
+    """Sender authenticity (Authentication-Results), then S/MIME: a mail
+    that fails is quarantined; an encrypted one is parsed decrypted, and its
+    receipt goes back encrypted where the sender's certificate is known."""
+    intake = app.config.intake
+    if intake.authserv_id and Allowlist(intake.allow).permits(parsed.sender):
+        results = trusted_results(raw, intake.authserv_id)
+        if results is not None and failed(results):
+            return Screened(parsed, "auth_failed")
+    guard = protection(app)
+    if guard is None or parsed.kind is MailKind.TOO_LARGE or not (smime.is_enveloped(raw) or smime.is_signed(raw)):
+        return Screened(parsed, None)
+    unwrapped = guard.unwrap(raw, parsed.sender)
+    if unwrapped.quarantine:
+        return Screened(parsed, unwrapped.quarantine, unwrapped.encrypted)
+    repo.reply_encrypted(unwrapped.encrypted)
+    return Screened(parse_mail(unwrapped.raw, max_bytes=intake.max_bytes), None, unwrapped.encrypted)

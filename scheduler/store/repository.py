@@ -78,6 +78,7 @@ class Repository:
         self._mail: dict = {}  # the record of the mail being decided, see begin_mail
         self._mail_id: int | None = None  # its row, once written
         self._mail_mid: str | None = None  # its Message-ID, for its audit rows
+        self._encrypted_reply = False  # it came S/MIME-encrypted: so goes its receipt, where possible
         self._message_keys: dict[str, str] = {}  # HMACs of Message-IDs, for this transaction
         self._deferred: dict | None = None  # statement -> rows, see defer_writes
         self._audit: list[audit.Entry] = []  # appended to the trail at the commit, see flush_writes
@@ -115,6 +116,7 @@ class Repository:
         }
         self._mail_id = None
         self._mail_mid = parsed.message_id  # for its audit rows
+        self._encrypted_reply = False
         self._audit_mark = len(self._audit)
         if self._seen is not None:
             self._seen[self._mail["message_key"]] = (self._mail["source_ref"], "processing")
@@ -390,6 +392,8 @@ class Repository:
         subjects = self.about_items(about)
         if subjects:
             payload["about"] = subjects
+        if kind == "receipt" and self._encrypted_reply:
+            payload["smime"] = True  # the dispatcher encrypts it if the sender's certificate is known
         return self.enqueue(kind, dedupe_key, recipients, payload)
 
     def enqueue(self, kind: str, dedupe_key: str, recipients: Sequence[str], payload: dict) -> bool:
@@ -449,6 +453,10 @@ class Repository:
         if row is not None:
             self.audit(action, subject=row.cpr_hash, series=row.series_id, session_start=row.session_start,
                        message_id=self._mail_message_id())
+
+    def reply_encrypted(self, encrypted: bool) -> None:
+        """The mail being decided came encrypted: answer it encrypted."""
+        self._encrypted_reply = encrypted
 
     def _mail_message_id(self) -> str | None:
         return self._mail_mid
