@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update
@@ -190,4 +189,18 @@ def test_the_raw_database_holds_no_cpr_or_health_text(tmp_path, monkeypatch, bac
     for needle in ("150303-4321", "1503034321", "150303-xxxx", "Angst", "Gæld"):
         assert needle not in dump
     assert _verify(app).ok
-    assert timedelta(0) <= app.now() - at("2027-01-04T09:05")
+
+
+def test_a_rejected_mail_naming_a_citizen_is_in_their_trail_and_erased_with_them(tmp_path, monkeypatch):
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    cpr = "150370-1234"
+    # Six lines of text: more than intake.max_lines, so the mail is rejected.
+    raw = item_mail(cpr, "r1").replace(b"Helbred: Angst.", b"Helbred: a\r\nb\r\nc\r\nd\r\ne\r\nf")
+    outcome = ingest(app, raw, "2027-01-04T09:00")
+    assert outcome.outcome == "rejected"
+    (tmp_path / "rejected").mkdir(exist_ok=True)
+    (tmp_path / "rejected" / "m2027-01-04T09:00").write_bytes(raw)
+    (row,) = [r for r in _trail(app) if r.action == "mail-rejected"]
+    assert row.subject == app.cipher.lookup_hash("1503701234", purpose="cpr") and row.message_id == "<r1@kommune.example>"
+    done = erase(app, cpr)
+    assert done.mails == 1 and not (tmp_path / "rejected" / "m2027-01-04T09:00").exists()

@@ -220,7 +220,7 @@ def _source_mails(repo: Repository, subject: str, items: list[ItemView]) -> list
     ids = {r for r in repo.db.scalars(select(Item.mail_id).where(Item.cpr_hash == subject))}
     message_ids = {r for r in repo.db.scalars(
         select(AuditEntry.message_id).where(AuditEntry.subject == subject, AuditEntry.message_id.is_not(None)))}
-    keys = [repo.message_key(m) for m in message_ids]
+    keys = [repo.message_key(m.strip("<>")) for m in message_ids]  # the trail keeps the brackets
     query = select(Mail).where(Mail.id.in_(ids) | Mail.message_key.in_(keys))
     return repo.db.scalars(query).all()
 

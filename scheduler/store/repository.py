@@ -29,6 +29,7 @@ from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
 PENDING = "pending"
+_UNPLACED = frozenset({"rejected", "quarantined"})  # outcomes that keep the mail, but make no item
 _INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
@@ -78,6 +79,7 @@ class Repository:
         self._mail: dict = {}  # the record of the mail being decided, see begin_mail
         self._mail_id: int | None = None  # its row, once written
         self._mail_mid: str | None = None  # its Message-ID, for its audit rows
+        self._mail_cprs: tuple[str, ...] = ()  # the CPR numbers it names, for its audit rows
         self._encrypted_reply = False  # it came S/MIME-encrypted: so goes its receipt, where possible
         self._message_keys: dict[str, str] = {}  # HMACs of Message-IDs, for this transaction
         self._deferred: dict | None = None  # statement -> rows, see defer_writes
@@ -116,6 +118,7 @@ class Repository:
         }
         self._mail_id = None
         self._mail_mid = parsed.message_id  # for its audit rows
+        self._mail_cprs = tuple(getattr(parsed, "cprs", ()))
         self._encrypted_reply = False
         self._audit_mark = len(self._audit)
         if self._seen is not None:
@@ -128,6 +131,8 @@ class Repository:
     def finish_mail(self, outcome: str, code: str | None) -> None:
         """Write the mail's record with its outcome (one INSERT), or correct it."""
         self._audit_mark = None
+        if outcome in _UNPLACED:
+            self._audit_unplaced(outcome)
         if self._mail_id is None:
             self.set_outcome(outcome, code)
             if self._deferred is None:
@@ -457,6 +462,13 @@ class Repository:
     def reply_encrypted(self, encrypted: bool) -> None:
         """The mail being decided came encrypted: answer it encrypted."""
         self._encrypted_reply = encrypted
+
+    def _audit_unplaced(self, outcome: str) -> None:
+        """A mail that named citizens but made no item (rejected, quarantined):
+        the forum received their data all the same, until the retention."""
+        for digits in sorted(set(self._mail_cprs)):
+            self.audit(f"mail-{outcome}", actor=self._mail.get("sender") or "unknown",
+                       subject=self.cipher.lookup_hash(digits, purpose="cpr"), message_id=self._mail_mid)
 
     def _mail_message_id(self) -> str | None:
         return self._mail_mid
