@@ -292,6 +292,7 @@ def cmd_erase(ctx) -> int:
     from scheduler.services.access import erase
 
     done = erase(ctx.app(), ctx.args.cpr)
+    _erase_in_mailbox(ctx, done)
     if ctx.args.json:
         print(json.dumps(done.as_json()))
     else:
@@ -299,6 +300,25 @@ def cmd_erase(ctx) -> int:
               f"calendar cancellations {done.calendar}")
     ctx.dispatcher().run_once()  # the cancellations go out now
     return 0
+
+
+def _erase_in_mailbox(ctx, done) -> None:
+    """The moved mails in an IMAP mailbox's folders, after the database."""
+    if ctx.config.intake.source == "folder":
+        return
+    from scheduler.errors import BackendUnavailable
+    from scheduler.ports import PermanentError, TransientError
+    from scheduler.services.access import erase_in_mailbox
+    from scheduler.wiring import make_source
+
+    source = make_source(ctx.config, ctx.data_dir)
+    try:
+        erase_in_mailbox(source, done)
+    except (TransientError, PermanentError, BackendUnavailable) as exc:
+        raise UserError(f"erase: the database and the data directory are erased, but the mailbox could not be "
+                        f"cleaned ({exc}); run the same erase again.") from None
+    finally:
+        source.close()
 
 
 def cmd_record_of_processing(ctx) -> int:

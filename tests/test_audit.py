@@ -204,3 +204,32 @@ def test_a_rejected_mail_naming_a_citizen_is_in_their_trail_and_erased_with_them
     assert row.subject == app.cipher.lookup_hash("1503701234", purpose="cpr") and row.message_id == "<r1@kommune.example>"
     done = erase(app, cpr)
     assert done.mails == 1 and not (tmp_path / "rejected" / "m2027-01-04T09:00").exists()
+
+
+def test_erase_deletes_the_moved_mails_in_the_imap_folders(tmp_path, monkeypatch, imap_mailbox):
+    from datetime import datetime, timezone
+
+    from scheduler.mail.imap import ImapSource
+    from scheduler.services.access import erase_in_mailbox
+    from scheduler.services.intake import Intake
+    from scheduler.tls import client_context
+    from tests.test_intake_sources import FOLDERS
+
+    # Dovecot refuses APPEND dates in the future: the mails arrive in January 2025.
+    app, _ = build(tmp_path, "2025-01-06T08:00", monkeypatch)
+    imap_mailbox.append(item_mail(CPR, "i1"), datetime(2025, 1, 6, 6, 0, tzinfo=timezone.utc))
+    imap_mailbox.append(item_mail(OTHER, "i2"), datetime(2025, 1, 6, 6, 1, tzinfo=timezone.utc))
+    withdrawal = item_mail(CPR, "i3", subject="Træk tilbage")
+    imap_mailbox.append(withdrawal, datetime(2025, 1, 6, 6, 2, tzinfo=timezone.utc))
+    source = ImapSource(host=imap_mailbox.host, port=imap_mailbox.imap_port, security="starttls",
+                        username=imap_mailbox.user, password=imap_mailbox.password, folders=FOLDERS,
+                        ssl_context=client_context(imap_mailbox.ca_file), idle=False)
+    try:
+        assert [o.outcome for o in Intake(app).run(source)] == ["accepted", "accepted", "withdrawn"]
+        source.fetch(10)  # the moves are pipelined behind the next fetch
+        assert imap_mailbox.folders().get("Behandlet") == 3
+        done = erase(app, CPR)
+        assert erase_in_mailbox(source, done) == 2
+    finally:
+        source.close()
+    assert imap_mailbox.folders().get("Behandlet") == 1, "the other citizen's mail stays"

@@ -139,6 +139,7 @@ class Erasure:
     outbox: int = 0
     mails: int = 0
     calendar: int = 0
+    message_ids: tuple[str, ...] = ()  # of the citizen's mails: to find them in a mailbox
 
     def as_json(self) -> dict:
         return {"items": self.items, "outbox": self.outbox, "mails": self.mails, "calendar": self.calendar}
@@ -154,6 +155,7 @@ def erase(app, text: str) -> Erasure:
         copies = _copies(repo, subject, cpr, items)
         done.calendar = _cancel_calendar(app, repo, items)
         mails = _source_mails(repo, subject, items)
+        done.message_ids = _message_ids(repo, subject)
         done.items = repo.db.execute(delete(Item).where(Item.cpr_hash == subject)).rowcount
         done.outbox = _delete_copies(repo, [e for e, _ in copies])
         refs = [m.source_ref for m in mails]
@@ -214,13 +216,18 @@ def _cancel_bookings(app, repo: Repository, item_ids: list[int]) -> None:
         repo.db.delete(booking)
 
 
+def _message_ids(repo: Repository, subject: str) -> tuple[str, ...]:
+    """Every Message-ID the trail names for the citizen (their mails in, and
+    the copies sent)."""
+    return tuple(sorted(set(repo.db.scalars(
+        select(AuditEntry.message_id).where(AuditEntry.subject == subject, AuditEntry.message_id.is_not(None))))))
+
+
 def _source_mails(repo: Repository, subject: str, items: list[ItemView]) -> list:
     """The records of the citizen's mails: those that made an item, and
-    those the trail names (a withdrawal) by their Message-ID."""
+    those the trail names (a withdrawal, a rejection) by their Message-ID."""
     ids = {r for r in repo.db.scalars(select(Item.mail_id).where(Item.cpr_hash == subject))}
-    message_ids = {r for r in repo.db.scalars(
-        select(AuditEntry.message_id).where(AuditEntry.subject == subject, AuditEntry.message_id.is_not(None)))}
-    keys = [repo.message_key(m.strip("<>")) for m in message_ids]  # the trail keeps the brackets
+    keys = [repo.message_key(m.strip("<>")) for m in _message_ids(repo, subject)]  # the trail keeps the brackets
     query = select(Mail).where(Mail.id.in_(ids) | Mail.message_key.in_(keys))
     return repo.db.scalars(query).all()
 
@@ -254,3 +261,10 @@ def _delete_files(data_dir: Path, refs: list[str], sent: set[str]) -> int:
 def _files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
 
+
+
+def erase_in_mailbox(source, done: Erasure) -> int:
+    """The citizen's mails in the mailbox folders of an IMAP source, found
+    by Message-ID; a source that cannot (the folder source: done above) 0."""
+    erase_settled = getattr(source, "erase_settled", None)
+    return erase_settled(done.message_ids) if erase_settled and done.message_ids else 0
