@@ -233,3 +233,12 @@ def test_erase_deletes_the_moved_mails_in_the_imap_folders(tmp_path, monkeypatch
     finally:
         source.close()
     assert imap_mailbox.folders().get("Behandlet") == 1, "the other citizen's mail stays"
+
+
+def test_printing_an_agenda_is_audited_per_citizen(tmp_path, monkeypatch, capsys):
+    app, _ = _week(tmp_path, monkeypatch)
+    code = main(["--config", str(app.config.source), "--data-dir", str(tmp_path), "--now", "2027-01-04T10:00",
+                 "agenda", "--series", "unge"])
+    assert code == 0 and "150303-xxxx" in capsys.readouterr().out
+    viewed = [r for r in _trail(app) if r.action == "agenda-viewed"]
+    assert len(viewed) == 2 and all(r.actor.startswith("cli:") for r in viewed)
