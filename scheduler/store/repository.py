@@ -48,6 +48,8 @@ _EARLIER = (select(Mail.message_key, Mail.source_ref, Mail.outcome)
 _PENDING_FROM = (select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
                  .where(Item.status == PENDING, Item.session_start >= bindparam("first")))
 _ITEM_INSERT = insert(Item.__table__).returning(Item.__table__.c.id)
+_ABOUT = (select(Item.id, Item.cpr_hash, Item.series_id, Item.session_start)
+          .where(Item.id.in_(bindparam("ids", expanding=True))))
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Repository:
         self._deferred: dict | None = None  # statement -> rows, see defer_writes
         self._audit: list[audit.Entry] = []  # appended to the trail at the commit, see flush_writes
         self._audit_mark: int | None = None  # where the open mail's rows begin, see forget_batch_cache
+        self._about: dict[int, list] = {}  # item id -> [subject, series, start], of items placed here
 
     # -- mails ---------------------------------------------------------
 
@@ -230,6 +233,7 @@ class Repository:
                               request.birth_date), session.start)
         self.audit("item-placed", actor=parsed.sender, subject=request.cpr_hash, series=session.series_id,
                    session_start=session.start, message_id=parsed.message_id)
+        self._about[item_id] = [request.cpr_hash, session.series_id, session.start.isoformat()]  # for its receipt
         return item_id
 
     def _leave(self, item_id: int, session_key: str) -> Booked | None:
@@ -266,6 +270,7 @@ class Repository:
             )
         )
         self._audit_item(bump.item_id, "item-moved")
+        self._about.pop(bump.item_id, None)  # its session changed
 
     def withdraw(self, cpr_hash: str, sender: str, now: datetime) -> list[ItemView]:
         """Withdraw ``sender``'s pending items for the citizen in sessions not yet held."""
@@ -483,10 +488,11 @@ class Repository:
         """[subject, series, session start] of items, for an outgoing mail's
         audit rows once it is sent (see ``enqueue_mail``)."""
         ids = list(item_ids)
-        if not ids:
-            return []
-        rows = self.db.execute(select(Item.cpr_hash, Item.series_id, Item.session_start).where(Item.id.in_(ids)))
-        return [[r.cpr_hash, r.series_id, r.session_start.isoformat()] for r in rows]
+        missing = [i for i in ids if i not in self._about]
+        if missing:  # an item placed in this transaction is known without a query
+            for r in self.db.execute(_ABOUT, {"ids": missing}):
+                self._about[r.id] = [r.cpr_hash, r.series_id, r.session_start.isoformat()]
+        return [self._about[i] for i in ids if i in self._about]
 
     # -- bookings: no CPR, only the request, encrypted (external people are the
     # citizen's network) --
