@@ -242,3 +242,21 @@ def test_printing_an_agenda_is_audited_per_citizen(tmp_path, monkeypatch, capsys
     assert code == 0 and "150303-xxxx" in capsys.readouterr().out
     viewed = [r for r in _trail(app) if r.action == "agenda-viewed"]
     assert len(viewed) == 2 and all(r.actor.startswith("cli:") for r in viewed)
+
+
+def test_erase_cancels_the_acute_meeting_and_deletes_its_booking(tmp_path, monkeypatch):
+    from scheduler.store.tables import Booking
+    from tests.test_meetings import events, sent
+
+    app, dispatcher = build(tmp_path, "2027-01-05T09:00", monkeypatch)
+    ingest(app, item_mail(CPR, "ak", subject="AKUT"), "2027-01-05T09:00")
+    dispatcher.run_once(limit=100)
+    with app.transaction() as repo:
+        assert len(repo.db.scalars(select(Booking)).all()) == 1
+    done = erase(app, CPR)
+    dispatcher.run_once(limit=100)
+    assert done.calendar == 2, "the slot and the acute meeting"
+    cancelled = [e for method, e in events(sent(tmp_path)) if method == "CANCEL"]
+    assert "Akut sparring" in {str(e["SUMMARY"]) for e in cancelled}
+    with app.transaction() as repo:
+        assert repo.db.scalars(select(Booking)).all() == []
