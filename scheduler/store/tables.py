@@ -206,7 +206,7 @@ class Meta(Base):
     __tablename__ = "meta"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(500))
+    value: Mapped[str] = mapped_column(Text)  # a Graph delta link can exceed 500 characters
 
 
 class AuditEntry(Base):
