@@ -1,7 +1,7 @@
 """The audit trail (issue 13): append-only, hash-chained, no personal data.
 
 Revision ID: 0005_audit
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-07
 
 On PostgreSQL the daemon's role needs no more than INSERT and SELECT on
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_audit"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
