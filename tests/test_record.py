@@ -34,5 +34,8 @@ def test_the_record_changes_with_the_configuration():
     assert "60 dage efter mødet" in text and "postgresql (db.kommune.example/sparring, TLS: verify-full)" in text
     assert "får kun tidsplanen, uden borgeroplysninger" in text and "CPR fuldt" in text
     assert "Udgående: smtp, sikring: starttls" in text
+    graph = config.model_copy(update={"intake": config.intake.model_copy(update={"source": "graph"})})
+    assert "Indgående: graph, sikring: https" in record_of_processing(graph)
+    assert "https://graph.microsoft.com/v1.0 (sparring@kommune.example)" in record_of_processing(graph)
     english = record_of_processing(config, "en")
     assert english.startswith("RECORD OF PROCESSING ACTIVITIES") and "60 days after the session" in english

@@ -57,7 +57,15 @@ def _intake(config: Config) -> dict:
         return {"kind": "imap", "where": f"{imap.host}:{imap.port}", "tls": imap.security}
     if source == "folder":
         return {"kind": "folder", "where": f"{config.service.data_dir}/inbox", "tls": "lokal"}
-    return {"kind": source, "where": config.exchange.service_endpoint or source, "tls": "https"}
+    return _remote(config, source)
+
+
+def _remote(config: Config, kind: str) -> dict:
+    """An Exchange (EWS) or Microsoft 365 (Graph) mailbox or calendar."""
+    if kind == "graph":
+        return {"kind": "graph", "where": f"{config.graph.endpoint} ({config.graph.mailbox or config.service.mailbox})",
+                "tls": "https"}
+    return {"kind": kind, "where": config.exchange.service_endpoint or kind, "tls": "https"}
 
 
 def _outbox(config: Config) -> dict:
@@ -67,7 +75,7 @@ def _outbox(config: Config) -> dict:
         return {"kind": "smtp", "where": f"{smtp.host}:{smtp.port}", "tls": smtp.security}
     if transport == "folder":
         return {"kind": "folder", "where": f"{config.service.data_dir}/outbox", "tls": "lokal"}
-    return {"kind": transport, "where": config.exchange.service_endpoint or transport, "tls": "https"}
+    return _remote(config, transport)
 
 
 def _calendar(config: Config) -> dict:
@@ -76,4 +84,4 @@ def _calendar(config: Config) -> dict:
         return {"kind": "caldav", "where": config.calendar.caldav.url, "tls": "https"}
     if backend == "local":
         return {"kind": "local", "where": f"{config.service.data_dir}/calendar", "tls": "lokal"}
-    return {"kind": backend, "where": config.exchange.service_endpoint or backend, "tls": "https"}
+    return _remote(config, backend)
