@@ -219,6 +219,9 @@ class ImapSource:
 
     def _fetch(self, conn: imaplib.IMAP4, limit: int) -> list[IncomingMail]:
         self._complete_moves(conn)
+        # A server reports mail delivered since our last command only when asked
+        # (Dovecot with NOOP); SEARCH alone sees the mailbox as it last told us.
+        expect_ok(conn.noop()[0], "NOOP")
         typ, data = conn.uid("SEARCH", "UNDELETED")
         expect_ok(typ, "UID SEARCH")
         settled = {uid for uids in self._unsent.values() for uid in uids}
