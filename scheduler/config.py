@@ -110,6 +110,7 @@ class SeriesConfig(Section):
     on_closed: OnClosed = OnClosed.CANCEL
     location: str = ""
     remind: tuple[Address, ...] = ()
+    encryption: Literal["tls-only", "smime"] = "tls-only"  # agendas and alerts: S/MIME per recipient
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesConfig:
@@ -211,6 +212,8 @@ class IntakeConfig(Section):
     max_lines: Annotated[int, Field(ge=1, le=50)] = 5
     # Worker processes that parse a large batch on other cores (0: parse in the daemon).
     parse_workers: Annotated[int, Field(ge=0, le=8)] = 1
+    # The receiving server whose Authentication-Results (RFC 8601) are trusted; "" ignores them all.
+    authserv_id: str = ""
     imap: ImapConfig = ImapConfig()
 
 
@@ -251,6 +254,23 @@ class StorageConfig(Section):
     # e.g. postgresql+psycopg://sparring@db.kommune.example/sparring
     url: str = ""
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class SmimeConfig(Section):
+    """S/MIME: recipients' certificates, the forum's own key and certificate."""
+
+    certificates_dir: str = ""  # <address>.pem per recipient
+    ca_file: str = ""  # when set, recipients' and signers' certificates must be issued by a CA in it
+    signing_key: str = ""  # PEM; with signing_cert, outgoing encrypted mail is signed too
+    signing_cert: str = ""
+    decrypt_key: str = ""  # PEM; items encrypted to the forum's certificate are decrypted with it
+    decrypt_cert: str = ""
+
+
+class AuditConfig(Section):
+    """The audit trail; kept longer than the data it speaks of (5 years)."""
+
+    retention_days: Annotated[int, Field(ge=30, le=36500)] = 1825
 
 
 class AgendaConfig(Section):
@@ -321,6 +341,8 @@ class Config(Section):
     exchange: ExchangeConfig = ExchangeConfig()
     graph: GraphConfig = GraphConfig()
     storage: StorageConfig = StorageConfig()
+    audit: AuditConfig = AuditConfig()
+    smime: SmimeConfig = SmimeConfig()
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)

@@ -17,6 +17,7 @@ from scheduler.errors import ConfigError
 from scheduler.ports import CalendarBackend, Clock, Disposition, MailSource, MailTransport, StateStore
 from scheduler.services.calendar_sync import CalendarSync
 from scheduler.services.context import App
+from scheduler.services.protection import protection
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.db import database_url, make_engine, migrate, session_factory
 from scheduler.store.keys import load_key
@@ -36,6 +37,7 @@ def make_app(config: Config, clock: Clock, data_dir: Path, *, demo: bool = False
     app.calendar_sync = sync
     app.change_handlers.append(sync.items_changed)
     app.calendar_factory = lambda: make_calendar(config, data_dir)
+    protection(app)  # S/MIME keys and certificates read once; a mistake stops the start
     return app
 
 
