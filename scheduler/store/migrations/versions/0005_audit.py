@@ -1,6 +1,6 @@
 """The audit trail (issue 13): append-only, hash-chained, no personal data.
 
-Revision ID: 0005_audit
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-07
 
@@ -15,7 +15,7 @@ as the owner. See README, "Data protection":
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_audit"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
