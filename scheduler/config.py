@@ -192,6 +192,8 @@ class IntakeConfig(Section):
     max_lines: Annotated[int, Field(ge=1, le=50)] = 5
     # Worker processes that parse a large batch on other cores (0: parse in the daemon).
     parse_workers: Annotated[int, Field(ge=0, le=8)] = 1
+    # Mails from one sender within an hour; beyond it they are quarantined unanswered.
+    rate_limit_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 200
     imap: ImapConfig = ImapConfig()
 
 
@@ -281,6 +283,7 @@ class BookingConfig(Section):
     strategy: Literal["earliest", "spread"] = "earliest"
     rooms: tuple[Address, ...] = ()  # room mailboxes, tried in this order
     default_duration: Annotated[int, Field(ge=10, le=480)] = 60
+    max_externals: Annotated[int, Field(ge=0, le=500)] = 20  # external participants of one meeting
     cooperation: CooperationConfig = CooperationConfig()
     acute: AcuteBookingConfig = AcuteBookingConfig()
 
