@@ -281,6 +281,16 @@ def test_a_request_with_too_many_externals_is_rejected(tmp_path, monkeypatch):
     assert "21" in outcome.reason and "20" in outcome.reason
 
 
+def test_a_request_invites_only_valid_addresses():
+    from scheduler.mail.requests import parse_request
+
+    body = "Eksterne: mor@\x00examp\u00bee.org, far@example.org\r\nPeriode: 2027-02-01 - 2027-02-05\r\n"
+    parsed = parse_mail(request_mail("2027-02-01 - 2027-02-05").replace(b"Eksterne: mor@example.org",
+                                                                         body.encode()))
+    request = parse_request(parsed, lambda a: a.endswith("@kommune.example"), at("2027-01-28T08:00").date())
+    assert request.external == ("far@example.org",)
+
+
 def test_book_refuses_too_many_externals(tmp_path, monkeypatch, capsys, key):
     many = ",".join(f"p{n}@example.org" for n in range(21))
     code, out, err = run_cli(monkeypatch, capsys, tmp_path / "data", "book", "network", "--from", "2027-02-01",

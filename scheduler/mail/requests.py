@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from scheduler.mail.headerforms import VALID_ADDRESS
 from scheduler.mail.parse import ParsedMail
 from scheduler.planning.items import Rejection
 
@@ -101,7 +102,10 @@ def _fields(lines) -> dict[str, str]:
 
 
 def _addresses(text: str) -> list[str]:
-    return [a.lower().strip(".") for a in _ADDRESS.findall(text)]
+    """The valid addresses in ``text``; anything else shaped like one
+    (``mor@\x00examp¾e.org``) is dropped: it could not be written in an invitation."""
+    found = (a.lower().strip(".") for a in _ADDRESS.findall(text))
+    return [a for a in found if VALID_ADDRESS.fullmatch(a)]
 
 
 def _period(text: str) -> tuple[date, date] | None:
