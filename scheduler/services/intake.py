@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from scheduler.faults import describe, error_ref
 from scheduler.mail.parallel import ParallelParser
 from scheduler.mail.parse import MAX_HEADER, MailKind, ParsedMail, parse_mail
 from scheduler.mail.requests import parse_request
 from scheduler.planning.allocation import Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
-from scheduler.faults import describe, error_ref
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
 from scheduler.services import meetings
