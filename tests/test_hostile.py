@@ -8,10 +8,13 @@ import email
 import email.policy
 import os
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler import cli
 from scheduler.mail import parse as parse_module
 from scheduler.mail.folder import FolderSource
+from scheduler.mail.headerforms import VALID_ADDRESS
 from scheduler.mail.parse import MAX_HEADER, MailKind, parse_mail
 from scheduler.ports import IncomingMail
 from scheduler.services.intake import Intake
@@ -79,6 +82,21 @@ def test_parse_mail_never_raises_even_when_its_insides_do(monkeypatch):
     monkeypatch.setattr(parse_module, "_header_only", broken)
     parsed = parse_mail(item_mail("150303-4321", "x"))
     assert parsed.kind is MailKind.UNREADABLE and parsed.sender == ""  # nobody to answer
+
+
+_HEADER_TEXT = st.lists(st.sampled_from(list("aæ@<>\",;:()=?_ \t\r\n\x00\udcff.-")
+                                         + ["=?utf-8?q?", "?=", "kommune.example"]), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["From", "Sender", "Message-ID", "Date", "Subject", "Content-Type",
+                                        "Content-Transfer-Encoding", "Auto-Submitted"]), _HEADER_TEXT),
+       st.binary(max_size=200))
+def test_parse_mail_never_raises_on_generated_headers_and_bodies(headers, body):
+    raw = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("utf-8", "surrogateescape") + b"\r\n" + body
+    parsed = parse_mail(raw)
+    assert parsed.message_id.isascii() and parsed.message_id.isprintable() and " " not in parsed.message_id
+    assert parsed.sender == "" or VALID_ADDRESS.fullmatch(parsed.sender)
 
 
 def test_ingest_eml_gives_every_crasher_an_outcome_and_goes_on(tmp_path, monkeypatch, capsys, key):
