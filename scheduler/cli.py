@@ -18,6 +18,7 @@ from scheduler.commands import (
     cmd_agenda,
     cmd_book,
     cmd_check_config,
+    cmd_check_connection,
     cmd_ingest,
     cmd_keygen,
     cmd_outbox,
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the configuration and report")
     check.set_defaults(run=cmd_check_config)
+
+    connection = commands.add_parser(
+        "check-connection", help="try each configured server once (read-only) and report one line per backend")
+    connection.set_defaults(run=cmd_check_connection)
 
     plan = commands.add_parser("plan", help="list the sessions in a date range")
     plan.add_argument("--from", dest="first", type=_date, required=True)

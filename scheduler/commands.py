@@ -49,6 +49,24 @@ def cmd_check_config(ctx) -> int:
     return 0
 
 
+def cmd_check_connection(ctx) -> int:
+    """One line per backend the configuration selects; 0 only if all are OK."""
+    from scheduler.ports import PermanentError, TransientError
+    from scheduler.wiring import connection_checks
+
+    failed = 0
+    for label, check in connection_checks(ctx.config, ctx.data_dir):
+        try:
+            print(f"{label}: OK ({check()})")
+        except (UserError, TransientError, PermanentError) as exc:
+            failed += 1
+            print(f"{label}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one line per backend, never a traceback
+            failed += 1
+            print(f"{label}: failed unexpectedly ({type(exc).__name__}).")
+    return 4 if failed else 0
+
+
 def cmd_plan(ctx) -> int:
     args = ctx.args
     _check_range("plan", args.first, args.last)
@@ -101,7 +119,7 @@ def cmd_ingest(ctx) -> int:
     else:
         from scheduler.wiring import make_source
 
-        source = make_source(ctx.config, ctx.data_dir)
+        source = make_source(ctx.config, ctx.data_dir, app)
         intake.start()
         try:
             outcomes = intake.run(source)

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.radicale",
     "tests.servers.ews",
+    "tests.servers.graph",
 ]

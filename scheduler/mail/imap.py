@@ -200,6 +200,12 @@ class ImapSource:
                 raise PermanentError(f"The IMAP server {self.where} rejected a command.") from None
         raise AssertionError("unreachable")
 
+    @_serialised
+    def check(self) -> str:
+        """Log in, open the folder and NOOP (``check-connection``); changes nothing."""
+        self._call(lambda conn: expect_ok(conn.noop()[0], "NOOP"))
+        return f"{self.where}, folder {self.folder}"
+
     # -- MailSource ----------------------------------------------------------
 
     @_serialised

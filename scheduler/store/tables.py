@@ -120,6 +120,9 @@ class Item(Base):
     updated_at: Mapped[datetime]
     purge_after: Mapped[datetime] = mapped_column(index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)  # row format version
+    # The slot event's UID, random; NULL for items from before it was kept
+    # (their slots went out as "sparring-slot-<id>@<domain>").
+    event_uid: Mapped[str | None] = mapped_column(String(200))
 
 
 class OutboxEntry(Base):
@@ -152,6 +155,9 @@ class CalendarEvent(Base):
     cancelled: Mapped[bool] = mapped_column(Boolean)
     kind: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime]
+    # The meeting as last sent (serial JSON), context "calendar_events.meeting":
+    # a cancellation carries the event as it was. NULL for rows from before.
+    meeting_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class SessionState(Base):
@@ -204,7 +210,7 @@ class Meta(Base):
     __tablename__ = "meta"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(500))
+    value: Mapped[str] = mapped_column(Text)  # a Graph delta link can exceed 500 characters
 
 
 __all__ = [
