@@ -2,7 +2,7 @@
 
 Global options come before the subcommand. Errors a user can cause are
 printed as one sentence on stderr with a non-zero exit code, never a
-traceback.
+traceback; so is any other error, by its class and place only (exit 70).
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from pathlib import Path
 from scheduler.clock import RunningClock, SystemClock, parse_now
 from scheduler.commands import (
     cmd_agenda,
+    cmd_audit,
+    cmd_erase,
+    cmd_record_of_processing,
     cmd_book,
     cmd_check_config,
+    cmd_check_connection,
     cmd_ingest,
     cmd_keygen,
     cmd_outbox,
@@ -30,6 +34,7 @@ from scheduler.commands import (
 )
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
+from scheduler.faults import describe
 from scheduler.planning.sessions import Planner
 from scheduler.ports import PermanentError, TransientError
 
@@ -69,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the configuration and report")
     check.set_defaults(run=cmd_check_config)
+
+    connection = commands.add_parser(
+        "check-connection", help="try each configured server once (read-only) and report one line per backend")
+    connection.set_defaults(run=cmd_check_connection)
 
     plan = commands.add_parser("plan", help="list the sessions in a date range")
     plan.add_argument("--from", dest="first", type=_date, required=True)
@@ -134,7 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--dry-run", action="store_true", help="only find the slot")
     book.add_argument("--json", action="store_true")
     book.set_defaults(run=cmd_book)
+    _data_protection(commands)
     return parser
+
+
+def _data_protection(commands) -> None:
+    """The commands a data protection officer asks for (issue 13)."""
+    audit = commands.add_parser("audit", help="verify the audit trail, or show all about one citizen")
+    which = audit.add_mutually_exclusive_group(required=True)
+    which.add_argument("--verify", action="store_true", help="check the trail's hash chain")
+    which.add_argument("--cpr", metavar="CPR", help="the citizen's trail rows and current data (art. 15)")
+    audit.add_argument("--json", action="store_true", help="JSON lines")
+    audit.set_defaults(run=cmd_audit)
+
+    erase = commands.add_parser("erase", help="erase everything about one citizen now (art. 17)")
+    erase.add_argument("--cpr", metavar="CPR", required=True)
+    erase.add_argument("--json", action="store_true")
+    erase.set_defaults(run=cmd_erase)
+
+    record = commands.add_parser("record-of-processing",
+                                 help="print the record of processing (art. 30), in Danish")
+    record.add_argument("--language", choices=("da", "en"), default="da")
+    record.set_defaults(run=cmd_record_of_processing)
 
 
 class Context:
@@ -188,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: its text and traceback may quote a mail, so neither is shown
+        print(f"sparring: unexpected error {describe(exc)}; nothing of the input is shown; "
+              "please report the error and its place.", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from scheduler import jobs, systemd
 from scheduler.clock import on_the_wall, wall_offset
+from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
@@ -64,6 +65,9 @@ class TimelineTrigger(BaseTrigger):
         return f"{self.trigger} shifted by {self.offset}"
 
 
+MAX_RETRY_AFTER = 900  # seconds: the longest a server's Retry-After keeps the intake away
+
+
 class Daemon:
     def __init__(self, app, poll_seconds: float | None = None) -> None:
         self.app = app
@@ -82,6 +86,8 @@ class Daemon:
             return float(self.config.intake.imap.poll_seconds)
         if source == "exchange":
             return float(self.config.exchange.poll_seconds)
+        if source == "graph":
+            return float(self.config.graph.poll_seconds)
         return 2.0
 
     def install_signals(self) -> None:
@@ -99,7 +105,7 @@ class Daemon:
             jobs.publish()
             jobs.cooperation()
             intake = Intake(self.app)
-            source = make_source(self.config, self.app.data_dir, self.app.clock)
+            source = make_source(self.config, self.app.data_dir, self.app, clock=self.app.clock)
             try:
                 self._drain(intake, source)
             finally:
@@ -176,7 +182,7 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         intake.start()
-        source = make_source(self.config, self.app.data_dir, self.app.clock)
+        source = make_source(self.config, self.app.data_dir, self.app, clock=self.app.clock)
         log.info("watching %s", self._watched())
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
@@ -226,7 +232,8 @@ class Daemon:
             outcomes = intake.run(source)
         except TransientError as exc:
             log.warning("mail source unavailable: %s", exc)
-            self.stopping.wait(min(self.poll, 30))
+            # A server that said how long to stay away (Graph's Retry-After) is obeyed, up to 15 minutes.
+            self.stopping.wait(max(min(self.poll, 30), min(exc.retry_after or 0, MAX_RETRY_AFTER)))
             return False
         except PermanentError as exc:
             # Bad credentials or certificate: keep the scheduler (agendas, outbox)
@@ -234,8 +241,8 @@ class Daemon:
             log.error("mail source refused us: %s", exc)
             self.stopping.wait(300)
             return False
-        except Exception as exc:  # a mail that broke its decision: logged, kept, retried
-            log.error("intake round failed error=%s", type(exc).__name__)
+        except Exception as exc:  # not a mail's fault (those are quarantined by Intake): retried
+            log.error("intake round failed error=%s", describe(exc))
             self.stopping.wait(min(self.poll, 30))
             return False
         if outcomes:

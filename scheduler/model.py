@@ -255,7 +255,8 @@ class MailKind(str, Enum):
     READ_RECEIPT = "read_receipt"
     CALENDAR_REPLY = "calendar_reply"
     TOO_LARGE = "too_large"
-    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on
+    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on, or anything else that broke
+    HEADER_TOO_LONG = "header_too_long"  # a Subject over MAX_HEADER characters: not decoded
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
 
 

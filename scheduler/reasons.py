@@ -50,6 +50,11 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "The mail could not be read because its structure (MIME) is invalid; "
               "send the item again as plain text.",
     },
+    "header_too_long": {
+        "da": "Mailens emnelinje er længere end {max} tegn og er ikke læst; skriv et kort emne og send mailen igen.",
+        "en": "The mail's subject line is longer than {max} characters and was not read; write a short subject "
+              "and send the mail again.",
+    },
     "too_large": {
         "da": "Mailen er større end grænsen på {limit}; send punktet igen som almindelig tekst uden bilag.",
         "en": "The mail is larger than the limit of {limit}; send the item again as plain text "
@@ -65,6 +70,23 @@ _REASONS: dict[str, dict[str, str]] = {
         "da": "Mødeanmodningen mangler en periode; skriv fx »Periode: 2027-02-01 - 2027-02-14« og send mailen igen.",
         "en": "The meeting request has no period; write for example \"Periode: 2027-02-01 - 2027-02-14\" and send "
               "the mail again.",
+    },
+    "request_period_range": {
+        "da": "Perioden skal ligge fra i dag og højst {max} dage frem; ret »Periode:« og send mailen igen.",
+        "en": "The period must lie between today and at most {max} days ahead; correct \"Periode:\" and send "
+              "the mail again.",
+    },
+    "too_many_externals": {
+        "da": "Mødeanmodningen nævner {count} eksterne deltagere, men højst {max} kan inviteres; "
+              "send en anmodning med færre.",
+        "en": "The meeting request names {count} external participants, but at most {max} can be invited; "
+              "send a request with fewer.",
+    },
+    "rate_limited": {
+        "da": "Der er kommet mere end {max} mails fra dig på en time; de næste behandles ikke, før der "
+              "er gået en time uden så mange.",
+        "en": "More than {max} mails from you arrived within an hour; the next ones are not processed "
+              "until an hour has passed without that many.",
     },
     "request_duration": {
         "da": "Varigheden skal være et antal minutter mellem 10 og 480; ret »Varighed:« og send mailen igen.",
@@ -113,11 +135,43 @@ _REASONS: dict[str, dict[str, str]] = {
         "da": "Mailen er genkendt som en automatisk besked og er ikke behandlet som et punkt.",
         "en": "The mail was recognised as an automatic message and was not processed as an item.",
     },
+    "failed": {
+        "da": "Mailen kunne ikke behandles på grund af en fejl i sparring; den er lagt til side, og driften er "
+              "orienteret.",
+        "en": "The mail could not be processed because of an error in sparring; it has been put aside and "
+              "operations have been told.",
+    },
     "duplicate": {
         "da": "Mailen er allerede behandlet; der er ikke sket mere.",
         "en": "The mail has already been processed; nothing more was done.",
     },
 }
+# Sender authenticity and S/MIME (issue 13): quarantined, named for the administrator.
+_REASONS.update({
+    "auth_failed": {
+        "da": "Modtagerserveren kunne ikke bekræfte, at mailen kommer fra afsenderens domæne (DMARC/DKIM/SPF); "
+              "den er sat i karantæne.",
+        "en": "The receiving server could not confirm that the mail comes from the sender's domain "
+              "(DMARC/DKIM/SPF); it has been quarantined.",
+    },
+    "smime_undecryptable": {
+        "da": "Mailen er krypteret, men ikke til sparringsforummets certifikat; send den krypteret til "
+              "forummets certifikat eller over den sikre forbindelse.",
+        "en": "The mail is encrypted, but not to the forum's certificate; encrypt it to the forum's "
+              "certificate or send it over the secure connection.",
+    },
+    "smime_bad_signature": {
+        "da": "Mailens digitale signatur holder ikke (ændret, forfalsket eller ikke udstedt af en godkendt CA); "
+              "den er sat i karantæne.",
+        "en": "The mail's digital signature does not hold (changed, forged or not issued by a trusted CA); "
+              "it has been quarantined.",
+    },
+    "smime_signer_mismatch": {
+        "da": "Mailen er signeret med et certifikat til en anden adresse end afsenderens; den er sat i karantæne.",
+        "en": "The mail is signed with a certificate for another address than the sender's; "
+              "it has been quarantined.",
+    },
+})
 _FALLBACK = {
     "da": "Punktet kunne ikke behandles; kontakt koordinatoren.",
     "en": "The item could not be processed; contact the coordinator.",

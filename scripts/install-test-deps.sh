@@ -17,6 +17,9 @@ command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
 # The virtual environment scripts/test installs into (Debian splits ensurepip off).
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
+# The openssl command: the independent reader and writer of S/MIME in the tests.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+
 [ ${#need[@]} -eq 0 ] && exit 0
 
 as_root=()

@@ -38,6 +38,8 @@ pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.radicale",
     "tests.servers.ews",
+    "tests.servers.graph",
+    "tests.servers.graph_calendar",
 ]
 
 TZ = ZoneInfo("Europe/Copenhagen")

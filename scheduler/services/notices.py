@@ -35,7 +35,7 @@ class Notices:
             "max_lines": self.app.config.intake.max_lines,
         }
 
-    def _send(self, template: str, to: list[str], key: str, kind: str, reply: bool, **context) -> None:
+    def _send(self, template: str, to: list[str], key: str, kind: str, reply: bool, about=(), **context) -> None:
         subject, body = render_mail(template, self.app.language, **self._common(), **context)
         message = text_mail(
             sender=self.app.forum_address,
@@ -48,11 +48,11 @@ class Notices:
             auto="auto-replied" if reply else "auto-generated",
             language=self.app.language,
         )
-        self.repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to)
+        self.repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to, about=about)
 
-    def _receipt(self, template: str, **context) -> None:
+    def _receipt(self, template: str, about=(), **context) -> None:
         key = f"receipt:{self.repo.message_key(self.parsed.message_id)}"
-        self._send(template, [self.parsed.sender], key, "receipt", True, **context)
+        self._send(template, [self.parsed.sender], key, "receipt", True, about=about, **context)
 
     def rejected(self, sentence: str) -> None:
         self._receipt("receipt_rejected.txt.j2", reason=sentence, received_at=self.received_at)
@@ -67,6 +67,7 @@ class Notices:
         series = self.app.series[session.series_id]
         self._receipt(
             "receipt_accepted.txt.j2",
+            about=[item_id],
             cpr=content.cpr.masked,
             moved=placement.moved,
             why=placement.why_moved(self.received_at),
@@ -91,6 +92,7 @@ class Notices:
         session = self.app.session_by_key(first.session_key)
         self._receipt(
             "receipt_withdrawn.txt.j2",
+            about=[i.id for i in items],
             cpr=cpr.masked,
             start=session.start,
             series_name=self.app.series[first.series_id].name,
@@ -106,6 +108,7 @@ class Notices:
             f"bumped:{victim.id}:{bump.to.key}",
             "notice",
             False,
+            about=[victim.id],
             cpr=victim.cpr.masked,
             from_start=self.app.session_by_key(bump.from_key).start,
             **self._session_context(victim),
@@ -118,6 +121,7 @@ class Notices:
             f"acute:{item.id}",
             "alert",
             False,
+            about=[item.id],
             sender=item.sender,
             cpr=content.cpr.masked,
             health=list(content.health),
@@ -145,3 +149,13 @@ class Notices:
     def app_changed(self, session_keys: set[str], extra_items: list[int]) -> None:
         for handler in getattr(self.app, "change_handlers", []):
             handler(self.repo, session_keys, extra_items)
+
+    # -- floods (services/floodgate.py) ---------------------------------------
+
+    def rate_limited(self, sentence: str, per_hour: int) -> None:
+        """The first mail over a sender's hourly limit: one notice to them, one to the administrator."""
+        key = self.repo.message_key(self.parsed.message_id)
+        self._send("notice_rate_limited.txt.j2", [self.parsed.sender], f"rate:{key}", "receipt", True,
+                   reason=sentence)
+        self._send("alert_rate_limited.txt.j2", [self.app.config.service.admin], f"rate-alert:{key}", "alert",
+                   False, per_hour=per_hour, sender=self.parsed.sender, received_at=self.received_at)
