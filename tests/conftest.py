@@ -43,7 +43,9 @@ pytest_plugins = [
 ]
 
 TZ = ZoneInfo("Europe/Copenhagen")
-SERVER_FIXTURES = {"dovecot", "ews_server", "postgres_server", "radicale_server", "smtp_server"}
+SERVER_FIXTURES = {"dovecot", "ews_server", "graph_server", "postgres_server", "radicale_server", "smtp_server"}
+# Contract suites take their server through getfixturevalue, named by a parameter.
+SERVER_BACKENDS = {"imap", "smtp", "ews", "exchange", "graph", "caldav", "postgresql"}
 # Moments that have broken code before, local time; the rest are spread by hash.
 SPECIAL = (
     datetime(2027, 1, 4, 11, 59, tzinfo=TZ),  # Monday, a minute before the weekly deadline
@@ -93,8 +95,8 @@ def pytest_report_header(config) -> str:
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgresql"
-        if SERVER_FIXTURES & set(item.fixturenames) or on_postgres:
+        params = {v for v in callspec.params.values() if isinstance(v, str)} if callspec else set()
+        if SERVER_FIXTURES & set(item.fixturenames) or SERVER_BACKENDS & params:
             item.add_marker(pytest.mark.servers)
 
 
