@@ -41,6 +41,7 @@ from enum import Enum
 from functools import lru_cache
 
 from scheduler.mail.headerforms import parse_address, parse_date
+from scheduler.mail.decisions import find_reference
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
 from scheduler.mail.mimeparams import MimeHead
@@ -61,6 +62,7 @@ class MailKind(str, Enum):
     TOO_LARGE = "too_large"
     UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
+    DECISION = "decision"  # a reply to an agenda: its subject holds the session's reference
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class ParsedMail:
     attachments: tuple[str, ...] = ()  # names of parts not taken in
     calendar_reply: CalendarReply | None = None
     auto_reason: str | None = None  # the header or part that made it automatic
-    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a booking request's own lines
+    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a request's or decision's own lines
     size: int = 0
 
 
@@ -362,6 +364,9 @@ def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
         return ParsedMail(**common, kind=kind, auto_reason=reason, calendar_reply=reply,
                           attachments=attachments)
     text = _body_text(parts)
+    if find_reference(common["subject"]):  # before requests: the reply may name a meeting
+        return ParsedMail(**common, kind=MailKind.DECISION, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
     request = _REQUEST.search(common["subject"])
     if request:
         return ParsedMail(**common, kind=MailKind.BOOKING_REQUEST, request_lines=tuple(own_lines(text)),
