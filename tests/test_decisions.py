@@ -219,3 +219,54 @@ def test_decide_by_command_prints_the_contract(forum, tmp_path, capsys):
     assert printed["notified"] == [BO, "rikke@kommune.example"]
     assert main(argv[:11] + ["--slot", "9", "--decision", "no-basis"]) == 1
     assert "Item 9 is not on the agenda" in capsys.readouterr().err
+
+
+def test_erasing_a_citizen_takes_their_case_its_meeting_and_the_decisions(forum, tmp_path):
+    from scheduler.services.access import erase
+
+    app, dispatcher, subject = forum
+    decide_by_mail(app, dispatcher, subject, "1: opstart\r\n2: intet grundlag", "both")
+    with app.transaction() as repo:
+        (case,) = repo.cases()
+        (meeting,) = repo.case_meetings(case.id)
+    done = erase(app, "150200-4234")
+    dispatcher.run_once(limit=500)
+    assert done.calendar >= 1
+    with app.transaction() as repo:
+        assert repo.cases() == [] and repo.case_meetings(case.id) == []
+        assert [d.slot for d in repo.decisions_of_session(SESSION)] == [2], "the other citizen's decision stays"
+    cancels = [c for m in messages(tmp_path) for c in calendars(m) if str(c["METHOD"]) == "CANCEL"]
+    assert any(str(e["UID"]) == meeting.uid for c in cancels for e in c.walk("VEVENT"))
+
+
+def test_a_decision_that_opened_no_case_is_purged_with_its_retention(forum):
+    from scheduler.services.retention import purge
+
+    app, dispatcher, subject = forum
+    decide_by_mail(app, dispatcher, subject, "1: opstart\r\n2: intet grundlag", "purge")
+    app.clock.set(at("2027-03-01T12:00"))
+    purge(app)
+    with app.transaction() as repo:
+        assert [d.slot for d in repo.decisions_of_session(SESSION)] == [1], "a case's decision lives with the case"
+    with app.connection() as conn:
+        assert "decision-purged" in [r[0] for r in conn.exec_driver_sql("SELECT action FROM audit")]
+
+
+def test_the_decision_texts_are_available_in_english(tmp_path, monkeypatch):
+    from scheduler.config import load_config
+    from tests.appkit import CONFIG
+
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"service": config.service.model_copy(update={"language": "en"})})
+    app, dispatcher = build(tmp_path, "2027-01-08T08:00", monkeypatch, config=config)
+    ingest(app, item_mail(CPRS[0], "en1"), "2027-01-08T09:00")
+    app.clock.set(at("2027-01-11T12:00"))
+    deadlines.send_agenda(app, SESSION)
+    dispatcher.run_once(limit=500)
+    agenda = next(m for m in messages(tmp_path) if str(m["Subject"]).startswith("Agenda:") and COORDINATOR in str(m["To"]))
+    assert str(agenda["Subject"]).endswith("[SF unge 2027-01-14]") and "HOW TO ANSWER" in body(agenda)
+    decide_by_mail(app, dispatcher, str(agenda["Subject"]), "1: udsat - no doctor's note\r\n2: opstart", "en2")
+    answer = body(answer_to(tmp_path, "en2"))
+    assert "Item 1: postponed" in answer and "Line 2 \"2: opstart\": Item 2 is not on the agenda" in answer
+    told = next(m for m in messages(tmp_path) if str(m["Subject"]).startswith("Decision: postponed"))
+    assert "first slot of the next session" in body(told) and "150200-xxxx" in body(told)

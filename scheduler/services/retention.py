@@ -40,6 +40,7 @@ def purge(app, source=None) -> PurgeReport:
     with app.transaction() as repo:
         _audit_purged(repo, now)
         report.items = repo.db.execute(delete(Item).where(Item.purge_after < now)).rowcount
+        repo.purge_decisions(now)
         report.outbox = repo.db.execute(
             delete(OutboxEntry).where(OutboxEntry.purge_after < now, OutboxEntry.status != "pending")
         ).rowcount
