@@ -157,7 +157,7 @@ def erase(app, text: str) -> Erasure:
         mails = _source_mails(repo, subject, items)
         done.message_ids = _message_ids(repo, subject)
         done.items = repo.db.execute(delete(Item).where(Item.cpr_hash == subject)).rowcount
-        for uid in repo.erase_cases(subject):  # cases after the forum, their meetings and decisions
+        for uid in repo.erase_cases(subject, app.now()):  # cases after the forum, their meetings and decisions
             app.calendar_sync.cancel_sent(repo, uid)
             repo.cancel_booking(uid, app.now())
             done.calendar += 1
