@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime, timedelta
 
 from scheduler.mail.compose import text_mail
@@ -146,7 +147,7 @@ class Decisions:
                                    coordinators=self.app.series[session.series_id].coordinators,
                                    now=self.app.now(), actor=by)
         app = self.app
-        self.repo.after_commit.append(lambda: book_coordination(app, case.id))
+        self.repo.after_commit.append(partial(book_coordination, app, case.id))
         return case.id, None
 
     def _placement(self, held: Session, item: ItemView) -> Placement:
