@@ -213,11 +213,11 @@ class CaseRecords:
 
     def erase_cases(self, subject: str, now: datetime) -> list[str]:
         """Delete the citizen's cases, their meetings and every decision about
-        them (art. 17); the UIDs of coming meetings, for the caller to cancel."""
+        them (art. 17); the UIDs of meetings not yet over, for the caller to cancel."""
         case_ids = list(self.db.scalars(select(Case.id).where(Case.cpr_hash == subject)))
         uids = list(self.db.scalars(select(CaseMeeting.uid).where(
             CaseMeeting.case_id.in_(case_ids), CaseMeeting.status == "booked", CaseMeeting.uid.is_not(None),
-            CaseMeeting.start > now)))
+            CaseMeeting.end > now)))
         self.db.execute(delete(CaseMeeting).where(CaseMeeting.case_id.in_(case_ids)))
         self.db.execute(delete(Decision).where((Decision.cpr_hash == subject) | Decision.case_id.in_(case_ids)))
         self.db.execute(delete(Case).where(Case.id.in_(case_ids)))
