@@ -138,7 +138,7 @@ def test_an_unreadable_line_is_named_in_the_answer_and_the_others_count(forum, t
     assert outcome.outcome == "accepted"
     text = body(answer_to(tmp_path, "bad"))
     assert "Linje 1 »1: opstrat«: Beslutningen kunne ikke læses" in text
-    assert "Linje 3 »3: henvist«: »henvist« kræver, hvortil" in text
+    assert "Linje 3 »3: henvist«: En »henvist« kræver, hvortil" in text
     assert "Punkt 2: udsat" in text
     only_bad = decide_by_mail(app, dispatcher, subject, "1: måske", "bad2")
     assert only_bad.outcome == "rejected" and "Linje 1 »1: måske«" in body(answer_to(tmp_path, "bad2"))
@@ -150,7 +150,7 @@ def test_a_decision_for_a_slot_with_no_item_is_answered_clearly(forum, tmp_path)
     app, dispatcher, subject = forum
     outcome = decide_by_mail(app, dispatcher, subject, "7: opstart", "seven")
     assert outcome.outcome == "rejected"
-    assert "Punkt 7 findes ikke på dagsordenen; mødet havde 3 punkter." in body(answer_to(tmp_path, "seven"))
+    assert "Linje 1 »7: opstart«: Punktet findes ikke på dagsordenen; mødet havde 3 punkter." in body(answer_to(tmp_path, "seven"))
     with app.transaction() as repo:
         assert repo.decisions_of_session(SESSION) == []
 
@@ -218,7 +218,8 @@ def test_decide_by_command_prints_the_contract(forum, tmp_path, capsys):
     assert re.fullmatch(r"K-[0-9A-Z]{6}", printed["case"])
     assert printed["notified"] == [BO, "rikke@kommune.example"]
     assert main(argv[:11] + ["--slot", "9", "--decision", "no-basis"]) == 1
-    assert "Item 9 is not on the agenda" in capsys.readouterr().err
+    assert "decide: slot 9 of unge 2027-01-14: The item is not on the agenda; the session had 3 items." in \
+        capsys.readouterr().err
 
 
 def test_erasing_a_citizen_takes_their_case_its_meeting_and_the_decisions(forum, tmp_path):
@@ -267,6 +268,6 @@ def test_the_decision_texts_are_available_in_english(tmp_path, monkeypatch):
     assert str(agenda["Subject"]).endswith("[SF unge 2027-01-14]") and "HOW TO ANSWER" in body(agenda)
     decide_by_mail(app, dispatcher, str(agenda["Subject"]), "1: udsat - no doctor's note\r\n2: opstart", "en2")
     answer = body(answer_to(tmp_path, "en2"))
-    assert "Item 1: postponed" in answer and "Line 2 \"2: opstart\": Item 2 is not on the agenda" in answer
+    assert "Item 1: postponed" in answer and "Line 2 \"2: opstart\": The item is not on the agenda" in answer
     told = next(m for m in messages(tmp_path) if str(m["Subject"]).startswith("Decision: postponed"))
     assert "first slot of the next session" in body(told) and "150200-xxxx" in body(told)

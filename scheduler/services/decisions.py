@@ -97,7 +97,7 @@ class Decisions:
         """Record ``line`` for ``session``; DecisionError when it cannot be taken."""
         items = agenda_items(self.repo, session)
         if not 1 <= line.slot <= len(items):
-            raise DecisionError("slot_empty", slot=line.slot, count=len(items))
+            raise DecisionError("slot_empty", count=len(items))
         item = items[line.slot - 1]
         receiver = self._receiver(session, line)
         previous = self.repo.latest_decision(session.key, line.slot)
