@@ -80,6 +80,7 @@ class Daemon:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
             jobs.publish()
             jobs.cooperation()
+            jobs.coordination()
             intake = Intake(self.app)
             source = make_source(self.config, self.app.data_dir, self.app)
             try:
@@ -134,6 +135,8 @@ class Daemon:
         self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:cooperation", "cron", hour=6, minute=0, id="cooperation",
+                               replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:coordination", "interval", hours=1, id="coordination",
                                replace_existing=True)
         jobs.publish()
         jobs.cooperation()

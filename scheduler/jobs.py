@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from scheduler.services import deadlines, meetings, publishing, retention
+from scheduler.services import deadlines, decisions, meetings, publishing, retention
 
 log = logging.getLogger("sparring.jobs")
 
@@ -82,6 +82,13 @@ def cooperation() -> None:
     if booked:
         log.info("cooperation meetings booked count=%d", len(booked))
     rt.dispatcher.run_once()
+
+
+def coordination() -> None:
+    """Book the koordineringsmøder still missing for opened cases (hourly)."""
+    rt = _runtime()
+    if decisions.book_pending(rt.app):
+        rt.dispatcher.run_once()
 
 
 def dispatch() -> None:

@@ -271,3 +271,18 @@ def test_the_decision_texts_are_available_in_english(tmp_path, monkeypatch):
     assert "Item 1: postponed" in answer and "Line 2 \"2: opstart\": The item is not on the agenda" in answer
     told = next(m for m in messages(tmp_path) if str(m["Subject"]).startswith("Decision: postponed"))
     assert "first slot of the next session" in body(told) and "150200-xxxx" in body(told)
+
+
+def test_a_case_whose_coordination_booking_was_lost_is_booked_by_the_hourly_job(forum):
+    from scheduler.services.decisions import book_pending
+
+    app, dispatcher, _ = forum
+    with app.transaction() as repo:  # as if the service stopped between the decision and its booking
+        case = repo.open_case(series_id="unge", session_start=at("2027-01-14T10:00"), slot=1, cpr_digits=CPRS[0],
+                              referrer=KAREN, receiver="rikke@kommune.example", coordinators=(COORDINATOR,),
+                              now=app.now(), actor=COORDINATOR)
+    assert book_pending(app) == [case.id]
+    assert book_pending(app) == [], "booked once"
+    with app.transaction() as repo:
+        assert repo.case(case.id).state.stage is rules.Stage.COORDINATION_BOOKED
+        assert [m.status for m in repo.case_meetings(case.id)] == ["booked"]

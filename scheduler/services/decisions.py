@@ -265,6 +265,18 @@ def book_coordination(app, case_id: str) -> None:
                                    last=request.last, days=cfg.coordination_within_days)
 
 
+def book_pending(app) -> list[str]:
+    """Cases opened whose koordineringsmøde was never booked (the booking
+    after the decision failed, or the service stopped in between): book now.
+    No-slot cases are not tried again: their caseworkers were told."""
+    with app.transaction() as repo:
+        waiting = [c.id for c in repo.cases(open_only=True)
+                   if c.state.stage is rules.Stage.DECIDED and not repo.case_meetings(c.id)]
+    for case_id in waiting:
+        book_coordination(app, case_id)
+    return waiting
+
+
 def _unique(addresses) -> list[str]:
     return list(dict.fromkeys(a.lower() for a in addresses if a))
 
