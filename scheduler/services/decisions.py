@@ -238,9 +238,10 @@ def book_coordination(app, case_id: str) -> None:
         case = repo.case(case_id)
     if case is None or case.state.stage is not rules.Stage.DECIDED:
         return
-    first = app.now().date()
+    today = app.now().date()
+    first = working_days_ahead(app, today, 1)  # not at an hour's notice: from the next working day
     request = BookingRequest(
-        kind="coordination", first=first, last=working_days_ahead(app, first, cfg.coordination_within_days),
+        kind="coordination", first=first, last=working_days_ahead(app, today, cfg.coordination_within_days),
         duration=timedelta(minutes=cfg.coordination_minutes), required=(case.referrer, case.receiver),
         optional=tuple(a for a in app.series[case.series_id].coordinators
                        if a not in (case.referrer, case.receiver)),
