@@ -510,3 +510,106 @@ def test_a_mail_handed_out_again_after_its_move_was_lost_goes_to_the_folder_of_i
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*.eml")
                   if p.parent.name != "outbox") == [
         "ignored/z.eml", "processed/a.eml", "quarantine/b.eml", "rejected/c.eml"]
+
+
+# -- issue 11: receipts name the batch's final slot, in local time, masked --
+
+
+def _drop(inbox, name: str, raw: bytes, arrived: str) -> None:
+    """A mail in the inbox whose mtime (its arrival) is ``arrived``, given in UTC."""
+    import os
+    from datetime import datetime
+
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / name).write_bytes(raw)
+    moment = datetime.fromisoformat(arrived).timestamp()
+    os.utime(inbox / name, (moment, moment))
+
+
+def _run_batch(app, tmp_path):
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.intake import Intake
+
+    return Intake(app).run(FolderSource(tmp_path / "inbox"))
+
+
+def _to(messages, address: str, prefix: str):
+    return [m for m in messages if m["To"] == address and str(m["Subject"]).startswith(prefix)]
+
+
+def _slot_line(receipt) -> str:
+    text = receipt.get_body(("plain",)).get_content()
+    return next(line for line in text.splitlines() if line.startswith("Din tid:"))
+
+
+def _invited_start(messages, address: str):
+    starts = [calendar_part(m).walk("VEVENT")[0].decoded("DTSTART") for m in messages
+              if calendar_part(m) and m["To"] == address and str(calendar_part(m)["METHOD"]) == "REQUEST"]
+    return starts[-1]
+
+
+def _agenda_start(app, address: str):
+    from scheduler.services.agenda import build_agenda
+
+    with app.transaction() as repo:
+        agenda = build_agenda(repo, app, app.session_by_key("unge/2027-01-07"), full_cpr=False)
+    return next(line.start for line in agenda.lines if line.sender == address)
+
+
+def _receipt_invitation_and_agenda_agree(app, dispatcher, tmp_path, slot: str) -> None:
+    """Karen's receipt, her invitation's DTSTART and the agenda give one slot."""
+    dispatcher.run_once(limit=200)
+    messages = outbox_messages(tmp_path)
+    (receipt,) = _to(messages, "karen@kommune.example", "Kvittering")
+    invited, listed = _invited_start(messages, "karen@kommune.example"), _agenda_start(app, "karen@kommune.example")
+    assert invited == listed == at(f"2027-01-07T{slot[:5].replace('.', ':')}")
+    assert _slot_line(receipt).startswith(f"Din tid:    kl. {slot}")
+
+
+def test_a_receipt_names_the_slot_an_acute_mail_later_in_the_batch_leaves_it(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T09:00", monkeypatch)
+    inbox = tmp_path / "inbox"
+    _drop(inbox, "a.eml", item_mail("150303-4321", "a"), "2027-01-04T07:00+00:00")
+    _drop(inbox, "b.eml", item_mail("110698-2345", "b", subject="AKUT", sender="ole@kommune.example"),
+          "2027-01-04T07:05+00:00")
+    assert [o.outcome for o in _run_batch(app, tmp_path)] == ["accepted", "accepted"]
+    _receipt_invitation_and_agenda_agree(app, dispatcher, tmp_path, "10.10-10.20")
+
+
+def test_a_receipt_names_the_slot_a_withdrawal_later_in_the_batch_gives_it(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T09:00", monkeypatch)
+    ingest(app, item_mail("110698-2345", "x", sender="ole@kommune.example"), "2027-01-04T08:00")
+    inbox = tmp_path / "inbox"
+    _drop(inbox, "a.eml", item_mail("150303-4321", "a"), "2027-01-04T08:10+00:00")
+    withdrawal = item_mail("110698-2345", "w", subject="Træk tilbage", sender="ole@kommune.example")
+    _drop(inbox, "w.eml", withdrawal, "2027-01-04T08:15+00:00")
+    assert [o.outcome for o in _run_batch(app, tmp_path)] == ["accepted", "withdrawn"]
+    _receipt_invitation_and_agenda_agree(app, dispatcher, tmp_path, "10.00-10.10")
+
+
+def test_times_people_read_are_in_the_service_zone_whatever_the_arrival_zone(tmp_path, monkeypatch):
+    """Arrival 11:30 UTC on a winter day is 12:30 in Copenhagen: after the deadline."""
+    app, dispatcher = build(tmp_path, "2027-01-04T13:00", monkeypatch)
+    _drop(tmp_path / "inbox", "late.eml", b"From: karen@kommune.example\r\nTo: sparring@kommune.example\r\n"
+          b"Subject: Sparring\r\nMessage-ID: <late@kommune.example>\r\n\r\nHej\r\n", "2027-01-04T11:30+00:00")
+    assert [o.outcome for o in _run_batch(app, tmp_path)] == ["rejected"]
+    dispatcher.run_once()
+    (receipt,) = _to(outbox_messages(tmp_path), "karen@kommune.example", "Afvist")
+    assert "modtaget mandag den 4. januar 2027 kl. 12.30" in receipt.get_body(("plain",)).get_content()
+
+
+def test_status_shows_every_time_in_the_service_zone(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from scheduler.services import lease
+    from scheduler.services.status import status_lines
+
+    app, dispatcher = build(tmp_path, "2027-01-04T13:00", monkeypatch)
+    app.set_meta("last_intake", datetime(2027, 1, 4, 11, 30, tzinfo=timezone.utc).isoformat())
+    assert lease.acquire(app, "host:1")
+    until = lease.holder_of(app)[1].astimezone(app.tz)  # the lease runs on real time
+    lines = status_lines(app)
+    assert lines[0] == "now: 2027-01-04 13:00 (times in Europe/Copenhagen)"
+    assert f"daemon: host:1 (lease until {until:%Y-%m-%d %H:%M:%S})" in lines
+    assert "last intake: 2027-01-04 12:30" in lines
+    assert not any("UTC" in line or "+00:00" in line for line in lines)

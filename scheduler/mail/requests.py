@@ -21,6 +21,7 @@ from datetime import date
 
 from scheduler.mail.parse import ParsedMail
 from scheduler.planning.items import Rejection
+from scheduler.planning.titles import title_problem
 
 _LABELS = {
     "required": ("deltagere", "deltager", "participants", "required"),
@@ -33,7 +34,6 @@ _LABELS = {
 _LINE = re.compile(r"^\s*([A-Za-zÆØÅæøå]+)\s*[:\-]\s*(.*)$")
 _ADDRESS = re.compile(r"[^\s,;<>]+@[^\s,;<>]+\.[A-Za-z]{2,}")
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})|(\d{1,2})[-./](\d{1,2})[-./](\d{4})")
-_CPR_SHAPE = re.compile(r"\d{6}[- ]?\d{4}")
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ def parse_request(parsed: ParsedMail, internal) -> MeetingRequest | Rejection:
     if duration and (not duration.isdigit() or not 10 <= int(duration) <= 480):
         return Rejection("request_duration", {})
     title = fields.get("title") or None
-    if title and _CPR_SHAPE.search(title):
-        title = None  # a title is shown in calendars: never a CPR number
+    if title and title_problem(title):
+        title = None  # shown in subjects and calendars: never a CPR number or a control character
     return MeetingRequest(kind, *period, int(duration) if duration else None, tuple(required),
                           tuple(optional), tuple(dict.fromkeys(external)), title)
 

@@ -171,6 +171,8 @@ class Intake:
                             continue
                         outcomes.append(outcome)
                         moves.setdefault(outcome.disposition, []).append(mail.ref)
+                Notices.run_decided(repo)  # receipts from the batch's final slots; changes noted
+                changes.keep()
                 self.app.change_handlers = handlers
                 changes.replay(handlers, repo)
         finally:
@@ -182,7 +184,7 @@ class Intake:
         """One mail of a batch. Unguarded, a failure is raised (the batch is
         then decided again, guarded); guarded, it rolls back this mail alone
         (its savepoint), which stays in the source, and is returned."""
-        callbacks = len(repo.after_commit)
+        callbacks, decided = len(repo.after_commit), len(repo.before_commit)
         try:
             with repo.db.begin_nested() if guarded else nullcontext():
                 outcome = self._decide_one(repo, mail, parsed)
@@ -193,6 +195,7 @@ class Intake:
                       mail.ref, type(exc).__name__)
             repo.forget_batch_cache()
             del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
+            del repo.before_commit[decided:]
             changes.discard()
             self._failures[mail.ref] += 1
             return exc
