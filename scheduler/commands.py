@@ -211,12 +211,28 @@ def cmd_purge(ctx) -> int:
     return 0
 
 
+_TITLE_PROBLEMS = {
+    "control": "holds a line break or another control character",
+    "cpr": "holds what looks like a CPR number; a title is shown in every attendee's calendar",
+    "empty": "is empty",
+}
+
+
+def _check_title(title: str | None) -> None:
+    from scheduler.planning.titles import title_problem
+
+    problem = title_problem(title) if title is not None else None
+    if problem:
+        raise UserError(f"book: --title {_TITLE_PROBLEMS[problem]}; give a short title without it.")
+
+
 def cmd_book(ctx) -> int:
     from scheduler.services.booking import Booker, BookingRequest
     from scheduler.wiring import make_calendar
 
     args = ctx.args
     _check_range("book", args.first, args.last)
+    _check_title(args.title)
     app = ctx.app()
     calendar = make_calendar(ctx.config, ctx.data_dir)
     request = BookingRequest(kind=args.kind, first=args.first, last=args.last,
@@ -224,7 +240,10 @@ def cmd_book(ctx) -> int:
                              optional=args.optional, external=args.external, title=args.title)
     result = Booker(app, calendar).book(request, dry_run=args.dry_run, joint=args.joint)
     if not args.dry_run and result.meeting is not None:
-        ctx.dispatcher().run_once()
+        report = ctx.dispatcher().run_once()
+        if report.failed:  # never "booked" while its calendar write or invitation failed
+            raise UserError(f"book: the meeting was saved, but {report.failed} calendar write(s) or invitation(s) "
+                            "failed; see `sparring outbox --failed`.")
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
     elif result.candidate is None:

@@ -613,3 +613,45 @@ def test_status_shows_every_time_in_the_service_zone(tmp_path, monkeypatch):
     assert f"daemon: host:1 (lease until {until:%Y-%m-%d %H:%M:%S})" in lines
     assert "last intake: 2027-01-04 12:30" in lines
     assert not any("UTC" in line or "+00:00" in line for line in lines)
+
+
+def _every_text(tmp_path) -> str:
+    """Everything the outbox and the local calendar hold, decoded as a reader sees it."""
+    texts = []
+    for path in [*(tmp_path / "outbox").glob("*.eml"), *(tmp_path / "calendar").glob("*.ics")]:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        texts += [f"{name}: {value}" for name, value in message.items()]
+        texts += [part.get_payload(decode=True).decode("utf-8") for part in message.walk()
+                  if not part.is_multipart()]
+    return "\n".join(texts)
+
+
+def test_no_cpr_escapes_by_display_name_case_text_or_a_dash_of_another_kind(tmp_path, monkeypatch):
+    """Issue 11, 14: the name "Karen 120502–4127" is not repeated, the bumped caseworker is not
+    addressed by the acute sender's name, the acute alert masks a number in its text, and a
+    meeting title with an en-dash CPR reaches no subject, SUMMARY or .ics file."""
+    from tests.test_booking import A, B, busy_file
+    from tests.test_meetings import request_mail
+
+    app, dispatcher = build(tmp_path, "2027-01-28T08:00", monkeypatch)
+    for n in range(6):  # a full session: the acute item bumps the latest
+        mail = item_mail(f"0{n + 1}0101-400{n}", f"f{n}",
+                         sender="karen@kommune.example").replace(b"From: karen@kommune.example",
+                                                                 "From: Karen 120502\u20134127 <karen@kommune.example>".encode())
+        assert ingest(app, mail, "2027-02-01T08:00").outcome == "accepted"
+    acute = ("From: Ole Olsen <ole@kommune.example>\r\nTo: sparring@kommune.example\r\nSubject: AKUT\r\n"
+             "Message-ID: <ak@kommune.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+             "CPR: 110698-2345\r\nHelbred: Bror (110698\u20132345) er indlagt.\r\n".encode())
+    assert ingest(app, acute, "2027-02-01T09:00").outcome == "accepted"
+    busy_file(tmp_path, A, ("20270201T090000", "20270201T120000"))
+    busy_file(tmp_path, B, ("20270201T120000", "20270201T150000"))
+    body = (f"Deltagere: {B}\r\nPeriode: 2027-02-08 - 2027-02-12\r\nTitel: Møde om 120502\u20134127\r\n")
+    assert ingest(app, request_mail("Netværksmøde", body), "2027-02-01T09:10").outcome == "accepted"
+    dispatcher.run_once(limit=500)
+    seen = _every_text(tmp_path)
+    assert "4127" not in seen and "110698-2345" not in seen and "110698\u20132345" not in seen
+    bumped = [m for m in outbox_messages(tmp_path) if str(m["Subject"]).startswith("Flyttet")]
+    assert bumped and all(m.get_body(("plain",)).get_content().startswith("Kære sagsbehandler") for m in bumped)
+    receipts = [m for m in outbox_messages(tmp_path) if m["To"] == "karen@kommune.example"
+                and str(m["Subject"]).startswith("Kvittering")]
+    assert len(receipts) == 6 and all("Kære sagsbehandler" in m.get_body(("plain",)).get_content() for m in receipts)
