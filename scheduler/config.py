@@ -22,7 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from scheduler.config_errors import describe
+from scheduler.config_checks import security_problems
+from scheduler.config_errors import describe, locate
 from scheduler.errors import ConfigError
 from scheduler.model import (
     Cadence,
@@ -359,4 +360,12 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(path, text, exc)) from None
+    problems = [_sentence(path, text, loc, problem) for loc, problem in security_problems(config)]
+    if problems:
+        raise ConfigError("\n".join(problems))
     return config.model_copy(update={"source": path})
+
+
+def _sentence(path: Path, text: str, loc: tuple[str, ...], problem: str) -> str:
+    line = locate(text, (".".join(loc[:-1]), loc[-1]))  # [intake.imap] is one table
+    return f"{path}: {f'line {line}: ' if line else ''}{'.'.join(loc)}: {problem}."
