@@ -87,7 +87,7 @@ def cmd_ingest(ctx) -> int:
     else:
         from scheduler.wiring import make_source
 
-        source = make_source(ctx.config, ctx.data_dir)
+        source = make_source(ctx.config, ctx.data_dir, cipher=app.cipher)
         intake.start()
         try:
             outcomes = intake.run(source)
@@ -224,6 +224,28 @@ def _check_title(title: str | None) -> None:
     problem = title_problem(title) if title is not None else None
     if problem:
         raise UserError(f"book: --title {_TITLE_PROBLEMS[problem]}; give a short title without it.")
+
+
+def cmd_mail_show(ctx) -> int:
+    """An administrator's look at a settled mail: the raw mail on stdout."""
+    import os
+
+    from scheduler.store.crypto import FieldCipher, open_mail
+    from scheduler.store.keys import load_key
+
+    path = Path(ctx.args.path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"mail show: cannot read {path} ({exc.strerror}).") from None
+    key, _ = load_key(os.environ, ctx.config.service.key_file or None, ctx.data_dir, ctx.args.demo)
+    try:
+        raw = open_mail(FieldCipher(key), data)
+    except UserError as exc:
+        raise UserError(f"mail show: {path}: {exc}") from None
+    sys.stdout.buffer.write(raw)
+    sys.stdout.flush()
+    return 0
 
 
 def cmd_book(ctx) -> int:

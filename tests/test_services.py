@@ -655,3 +655,38 @@ def test_no_cpr_escapes_by_display_name_case_text_or_a_dash_of_another_kind(tmp_
     receipts = [m for m in outbox_messages(tmp_path) if m["To"] == "karen@kommune.example"
                 and str(m["Subject"]).startswith("Kvittering")]
     assert len(receipts) == 6 and all("Kære sagsbehandler" in m.get_body(("plain",)).get_content() for m in receipts)
+
+
+def test_settled_mails_and_the_data_dir_are_private_and_purged_after_their_retention(tmp_path, monkeypatch):
+    """Issue 11, 20: nothing of a mail lies in plaintext or readable by others in the data directory."""
+    from scheduler.services.intake import Intake
+    from scheduler.services.retention import purge
+    from scheduler.wiring import make_source
+
+    data = tmp_path / "var"
+    app, dispatcher = build(data, "2027-01-04T09:00", monkeypatch)
+    _drop(data / "inbox", "a.eml", item_mail("150303-4321", "a"), "2027-01-04T07:00+00:00")
+    _drop(data / "inbox", "b.eml", item_mail("150303-432", "b"), "2027-01-04T07:01+00:00")  # rejected
+    assert [o.outcome for o in Intake(app).run(make_source(app.config, data, cipher=app.cipher))] \
+        == ["accepted", "rejected"]
+    dispatcher.run_once(limit=100)
+    mode = lambda path: path.stat().st_mode & 0o777  # noqa: E731
+    assert mode(data) == 0o700 and mode(data / "sparring.db") == 0o600
+    for name in ("processed", "rejected", "outbox", "calendar"):
+        assert mode(data / name) == 0o700, name
+        assert all(mode(path) == 0o600 for path in (data / name).iterdir()), name
+    settled = [*(data / "processed").iterdir(), *(data / "rejected").iterdir()]
+    assert sorted(p.name for p in settled) == ["a.eml.enc", "b.eml.enc"]
+    assert not any(word in path.read_bytes() for path in settled for word in (b"150303", b"Angst", b"karen"))
+    app.clock.set(at("2027-03-01T09:00"))  # the session of 7 January plus 30 days has passed
+    assert purge(app).files >= 2 and not [*(data / "processed").iterdir(), *(data / "rejected").iterdir()]
+
+
+def test_demo_says_its_key_sits_beside_the_data(tmp_path, monkeypatch, capsys):
+    from scheduler.cli import main
+    from tests.appkit import CONFIG
+
+    monkeypatch.delenv("SPARRING_SECRET_KEY", raising=False)
+    assert main(["--config", str(CONFIG), "--data-dir", str(tmp_path / "var"), "--demo", "status"]) == 0
+    err = capsys.readouterr().err
+    assert "beside the data" in err and "for trying sparring only" in err

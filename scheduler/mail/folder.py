@@ -2,9 +2,12 @@
 
 ``FolderSource`` reads ``<data-dir>/inbox/`` and files each settled mail
 into a sibling folder (``processed/``, ``rejected/``, ``quarantine/``,
-``ignored/``); nothing is ever deleted. ``FolderTransport`` writes each
-outgoing message atomically to ``<data-dir>/outbox/`` as
-``<timestamp>-<kind>-<n>.eml``.
+``ignored/``) encrypted with the data key (``<name>.eml.enc``, see
+``store.crypto.seal_mail``; ``sparring mail show`` reads one back), with
+its arrival time as mtime for the retention purge; the inbox original is
+removed once the sealed copy is durable. Folders are 0700, files 0600.
+``FolderTransport`` writes each outgoing message atomically to
+``<data-dir>/outbox/`` as ``<timestamp>-<kind>-<n>.eml``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from scheduler.files import FILE_MODE, fsync_dir, private_dir
 from scheduler.ports import Clock, Disposition, IncomingMail, OutgoingMail, PermanentError
+from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, FieldCipher, open_mail, seal_mail
 
 POLL_STEP = 0.25  # seconds between looks at the inbox while waiting
 _OUTBOX_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z0-9_-]+-(\d+)\.eml$")
@@ -32,6 +37,11 @@ def _ready(entry: os.DirEntry) -> bool:
         and name.lower().endswith(".eml")
         and entry.is_file(follow_symlinks=False)
     )
+
+
+def _private(path, flags: int) -> int:
+    """``open``'s opener for a new file only its owner may read (0600)."""
+    return os.open(path, flags, FILE_MODE)
 
 
 def _place(source: Path, target: Path) -> None:
@@ -54,8 +64,9 @@ def _place(source: Path, target: Path) -> None:
 class FolderSource:
     """ports.MailSource over a directory of ``.eml`` files."""
 
-    def __init__(self, inbox: Path) -> None:
+    def __init__(self, inbox: Path, *, cipher: FieldCipher | None = None) -> None:
         self.inbox = Path(inbox)
+        self.cipher = cipher  # None (tests of the moves alone): settled mails stay plaintext
         self._backlog = False  # the last fetch left ready files behind
         self._known: set[str] | None = None  # ready files at the last fetch
 
@@ -92,8 +103,7 @@ class FolderSource:
         for disposition, refs in moves.items():
             if not refs:
                 continue
-            target = self.inbox.parent / Disposition(disposition).value
-            target.mkdir(parents=True, exist_ok=True)
+            target = private_dir(self.inbox.parent / Disposition(disposition).value)
             for ref in refs:
                 self._move(ref, target)
 
@@ -103,6 +113,9 @@ class FolderSource:
         source = self.inbox / ref
         if not source.exists():
             return  # already moved: settling twice is harmless
+        if self.cipher is not None:
+            self._seal(source, ref, target)
+            return
         if self._placed_before(source, ref):
             source.unlink(missing_ok=True)  # a move cut short between link and unlink
             return
@@ -118,6 +131,55 @@ class FolderSource:
             except FileNotFoundError:
                 return  # moved by someone else between the check and the link
         source.unlink(missing_ok=True)
+
+    def _seal(self, source: Path, ref: str, target: Path) -> None:
+        """Keep the mail encrypted in ``target``, then remove the original.
+
+        Written aside (0600), flushed, then linked to a name no other file
+        has; the original goes only once that name is durable. A crash in
+        between leaves both: settled again, the sealed copy is recognised
+        by its content and only the original removed."""
+        try:
+            raw, info = source.read_bytes(), source.stat()
+        except FileNotFoundError:
+            return  # moved by someone else meanwhile
+        if not self._sealed_before(target, ref, raw):
+            self._write_sealed(target, ref, seal_mail(self.cipher, raw), info.st_mtime_ns)
+        source.unlink(missing_ok=True)
+
+    def _write_sealed(self, target: Path, ref: str, sealed: bytes, arrived_ns: int) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target)  # mkstemp: mode 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(sealed)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.utime(tmp, ns=(arrived_ns, arrived_ns))  # the retention purge counts from arrival
+            stem, suffix = os.path.splitext(ref)
+            candidate, n = target / f"{ref}{MAIL_SUFFIX}", 1
+            while True:
+                try:
+                    _place(Path(tmp), candidate)
+                    break
+                except FileExistsError:
+                    candidate, n = target / f"{stem}-{n}{suffix}{MAIL_SUFFIX}", n + 1
+            fsync_dir(target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _sealed_before(self, target: Path, ref: str, raw: bytes) -> bool:
+        """True when a sealed copy of exactly this mail is in ``target``
+        already. Looked for only where its first name is taken: rare."""
+        if not (target / f"{ref}{MAIL_SUFFIX}").exists():
+            return False
+        stem, suffix = os.path.splitext(ref)
+        for candidate in target.glob(f"{glob.escape(stem)}*{glob.escape(suffix)}{MAIL_SUFFIX}"):
+            try:
+                if open_mail(self.cipher, candidate.read_bytes()) == raw:
+                    return True
+            except (OSError, DecryptionError):
+                continue  # unreadable or another key's: not this mail's copy
+        return False
 
     def _placed_before(self, source: Path, ref: str) -> bool:
         """True when the very file (same inode) already sits in a settled
@@ -168,6 +230,7 @@ class FolderTransport:
         self.clock = clock
         self.durable = durable  # False only for simulation: no fsync, no temporary file
         self._last = self._highest_number()
+        self._private = False  # the folder made 0700 once, at the first send
 
     def _highest_number(self) -> int:
         try:
@@ -178,7 +241,9 @@ class FolderTransport:
         return max(numbers, default=0)
 
     def send(self, mail: OutgoingMail) -> None:
-        self.outbox.mkdir(parents=True, exist_ok=True)
+        if not self._private:  # agendas hold health text: the folder is this user's alone
+            private_dir(self.outbox)
+            self._private = True
         stamp = self.clock.now().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kind = re.sub(r"[^a-z0-9_-]+", "-", mail.kind.lower()).strip("-") or "mail"
         if not self.durable:  # a rehearsal: nobody reads the folder while it runs
@@ -199,7 +264,7 @@ class FolderTransport:
             self._last += 1
             try:
                 path = self.outbox / f"{stamp}-{kind}-{self._last}.eml"
-                handle = open(path, "xb")
+                handle = open(path, "xb", opener=_private)
             except FileExistsError:
                 self._last = max(self._last, self._highest_number())
                 continue
