@@ -6,7 +6,8 @@
     Eksterne: mor@example.org
     Periode: 2027-02-01 - 2027-02-14      (or 01-02-2027 til 14-02-2027)
     Varighed: 60                          (minutes; default from the config)
-    Titel: Netværksmøde om forløbet       (optional; never the citizen's name or CPR)
+    Titel: Netværksmøde om forløbet       (optional; never the citizen's name or CPR:
+                                          a CPR number or control character refuses the request)
 
 Internal participants (Deltagere, Valgfri) are booked by free/busy; the
 sender takes part too. Addresses outside the allowlist named as internal
@@ -65,8 +66,8 @@ def parse_request(parsed: ParsedMail, internal) -> MeetingRequest | Rejection:
     if duration and (not duration.isdigit() or not 10 <= int(duration) <= 480):
         return Rejection("request_duration", {})
     title = fields.get("title") or None
-    if title and title_problem(title):
-        title = None  # shown in subjects and calendars: never a CPR number or a control character
+    if title and title_problem(title):  # shown in subjects and calendars: refused, not sent
+        return Rejection("request_title", {})
     return MeetingRequest(kind, *period, int(duration) if duration else None, tuple(required),
                           tuple(optional), tuple(dict.fromkeys(external)), title)
 
