@@ -197,7 +197,10 @@ def cmd_simulate(ctx) -> int:
     app.calendar_factory = lambda: calendar
     dispatcher = Dispatcher(app, make_transport(ctx.config, ctx.data_dir, ctx.clock, durable=False), calendar,
                             durable=False)
-    summary = simulate(app, dispatcher, ctx.args.first, ctx.args.last)
+    from scheduler.mail.folder import FolderSource
+
+    folders = FolderSource(ctx.data_dir / "inbox", cipher=app.cipher, durable=False)  # a rehearsal: no fsync
+    summary = simulate(app, dispatcher, ctx.args.first, ctx.args.last, folders)
     print(summary.table(list(app.series)))
     return 0
 

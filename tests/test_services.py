@@ -690,3 +690,17 @@ def test_demo_says_its_key_sits_beside_the_data(tmp_path, monkeypatch, capsys):
     assert main(["--config", str(CONFIG), "--data-dir", str(tmp_path / "var"), "--demo", "status"]) == 0
     err = capsys.readouterr().err
     assert "beside the data" in err and "for trying sparring only" in err
+
+
+def test_simulate_files_its_mails_sealed_too(tmp_path, monkeypatch, capsys):
+    from scheduler.cli import main
+    from scheduler.store.keys import new_key
+    from tests.appkit import CONFIG
+
+    monkeypatch.setenv("SPARRING_SECRET_KEY", new_key())
+    raw = item_mail("150303-4321", "s1").replace(b"Subject:", b"Date: Mon, 04 Jan 2027 09:00:00 +0100\r\nSubject:")
+    _drop(tmp_path / "inbox", "s1.eml", raw, "2027-01-04T08:00+00:00")
+    assert main(["--config", str(CONFIG), "--data-dir", str(tmp_path), "simulate", "--from", "2027-01-01",
+                 "--to", "2027-01-10"]) == 0
+    (kept,) = (tmp_path / "processed").iterdir()
+    assert kept.name == "s1.eml.enc" and b"150303" not in kept.read_bytes() and b"Angst" not in kept.read_bytes()

@@ -64,9 +64,10 @@ def _place(source: Path, target: Path) -> None:
 class FolderSource:
     """ports.MailSource over a directory of ``.eml`` files."""
 
-    def __init__(self, inbox: Path, *, cipher: FieldCipher | None = None) -> None:
+    def __init__(self, inbox: Path, *, cipher: FieldCipher | None = None, durable: bool = True) -> None:
         self.inbox = Path(inbox)
         self.cipher = cipher  # None (tests of the moves alone): settled mails stay plaintext
+        self.durable = durable  # False only for simulation: no fsync
         self._backlog = False  # the last fetch left ready files behind
         self._known: set[str] | None = None  # ready files at the last fetch
 
@@ -152,8 +153,9 @@ class FolderSource:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(sealed)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if self.durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.utime(tmp, ns=(arrived_ns, arrived_ns))  # the retention purge counts from arrival
             stem, suffix = os.path.splitext(ref)
             candidate, n = target / f"{ref}{MAIL_SUFFIX}", 1
@@ -163,7 +165,8 @@ class FolderSource:
                     break
                 except FileExistsError:
                     candidate, n = target / f"{stem}-{n}{suffix}{MAIL_SUFFIX}", n + 1
-            fsync_dir(target)
+            if self.durable:
+                fsync_dir(target)
         finally:
             Path(tmp).unlink(missing_ok=True)
 
