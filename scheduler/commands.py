@@ -13,6 +13,7 @@ from pathlib import Path
 
 from scheduler.clock import FixedClock, parse_now
 from scheduler.errors import UserError
+from scheduler.localtime import local, people_span, people_time
 
 def _check_range(command: str, first: date, last: date) -> None:
     if last < first:
@@ -59,12 +60,13 @@ def cmd_plan(ctx) -> int:
         json.dump(rows, sys.stdout, ensure_ascii=False, indent=1)
         print()
         return 0
+    tz = ctx.config.tz
     print(f"{'series':<10} {'start':<17} {'end':<6} {'deadline':<17} {'slots':>5}  status")
     for s in sessions:
         note = f"  ({s.note})" if s.note else ""
         print(
-            f"{s.series_id:<10} {s.start:%Y-%m-%d %H:%M} {s.end:%H:%M}  "
-            f"{s.deadline:%Y-%m-%d %H:%M} {s.capacity:>5}  {s.status.value}{note}"
+            f"{s.series_id:<10} {people_time(s.start, tz)} {local(s.end, tz):%H:%M}  "
+            f"{people_time(s.deadline, tz)} {s.capacity:>5}  {s.status.value}{note}"
         )
     return 0
 
@@ -99,7 +101,8 @@ def cmd_ingest(ctx) -> int:
         if ctx.args.json:
             print(json.dumps(outcome.as_json(), ensure_ascii=False))
         else:
-            where = f" {outcome.series} {outcome.session_start:%Y-%m-%d %H:%M}" if outcome.session_start else ""
+            when = people_time(outcome.session_start, app.tz)
+            where = f" {outcome.series} {when}" if outcome.session_start else ""
             why = f": {outcome.reason}" if outcome.reason else ""
             print(f"{outcome.outcome:<11} {outcome.message_id}{where}{why}")
     return 0
@@ -275,11 +278,11 @@ def cmd_book(ctx) -> int:
         print(result.reason)
     else:
         verb = "found" if args.dry_run else "booked"
-        print(f"{verb} {result.candidate.start:%Y-%m-%d %H:%M}-{result.candidate.end:%H:%M}; "
+        print(f"{verb} {people_span(result.candidate.start, result.candidate.end, app.tz)}; "
               f"optional free {result.candidate.optional_free}; invited {', '.join(result.invited)}")
         for warning in result.warnings:
             print(f"warning: {warning}")
         if result.joint is not None:
             print(f"joint conversation {'booked' if args.joint and not args.dry_run else 'offered'}: "
-                  f"{result.joint.start:%Y-%m-%d %H:%M}-{result.joint.end:%H:%M}")
+                  f"{people_span(result.joint.start, result.joint.end, app.tz)}")
     return 0 if result.candidate is not None else 3

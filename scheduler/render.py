@@ -7,18 +7,20 @@ Set ``SPARRING_TEMPLATES`` to use a municipality's own copies.
 Every time a person reads is shown in the service's zone (``tz``,
 ``service.timezone``): the ``clock`` and ``long_date`` filters convert
 first, so a mail that arrived at 11:30 UTC in winter reads "kl. 12.30".
-``people_time`` is the same rule for Python code (``status``, the CLI).
+``localtime.people_time`` is the same rule for Python code (``status``, the CLI).
 """
 
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timezone, tzinfo
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
+
+from scheduler.localtime import local
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_ZONE = ZoneInfo("Europe/Copenhagen")  # service.timezone's default
@@ -37,19 +39,6 @@ _MONTHS = {
 
 def templates_dir() -> Path:
     return Path(os.environ.get("SPARRING_TEMPLATES") or DEFAULT_DIR)
-
-
-def local(moment: datetime, tz: tzinfo) -> datetime:
-    """``moment`` in the service's zone; a naive time is UTC (as stored)."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(tz)
-
-
-def people_time(moment: datetime | None, tz: tzinfo, seconds: bool = False) -> str:
-    """'2027-01-04 12:30' in the service's zone: how ``status`` and the CLI
-    show a time to a person (the zone is said once, in the header line)."""
-    if moment is None:
-        return "never"
-    return local(moment, tz).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def long_date(day: date | datetime, language: str = "da", tz: tzinfo | None = None) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from scheduler.render import people_time
+from scheduler.localtime import people_time
 from scheduler.store.tables import OutboxEntry
 
 
