@@ -10,6 +10,7 @@ import contextlib
 import email
 import io
 import json
+import re
 
 import pytest
 from pathlib import Path
@@ -157,5 +158,5 @@ def test_a_hostile_title_past_the_command_line_is_still_one_header_and_masked(tm
         message = email.message_from_bytes(raw, policy=email.policy.default)
         texts = [str(message["Subject"] or "")] + [
             part.get_payload(decode=True).decode("utf-8") for part in message.walk() if not part.is_multipart()]
-        assert not any("4127" in text for text in texts), path.name
+        assert not any(re.search(r"120502[^0-9x]{0,6}4127", text) for text in texts), path.name
         assert "Bcc" not in str(message.keys())
