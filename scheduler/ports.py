@@ -125,14 +125,23 @@ class CalendarBackend(Protocol):
     def put(self, meeting: Meeting) -> None:
         """Create or replace the event ``meeting.uid`` (or its occurrence
         ``recurrence_id``). Idempotent: putting the same meeting twice
-        leaves one event."""
+        leaves one event. A series' ``recurrence.exdates`` are occurrences
+        that do not take place: none of them may be listed afterwards (an
+        override stored for one goes too)."""
 
     def put_many(self, meetings: Sequence[Meeting]) -> None:
         """``put`` for many, in as few round trips as the protocol allows."""
 
     def cancel(self, meeting: Meeting) -> None:
         """Cancel the event (or the one occurrence with ``recurrence_id``).
-        Cancelling what does not exist is not an error."""
+        Cancelling what does not exist is not an error.
+
+        ``meeting`` is the event as it was last sent (its times and texts),
+        with a SEQUENCE above every one sent before under its UID. A
+        cancelled occurrence must no longer be listed as one: it becomes an
+        EXDATE of the series (iCalendar stores) or is deleted (Exchange),
+        never a STATUS:CANCELLED override that readers still list. A whole
+        event cancelled stays, marked cancelled, where the store can say so."""
 
     def free_busy(
         self, addresses: Sequence[str], start: datetime, end: datetime

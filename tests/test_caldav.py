@@ -82,6 +82,24 @@ def test_the_servers_free_busy_report_reflects_series_override_and_cancellations
     ]  # 28 January cancelled, the single slot cancelled
 
 
+def test_the_server_lists_exactly_the_occurrences_left_after_cancels(radicale_server):
+    """Radicale's own expansion (a time-range REPORT with CALDAV:expand) as
+    the independent reader: a cancelled occurrence, moved or not, is gone."""
+    backend = make_backend(radicale_server)
+    backend.put(SERIES)
+    backend.put(replace(SERIES, recurrence=None, recurrence_id=at(date(2027, 1, 21), 10),
+                        start=at(date(2027, 1, 22), 13), end=at(date(2027, 1, 22), 14), sequence=1))
+    for day, sequence in ((date(2027, 1, 21), 2), (date(2027, 1, 28), 3)):
+        start = at(day, 10)
+        backend.cancel(replace(SERIES, recurrence=None, recurrence_id=start, start=start,
+                               end=start + timedelta(hours=1), sequence=sequence, cancelled=True))
+    found = backend.calendar().search(start=at(date(2027, 1, 1), 0), end=at(date(2027, 2, 12), 0),
+                                      event=True, expand=True, server_expand=True)
+    starts = sorted(component.decoded("dtstart").astimezone(timezone.utc)
+                    for resource in found for component in resource.icalendar_instance.walk("VEVENT"))
+    assert starts == [utc(date(2027, 1, 7), 10), utc(date(2027, 2, 4), 10), utc(date(2027, 2, 11), 10)]
+
+
 ANNE_SERIES = """\
 BEGIN:VCALENDAR
 VERSION:2.0

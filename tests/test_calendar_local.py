@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import recurring_ical_events
 
 from scheduler.calendars import local
 from scheduler.calendars.ical import merge_cancel, merge_put, parse_object
@@ -118,14 +119,28 @@ class CalendarContract:
         occurrence = at(date(2027, 1, 28), 10)
         backend.cancel(replace(SERIES, recurrence=None, recurrence_id=occurrence, start=occurrence,
                                end=occurrence + timedelta(hours=1), sequence=1, cancelled=True))
-        stored = events(backend.read(SERIES.uid))
-        master = next(e for e in stored if "recurrence-id" not in e)
-        cancelled = next(e for e in stored if "recurrence-id" in e)
-        assert str(master["status"]) == "CONFIRMED"
-        assert str(cancelled["status"]) == "CANCELLED"
+        [master] = events(backend.read(SERIES.uid))  # folded into the series: no override left
+        assert str(master["status"]) == "CONFIRMED" and master["sequence"] == 1
         got = busy(backend, "koordinator@kommune.example")
         assert (utc(date(2027, 1, 28), 10), utc(date(2027, 1, 28), 11)) not in got
         assert (utc(date(2027, 1, 21), 10), utc(date(2027, 1, 21), 11)) in got
+
+    def test_a_cancelled_occurrence_is_not_listed_by_an_independent_reader(self, backend):
+        """recurring-ical-events lists a STATUS:CANCELLED override as an
+        occurrence; the stored object must list exactly the open ones."""
+        backend.put(SERIES)
+        moved = replace(SERIES, recurrence=None, recurrence_id=at(date(2027, 1, 21), 10),
+                        start=at(date(2027, 1, 22), 13), end=at(date(2027, 1, 22), 14), sequence=1)
+        backend.put(moved)
+        for day, sequence in ((date(2027, 1, 21), 2), (date(2027, 1, 28), 3), (date(2027, 1, 28), 3)):
+            start = at(day, 10)
+            backend.cancel(replace(SERIES, recurrence=None, recurrence_id=start, start=start,
+                                   end=start + timedelta(hours=1), sequence=sequence, cancelled=True))
+        stored = backend.read(SERIES.uid)
+        listed = [e.decoded("dtstart") for e in
+                  recurring_ical_events.of(stored).between(at(date(2027, 1, 1), 0), at(date(2027, 2, 12), 0))]
+        assert listed == [at(date(2027, 1, 7), 10), at(date(2027, 2, 4), 10), at(date(2027, 2, 11), 10)]
+        assert [e["sequence"] for e in events(stored)] == [3]
 
     def test_cancelling_a_whole_event_keeps_it_marked_cancelled(self, backend):
         backend.put(SERIES)

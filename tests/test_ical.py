@@ -252,3 +252,44 @@ def test_a_changed_vtimezone_component_does_not_reach_later_output():
     after = to_ical([SLOT], "REQUEST", TZ, stamp=STAMP)
     assert after == before and b"X-CHANGED" not in after
     assert b"X-CHANGED" not in build_calendar([SLOT], "REQUEST", TZ, stamp=STAMP).to_ical()
+
+
+def test_new_uids_are_distinct_and_hold_no_digits():
+    from scheduler.model import new_uid
+
+    uids = {new_uid("slot", "kommune.example") for _ in range(2000)}
+    assert len(uids) == 2000
+    assert not any(ch.isdigit() for uid in uids for ch in uid.partition("@")[0])
+
+
+WEEKS = [date(2027, 1, 7) + timedelta(weeks=n) for n in range(25)]  # SERIES' Thursdays up to UNTIL
+
+
+@settings(max_examples=60, deadline=None)
+@given(moved=st.sets(st.sampled_from(WEEKS)), cancelled=st.lists(st.sampled_from(WEEKS), max_size=12))
+def test_the_stored_series_lists_exactly_the_occurrences_not_cancelled(moved, cancelled):
+    """Overrides put, occurrences cancelled (some twice, some moved first):
+    an independent reader lists exactly the others, where they are."""
+    from recurring_ical_events import of
+
+    from scheduler.calendars.ical import assemble, cancel_events, put_events
+
+    events, sequence = put_events([], SERIES, TZ, stamp=STAMP), 0
+    for day in sorted(moved):
+        sequence += 1
+        start = at(day, 10)
+        events = put_events(events, replace(SERIES, recurrence=None, recurrence_id=start, sequence=sequence,
+                                            start=start + timedelta(hours=3), end=start + timedelta(hours=4)),
+                            TZ, stamp=STAMP)
+    for day in cancelled:
+        sequence += 1
+        start = at(day, 10)
+        events = cancel_events(events, replace(SERIES, recurrence=None, recurrence_id=start, start=start,
+                                               end=start + timedelta(hours=1), sequence=sequence, cancelled=True),
+                               TZ, stamp=STAMP)
+    calendar = Calendar.from_ical(assemble(events, TZ).to_ical())
+    listed = sorted(e.decoded("DTSTART") for e in of(calendar).between(at(WEEKS[0], 0), at(WEEKS[-1], 23)))
+    gone = set(cancelled) | {d.date() for d in SERIES.recurrence.exdates}
+    expected = sorted(at(d, 13 if d in moved else 10) for d in WEEKS if d not in gone)
+    assert listed == expected
+    assert all(str(e["STATUS"]) == "CONFIRMED" for e in calendar.walk("VEVENT"))

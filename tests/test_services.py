@@ -5,17 +5,21 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from dataclasses import replace
 from datetime import date, timedelta
 
+import recurring_ical_events
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from scheduler.ports import OutgoingMail, PermanentError, TransientError
 from scheduler.services import deadlines
 from scheduler.services.dispatch import retry_failed
 from scheduler.services.publishing import publish_horizon
-from scheduler.store.tables import OutboxEntry
-from tests.appkit import at, build, ingest, item_mail
+from scheduler.store.tables import CalendarEvent, Item, OutboxEntry
+from scheduler.config import load_config
+from scheduler.logs import CPR_SHAPE
+from tests.appkit import CONFIG, at, build, ingest, item_mail
 
 
 def outbox_messages(tmp_path):
@@ -30,29 +34,78 @@ def calendar_part(message) -> Calendar | None:
     return None
 
 
-def test_publish_weekly_series_once_with_occurrence_cancels_and_monthly_singles(tmp_path, monkeypatch):
+def series_messages(tmp_path, uid_part: str = "sparring-series-unge"):
+    """(METHOD, VEVENT) of every invitation sent for the weekly series, in order."""
+    found = []
+    for message in outbox_messages(tmp_path):
+        cal = calendar_part(message)
+        if cal is not None:
+            found += [(str(cal["METHOD"]), e) for e in cal.walk("VEVENT") if uid_part in str(e["UID"])]
+    return found
+
+
+def listed(calendar, first, last) -> list:
+    """Occurrence starts as an independent reader (recurring-ical-events) lists them."""
+    return sorted(e.decoded("DTSTART") for e in recurring_ical_events.of(calendar).between(first, last))
+
+
+def open_sessions(app, first: date, last: date) -> list:
+    return [s.start for s in app.planner.sessions(first, last, "unge") if s.planned]
+
+
+def test_publish_weekly_series_with_known_closed_days_as_exdates_and_monthly_singles(tmp_path, monkeypatch):
     app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch)
     publish_horizon(app)
     dispatcher.run_once(limit=1000)
-    invitations = [m for m in outbox_messages(tmp_path) if calendar_part(m)]
-    by_method = {}
-    for message in invitations:
-        cal = calendar_part(message)
-        by_method.setdefault(str(cal["METHOD"]), []).append(cal)
-    weekly = [c for c in by_method["REQUEST"] if any("RRULE" in e for e in c.walk("VEVENT"))]
-    assert len(weekly) == 1, "the weekly series is one recurring event"
-    cancels = by_method["CANCEL"]
-    assert cancels, "24 and 31 December are cancelled occurrences"
-    for cal in cancels:
-        (event,) = cal.walk("VEVENT")
-        assert event.get("RECURRENCE-ID") is not None and str(event["STATUS"]) == "CANCELLED"
-    monthly = [c for c in by_method["REQUEST"] if c not in weekly]
+    sent = series_messages(tmp_path)
+    assert [m for m, _ in sent] == ["REQUEST"], "one recurring event; nothing to cancel yet"
+    (_, series), = sent
+    assert "RRULE" in series
+    lines = series.get("EXDATE")
+    exdates = {d.dt for line in (lines if isinstance(lines, list) else [lines]) for d in line.dts}
+    assert {at("2026-12-24T10:00"), at("2026-12-31T10:00")} <= exdates
+    request = Calendar()
+    request.add_component(series)
+    assert listed(request, at("2026-12-01T00:00"), at("2027-06-01T00:00")) == \
+        open_sessions(app, date(2026, 12, 1), date(2027, 5, 31))
+    invitations = [calendar_part(m) for m in outbox_messages(tmp_path) if calendar_part(m)]
+    monthly = [c for c in invitations if "sparring-session-voksne" in str(c.walk("VEVENT")[0]["UID"])]
     assert len(monthly) >= 5 and all(len(c.walk("VEVENT")) == 1 for c in monthly)
     # publishing again changes nothing: no new mails
     before = len(list((tmp_path / "outbox").iterdir()))
     publish_horizon(app)
     dispatcher.run_once(limit=1000)
     assert len(list((tmp_path / "outbox").iterdir())) == before
+
+
+def test_a_closed_day_learned_later_is_a_later_cancel_and_leaves_the_calendar_file(tmp_path, monkeypatch):
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"calendar": config.calendar.model_copy(update={"horizon_months": 1})})
+    app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch, config=config)
+    publish_horizon(app)  # up to 1 January: Maundy Thursday (25 March) is not known yet
+    dispatcher.run_once(limit=1000)
+    app.clock.set(at("2027-03-01T08:00"))
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    sent = series_messages(tmp_path)
+    assert [m for m, _ in sent] == ["REQUEST", "CANCEL"]
+    (_, series), (_, cancel) = sent
+    assert cancel.decoded("RECURRENCE-ID") == at("2027-03-25T10:00") == cancel.decoded("DTSTART")
+    assert int(cancel["SEQUENCE"]) > int(series["SEQUENCE"])
+    assert cancel.decoded("DTSTAMP") > series.decoded("DTSTAMP"), "DTSTAMP: the moment it leaves"
+    stored = Calendar.from_ical((tmp_path / "calendar" / "sparring-series-unge@kommune.example.ics").read_bytes())
+    assert [str(e["STATUS"]) for e in stored.walk("VEVENT")] == ["CONFIRMED"], "no cancelled override"
+    assert listed(stored, at("2026-12-01T00:00"), at("2027-04-01T00:00")) == \
+        open_sessions(app, date(2026, 12, 1), date(2027, 3, 31))
+    # a later change of the series is later than the cancel, and keeps it excluded
+    app.series["unge"] = replace(app.series["unge"], location="Mødelokale 3, Rådhuset")
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    (method, changed), = series_messages(tmp_path)[2:]
+    assert method == "REQUEST" and int(changed["SEQUENCE"]) > int(cancel["SEQUENCE"])
+    request = Calendar()
+    request.add_component(changed)
+    assert at("2027-03-25T10:00") not in listed(request, at("2027-03-01T00:00"), at("2027-04-01T00:00"))
 
 
 def test_acute_bump_updates_invitations_with_higher_sequence(tmp_path, monkeypatch):
@@ -84,6 +137,128 @@ def test_withdrawal_cancels_the_slot_invitation(tmp_path, monkeypatch):
     cancels = [calendar_part(m) for m in outbox_messages(tmp_path)
                if calendar_part(m) and str(calendar_part(m)["METHOD"]) == "CANCEL"]
     assert len(cancels) == 1
+
+
+def test_a_series_sent_before_the_meeting_was_kept_still_gets_later_closed_days_cancelled(tmp_path, monkeypatch):
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"calendar": config.calendar.model_copy(update={"horizon_months": 1})})
+    app, dispatcher = build(tmp_path, "2026-12-01T08:00", monkeypatch, config=config)
+    publish_horizon(app)
+    with app.transaction() as repo:  # as before migration 0003
+        repo.db.execute(update(CalendarEvent).values(meeting_enc=None))
+    app.clock.set(at("2027-03-01T08:00"))
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    assert [(m, e.decoded("DTSTART")) for m, e in series_messages(tmp_path)][1:] == \
+        [("CANCEL", at("2027-03-25T10:00"))]
+
+
+def invitations_for(tmp_path, sender: str) -> list[tuple[str, object, str]]:
+    """(METHOD, VEVENT, subject) of the slot invitations mailed to ``sender``, in order."""
+    found = []
+    for message in outbox_messages(tmp_path):
+        cal = calendar_part(message)
+        if cal is not None and message["To"] == sender:
+            found += [(str(cal["METHOD"]), e, str(message["Subject"])) for e in cal.walk("VEVENT")]
+    return found
+
+
+def assert_cancelled_as_sent(tmp_path, sender: str, time: str) -> None:
+    (_, request, _), (method, cancel, subject) = invitations_for(tmp_path, sender)
+    assert method == "CANCEL" and str(cancel["UID"]) == str(request["UID"])
+    assert cancel.decoded("DTSTART") == request.decoded("DTSTART") == at(time)
+    assert f"kl. {at(time):%H.%M}" in str(cancel["SUMMARY"]) and f"kl. {at(time):%H.%M}" in subject
+    assert int(cancel["SEQUENCE"]) > int(request["SEQUENCE"])
+
+
+def test_a_withdrawn_slot_is_cancelled_at_the_time_it_had(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    ingest(app, item_mail("110698-2345", "b", sender="bo@kommune.example"), "2027-01-04T08:01")
+    dispatcher.run_once(limit=100)
+    out = ingest(app, item_mail("110698-2345", "w", subject="Træk tilbage", sender="bo@kommune.example"),
+                 "2027-01-05T08:00")
+    assert out.outcome == "withdrawn"
+    dispatcher.run_once(limit=100)
+    assert_cancelled_as_sent(tmp_path, "bo@kommune.example", "2027-01-07T10:10")
+
+
+def test_a_replaced_slot_is_cancelled_at_the_time_it_had(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    ingest(app, item_mail("110698-2345", "b", sender="bo@kommune.example"), "2027-01-04T08:01")
+    ingest(app, item_mail("010101-4001", "c"), "2027-01-04T08:02")
+    dispatcher.run_once(limit=100)
+    # Bo sends the citizen again, before the deadline: the new item replaces the old one
+    ingest(app, item_mail("110698-2345", "b2", sender="bo@kommune.example"), "2027-01-04T09:00")
+    dispatcher.run_once(limit=100)
+    sent = invitations_for(tmp_path, "bo@kommune.example")
+    assert [m for m, _, _ in sent] == ["REQUEST", "CANCEL", "REQUEST"]
+    old, cancel = sent[0][1], sent[1][1]
+    assert str(cancel["UID"]) == str(old["UID"]) != str(sent[2][1]["UID"])
+    assert cancel.decoded("DTSTART") == old.decoded("DTSTART") == at("2027-01-07T10:10")
+    assert "kl. 10.10" in str(cancel["SUMMARY"]) and "kl. 10.10" in sent[1][2]
+
+
+def test_an_empty_session_called_off_is_cancelled_as_it_was_published(tmp_path, monkeypatch):
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"agenda": config.agenda.model_copy(update={"cancel_empty": True})})
+    app, dispatcher = build(tmp_path, "2027-01-01T08:00", monkeypatch, config=config)
+    publish_horizon(app)
+    dispatcher.run_once(limit=1000)
+    app.clock.set(at("2027-01-11T12:00"))
+    assert deadlines.send_agenda(app, "voksne/2027-01-13")  # monthly: a single event
+    app.clock.set(at("2027-01-11T12:00"))
+    assert deadlines.send_agenda(app, "unge/2027-01-14")  # weekly: an occurrence of the series
+    dispatcher.run_once(limit=1000)
+    (_, single), (method, cancel) = series_messages(tmp_path, "sparring-session-voksne-2027-01-13")
+    assert method == "CANCEL" and cancel.decoded("DTSTART") == single.decoded("DTSTART") == at("2027-01-13T14:00")
+    (_, series), (method, occurrence) = series_messages(tmp_path)
+    assert method == "CANCEL" and int(occurrence["SEQUENCE"]) > int(series["SEQUENCE"])
+    assert occurrence.decoded("RECURRENCE-ID") == occurrence.decoded("DTSTART") == at("2027-01-14T10:00")
+    publish_horizon(app)  # publishing again does not bring them back
+    dispatcher.run_once(limit=1000)
+    assert len(series_messages(tmp_path, "sparring-session-voksne-2027-01-13")) == 2
+    assert len(series_messages(tmp_path)) == 2
+
+
+def as_before_migration_0003(app) -> None:
+    """Rows as the code before migration 0003 left them: row-id slot UIDs, no meeting as sent."""
+    with app.transaction() as repo:
+        for item in repo.db.scalars(select(Item)).all():
+            row = repo.db.get(CalendarEvent, item.event_uid)
+            if row is not None:
+                row.uid, row.meeting_enc = f"sparring-slot-{item.id}@kommune.example", None
+            item.event_uid = None
+
+
+def test_a_slot_sent_before_the_meeting_was_kept_is_cancelled_at_its_place(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+    ingest(app, item_mail("110698-2345", "b"), "2027-01-04T08:01")
+    ingest(app, item_mail("010101-4001", "c"), "2027-01-04T08:02")
+    as_before_migration_0003(app)
+    ingest(app, item_mail("110698-2345", "w", subject="Træk tilbage"), "2027-01-05T08:00")
+    dispatcher.run_once(limit=100)
+    cancels = [e for m, e, _ in invitations_for(tmp_path, "karen@kommune.example") if m == "CANCEL"]
+    assert [str(e["UID"]) for e in cancels] == ["sparring-slot-2@kommune.example"]
+    assert cancels[0].decoded("DTSTART") == at("2027-01-07T10:10")
+
+
+def test_slot_uids_never_repeat_in_a_new_database(tmp_path, monkeypatch):
+    uids = []
+    for name in ("before-purge", "after-purge"):
+        (tmp_path / name).mkdir()
+        app, dispatcher = build(tmp_path / name, "2027-01-04T08:00", monkeypatch)
+        ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+        dispatcher.run_once(limit=100)
+        with app.transaction() as repo:
+            assert repo.db.scalar(select(Item.id)) == 1  # the same row id in both
+        (_, event, _), = invitations_for(tmp_path / name, "karen@kommune.example")
+        uids.append(str(event["UID"]))
+    assert uids[0] != uids[1]
+    assert all(u.startswith("sparring-slot-") and u.endswith("@kommune.example") for u in uids)
+    assert not any(CPR_SHAPE.search(u) for u in uids), "no digits that could read as a CPR number"
 
 
 class FlakyTransport:

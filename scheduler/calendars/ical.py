@@ -17,7 +17,7 @@ for every object of a method, zone and year.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Literal
@@ -213,9 +213,11 @@ def merge_put(existing: Calendar | None, meeting: Meeting, tz: ZoneInfo, *, stam
 
 
 def merge_cancel(existing: Calendar | None, meeting: Meeting, tz: ZoneInfo, *, stamp: datetime) -> Calendar | None:
-    """``existing`` with the event or one occurrence marked CANCELLED; None
-    when there is nothing to cancel. Nothing is removed: a cancelled series
-    keeps its rule and overrides, a cancelled occurrence becomes an override."""
+    """``existing`` with the event marked CANCELLED, or one occurrence
+    excluded; None when there is nothing to cancel. A cancelled series keeps
+    its rule and overrides; a cancelled occurrence becomes an EXDATE of the
+    master (its override, if any, goes): readers list a STATUS:CANCELLED
+    override as an occurrence still."""
     events = cancel_events(events_of(existing), meeting, tz, stamp=stamp)
     return None if events is None else assemble(events, tz)
 
@@ -228,7 +230,8 @@ def put_events(events: Sequence[Event], meeting: Meeting, tz: ZoneInfo, *, stamp
     new = vevent(meeting, tz, stamp=stamp)
     key = recurrence_key(new)
     if key is None:
-        kept = [e for e in events if recurrence_key(e) is not None] if meeting.recurrence else []
+        excluded = {_utc(d) for d in meeting.recurrence.exdates} if meeting.recurrence else set()
+        kept = [e for e in events if recurrence_key(e) not in (None, *excluded)] if meeting.recurrence else []
     else:
         kept = [e for e in events if recurrence_key(e) != key]
     return [*kept, new]
@@ -241,7 +244,10 @@ def cancel_events(events: Sequence[Event], meeting: Meeting, tz: ZoneInfo, *, st
         if master is None and all(recurrence_key(e) != key for e in events):
             return None
         kept = [e for e in events if recurrence_key(e) != key]
-        return [*kept, vevent(meeting, tz, stamp=stamp, cancel=True)]
+        if master is None:  # an override without its series: nothing to fold it into
+            return [*kept, vevent(meeting, tz, stamp=stamp, cancel=True)]
+        _exclude(master, meeting.recurrence_id, tz, meeting.sequence, stamp)
+        return kept
     if not events:
         return None
     for event in events:
@@ -253,10 +259,32 @@ def events_of(calendar: Calendar | None) -> list[Event]:
     return [] if calendar is None else list(calendar.walk("VEVENT"))
 
 
-def _mark_cancelled(event: Event, sequence: int, stamp: datetime) -> None:
+def _exclude(master: Event, start: datetime, tz: ZoneInfo, sequence: int, stamp: datetime) -> None:
+    """Add ``start`` to the master's EXDATEs (once), as a change of the master."""
+    if _utc(start) not in set(_exdates_of(master)):
+        master.add("exdate", [start.astimezone(tz)])
+    _restamp(master, sequence, stamp)
+
+
+def _exdates_of(event: Event) -> Iterator[datetime]:
+    """The EXDATE values of ``event`` in UTC."""
+    value = event.get("exdate")
+    for line in value if isinstance(value, list) else [value] if value is not None else []:
+        for item in line.dts:
+            moment = item.dt
+            if isinstance(moment, datetime):
+                yield moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _restamp(event: Event, sequence: int, stamp: datetime) -> None:
     old = int(event.get("sequence", 0))
-    for name in ("status", "sequence", "dtstamp"):
+    for name in ("sequence", "dtstamp"):
         event.pop(name, None)
-    event.add("status", "CANCELLED")
     event.add("sequence", max(old, sequence))
     event.add("dtstamp", _utc(stamp))
+
+
+def _mark_cancelled(event: Event, sequence: int, stamp: datetime) -> None:
+    event.pop("status", None)
+    event.add("status", "CANCELLED")
+    _restamp(event, sequence, stamp)

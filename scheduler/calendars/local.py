@@ -3,7 +3,8 @@
 ``<directory>/<uid>.ics`` holds the event, or a series with its occurrence
 overrides (RECURRENCE-ID) inside, exactly as a CalDAV server would store
 it. Files are written atomically (a temporary file, then ``os.replace``).
-Nothing is deleted: a cancelled event keeps its file with STATUS:CANCELLED.
+Nothing is deleted: a cancelled event keeps its file with STATUS:CANCELLED;
+a cancelled occurrence becomes an EXDATE of its series.
 
 Free/busy comes from these files (where the address is organiser or
 attendee) and from one calendar per person at

@@ -9,11 +9,10 @@ for sessions) and remembers the booking so that a decline can rebook it.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
-from scheduler.model import Attendee, Meeting
+from scheduler.model import Attendee, Meeting, new_uid
 from scheduler.planning.slots import Candidate, SlotRequest, find_slots
 from scheduler.ports import CalendarBackend
 from scheduler.reasons import reason
@@ -146,7 +145,7 @@ class Booker:
         required = set(req.required) | set(req.external) | ({candidate.room} if candidate.room else set())
         domain = self.app.forum_address.rpartition("@")[2]
         return Meeting(
-            uid=uid or f"sparring-{req.kind}-{secrets.token_hex(8)}@{domain}",
+            uid=uid or new_uid(req.kind, domain),
             summary=req.title or render("booking_title.txt.j2", self.app.language, tz=self.app.tz, kind=req.kind).strip(),
             start=candidate.start,
             end=candidate.end,

@@ -244,11 +244,14 @@ class Intake:
 
     def _decide(self, repo: Repository, parsed: ParsedMail, mail: IncomingMail) -> Outcome:
         if parsed.kind in _AUTOMATIC:
+            code = _AUTOMATIC[parsed.kind]
             reply = parsed.calendar_reply
             if parsed.kind is MailKind.CALENDAR_REPLY and reply:
-                repo.after_commit.append(lambda: meetings.on_reply(self.app, reply))
-            return Outcome(parsed.message_id, "ignored", Disposition.IGNORED,
-                           extra={"code": _AUTOMATIC[parsed.kind]})
+                refusal = meetings.reply_refusal(repo, reply, parsed.sender, self.allow)
+                if refusal is None:
+                    repo.after_commit.append(lambda: meetings.on_reply(self.app, reply))
+                code = refusal or code
+            return Outcome(parsed.message_id, "ignored", Disposition.IGNORED, extra={"code": code})
         if not self.allow.permits(parsed.sender):
             return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
                            reason=self._reason("not_allowed"), extra={"code": "not_allowed"})

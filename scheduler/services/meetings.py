@@ -13,6 +13,7 @@ from scheduler.mail.compose import text_mail
 from scheduler.ports import PermanentError, TransientError
 from scheduler.render import render_mail
 from scheduler.services.booking import BookingRequest
+from scheduler.store.repository import PENDING
 
 log = logging.getLogger("sparring.meetings")
 
@@ -44,12 +45,16 @@ def from_mail(app, request, sender: str, message_id: str, key: str) -> None:
 
 def acute(app, item_id: int) -> None:
     """An acute item: the earliest common 10-20 minutes with the coordinators
-    and the caseworker within the next working days, or an alert."""
+    and the caseworker within the next working days, or an alert. Not for an
+    item gone before this runs (withdrawn in the same intake batch): its
+    withdrawal found no meeting to cancel."""
     cfg = app.config.booking.acute
     if not cfg.enabled:
         return
     with app.transaction() as repo:
         item = repo.item(item_id)
+    if item.status != PENDING:
+        return
     series = app.series[item.series_id]
     first = app.now().date()
     last = _working_days_ahead(app, first, cfg.working_days)
@@ -78,8 +83,37 @@ def _working_days_ahead(app, first: date, count: int) -> date:
     return day
 
 
+def reply_refusal(repo, reply, sender: str | None, allow) -> str | None:
+    """Why a decline must not count (a reason code), or None when it may.
+
+    Anyone can mail a REPLY with a meeting's UID: a decline counts only from
+    an attendee of that meeting, inside the allowlist, whose own address is
+    both the reply's ATTENDEE and the mail's From. Other answers move
+    nothing, so they are not judged.
+    """
+    if reply.partstat.upper() != "DECLINED":
+        return None
+    stored = repo.booking_by_uid(reply.uid)
+    if stored is None:
+        return None  # not a booking (a slot, a session): a decline moves nothing
+    request, _ = stored
+    attendee, sender = _address(reply.attendee), _address(sender or "")
+    invited = {_address(a) for a in (*request.required, *request.optional, *request.external)}
+    if attendee != sender or attendee not in invited or not allow.permits(sender):
+        log.warning("calendar reply ignored: the decline is not from an attendee of the meeting kind=%s",
+                    request.kind)
+        return "reply_not_attendee"
+    return None
+
+
+def _address(text: str) -> str:
+    text = text.strip().lower()
+    return text[len("mailto:"):] if text.startswith("mailto:") else text
+
+
 def on_reply(app, reply) -> None:
-    """An iTIP REPLY: a required participant's decline rebooks the meeting."""
+    """An iTIP REPLY (judged by ``reply_refusal``): a required participant's
+    decline rebooks the meeting."""
     if reply.partstat.upper() != "DECLINED":
         return
     try:

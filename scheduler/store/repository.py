@@ -20,8 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
 
-from scheduler.mail.compose import to_bytes
-from scheduler.model import Session
+from scheduler.mail.compose import domain_of, to_bytes
+from scheduler.model import Session, new_uid
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store.crypto import FieldCipher
@@ -212,6 +212,7 @@ class Repository:
             "updated_at": now,
             "purge_after": session.start + timedelta(days=self._retention()),
             "version": 1,
+            "event_uid": new_uid("slot", domain_of(app.forum_address)),  # not the row id: ids repeat
         }).scalar_one()
         self._remember(Booked(item_id, session.key, request.acute, received_at, request.cpr_hash,
                               request.birth_date), session.start)
@@ -277,14 +278,15 @@ class Repository:
         order = {b.item_id: n for n, b in enumerate(slot_order(_as_booked(views)))}
         return sorted(views, key=lambda v: order.get(v.id, len(order)))
 
-    def slot_holders(self, session_key: str) -> list[tuple[int, str]]:
-        """(item id, sender) of a session's pending items in slot order; nothing decrypted."""
+    def slot_holders(self, session_key: str) -> list[tuple[int, str, str | None]]:
+        """(item id, sender, slot event UID) of a session's pending items in
+        slot order; nothing decrypted."""
         rows = self.db.execute(
-            select(Item.id, Item.sender, Item.acute, Item.received_at)
+            select(Item.id, Item.sender, Item.acute, Item.received_at, Item.event_uid)
             .where(Item.session_key == session_key, Item.status == PENDING)
         ).all()
         rows.sort(key=lambda r: (not r.acute, r.received_at, r.id))  # as ``slot_order``
-        return [(r.id, r.sender) for r in rows]
+        return [(r.id, r.sender, r.event_uid) for r in rows]
 
     def slot_index(self, item: ItemView) -> int:
         order = slot_order(self.booked_in(item.session_key))

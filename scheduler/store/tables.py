@@ -116,6 +116,9 @@ class Item(Base):
     updated_at: Mapped[datetime]
     purge_after: Mapped[datetime] = mapped_column(index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)  # row format version
+    # The slot event's UID, random; NULL for items from before it was kept
+    # (their slots went out as "sparring-slot-<id>@<domain>").
+    event_uid: Mapped[str | None] = mapped_column(String(200))
 
 
 class OutboxEntry(Base):
@@ -148,6 +151,9 @@ class CalendarEvent(Base):
     cancelled: Mapped[bool] = mapped_column(Boolean)
     kind: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime]
+    # The meeting as last sent (serial JSON), context "calendar_events.meeting":
+    # a cancellation carries the event as it was. NULL for rows from before.
+    meeting_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class SessionState(Base):
