@@ -169,7 +169,7 @@ class Notices:
         series = self.app.series[session.series_id]
         slot_start = None
         if pending:
-            holders = [held for held, _ in self.repo.slot_holders(key)]
+            holders = [holder[0] for holder in self.repo.slot_holders(key)]
             slot_start = session.slot_start(holders.index(item_id), series.slot_length)
         return {
             "series_name": series.name,
