@@ -24,8 +24,8 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a new name in ``path`` durable (the file's own fsync does not)."""
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or (a folder) the names in it, to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

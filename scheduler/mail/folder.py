@@ -18,14 +18,16 @@ import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scheduler.files import FILE_MODE, fsync_dir, private_dir
+from scheduler.files import FILE_MODE, fsync_path, private_dir
 from scheduler.ports import Clock, Disposition, IncomingMail, OutgoingMail, PermanentError
 from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, FieldCipher, open_mail, seal_mail
 
 POLL_STEP = 0.25  # seconds between looks at the inbox while waiting
+FSYNC_THREADS = 16  # sealed copies flushed side by side: one journal commit serves many
 _OUTBOX_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z0-9_-]+-(\d+)\.eml$")
 
 
@@ -105,18 +107,21 @@ class FolderSource:
             if not refs:
                 continue
             target = private_dir(self.inbox.parent / Disposition(disposition).value)
+            if self.cipher is not None:
+                self._seal_all(refs, target)
+                continue
             for ref in refs:
                 self._move(ref, target)
 
-    def _move(self, ref: str, target: Path) -> None:
+    def _source(self, ref: str) -> Path:
         if Path(ref).name != ref or ref in ("", ".", ".."):
             raise PermanentError("a folder mail reference must be a plain file name.")
-        source = self.inbox / ref
+        return self.inbox / ref
+
+    def _move(self, ref: str, target: Path) -> None:
+        source = self._source(ref)
         if not source.exists():
             return  # already moved: settling twice is harmless
-        if self.cipher is not None:
-            self._seal(source, ref, target)
-            return
         if self._placed_before(source, ref):
             source.unlink(missing_ok=True)  # a move cut short between link and unlink
             return
@@ -133,40 +138,50 @@ class FolderSource:
                 return  # moved by someone else between the check and the link
         source.unlink(missing_ok=True)
 
-    def _seal(self, source: Path, ref: str, target: Path) -> None:
-        """Keep the mail encrypted in ``target``, then remove the original.
+    def _seal_all(self, refs: Sequence[str], target: Path) -> None:
+        """Keep the mails encrypted in ``target``, then remove the originals.
 
-        Written aside (0600), flushed, then linked to a name no other file
-        has; the original goes only once that name is durable. A crash in
-        between leaves both: settled again, the sealed copy is recognised
-        by its content and only the original removed."""
+        Each is written aside (0600) and linked to a name no other file
+        has; the originals go only once those copies and names are durable
+        (their fsyncs run side by side, the file system commits them
+        together, and one fsync of the folder covers the names). A crash
+        before leaves the originals: settled again, a complete sealed copy
+        is recognised by its content and only the original removed; a copy
+        cut short is not, and the mail is sealed once more beside it."""
+        done = [pair for ref in refs if (pair := self._seal(ref, target)) is not None]
+        if done and self.durable:
+            with ThreadPoolExecutor(max_workers=FSYNC_THREADS) as pool:
+                list(pool.map(fsync_path, [copy for _, copy in done if copy is not None]))
+            fsync_path(target)
+        for source, _ in done:
+            source.unlink(missing_ok=True)
+
+    def _seal(self, ref: str, target: Path) -> tuple[Path, Path | None] | None:
+        """The original to remove and its new sealed copy (None: one was
+        there already); None when the original is gone."""
+        source = self._source(ref)
         try:
             raw, info = source.read_bytes(), source.stat()
         except FileNotFoundError:
-            return  # moved by someone else meanwhile
-        if not self._sealed_before(target, ref, raw):
-            self._write_sealed(target, ref, seal_mail(self.cipher, raw), info.st_mtime_ns)
-        source.unlink(missing_ok=True)
+            return None  # already settled, or moved by someone else meanwhile
+        if self._sealed_before(target, ref, raw):
+            return source, None
+        return source, self._write_sealed(target, ref, seal_mail(self.cipher, raw), info.st_mtime_ns)
 
-    def _write_sealed(self, target: Path, ref: str, sealed: bytes, arrived_ns: int) -> None:
+    def _write_sealed(self, target: Path, ref: str, sealed: bytes, arrived_ns: int) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target)  # mkstemp: mode 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(sealed)
-                if self.durable:
-                    handle.flush()
-                    os.fsync(handle.fileno())
             os.utime(tmp, ns=(arrived_ns, arrived_ns))  # the retention purge counts from arrival
             stem, suffix = os.path.splitext(ref)
             candidate, n = target / f"{ref}{MAIL_SUFFIX}", 1
             while True:
                 try:
                     _place(Path(tmp), candidate)
-                    break
+                    return candidate
                 except FileExistsError:
                     candidate, n = target / f"{stem}-{n}{suffix}{MAIL_SUFFIX}", n + 1
-            if self.durable:
-                fsync_dir(target)
         finally:
             Path(tmp).unlink(missing_ok=True)
 

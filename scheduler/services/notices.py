@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from scheduler.mail.compose import text_mail
 from scheduler.mail.parse import ParsedMail
-from scheduler.planning.allocation import Placement
+from scheduler.planning.allocation import Placement, slot_order
 from scheduler.planning.cpr import Cpr, has_cpr
 from scheduler.planning.items import ItemContent
 from scheduler.render import render_mail
@@ -106,7 +106,7 @@ class Notices:
         if content.acute:
             self._when_decided(lambda: self._alert(item_id, placement, content, series))
             self._when_decided(lambda: deadlines.queue_update(
-                self.app, self.repo, self.app.session_by_key(self._where(item_id, session.key)[0]),
+                self.app, self.repo, self.app.session_by_key(self._slot(item_id, session.key)[0]),
                 cause=f"item{item_id}"))
         self._when_decided(lambda: self.app_changed(
             touched, extra_items=[placement.replaces] if placement.replaces else []))
@@ -159,18 +159,27 @@ class Notices:
         row = self.repo.db.execute(select(Item.session_key, Item.status).where(Item.id == item_id)).first()
         return (row.session_key, row.status == PENDING) if row else (placed_in, False)
 
+    def _slot(self, item_id: int, placed_in: str) -> tuple[str, int | None]:
+        """The item's session now and its place among the session's pending
+        items (None: it holds none), in the order the invitations give
+        slots (``slot_order``, as ``slot_holders``). Read from the batch's
+        occupancy; only an item that left its session is looked up."""
+        order = slot_order(self.repo.booked_in(placed_in))
+        index = next((n for n, booked in enumerate(order) if booked.item_id == item_id), None)
+        if index is not None:
+            return placed_in, index
+        key, pending = self._where(item_id, placed_in)  # bumped, withdrawn or replaced since
+        holders = [holder[0] for holder in self.repo.slot_holders(key)] if pending else []
+        return key, holders.index(item_id) if item_id in holders else None
+
     def _session_context(self, item_id: int, placed_in: str) -> dict:
-        """The item's session and slot as they stand now: the slot is its
-        place among the session's pending items, counted as the invitations
-        count it (``slot_holders``). An item already gone again (withdrawn
-        or replaced later in the batch) has no slot to announce."""
-        key, pending = self._where(item_id, placed_in)
+        """The item's session and slot as they stand now. An item already
+        gone again (withdrawn or replaced later in the batch) has no slot
+        to announce."""
+        key, index = self._slot(item_id, placed_in)
         session = self.app.session_by_key(key)
         series = self.app.series[session.series_id]
-        slot_start = None
-        if pending:
-            holders = [holder[0] for holder in self.repo.slot_holders(key)]
-            slot_start = session.slot_start(holders.index(item_id), series.slot_length)
+        slot_start = session.slot_start(index, series.slot_length) if index is not None else None
         return {
             "series_name": series.name,
             "start": session.start,
@@ -178,7 +187,7 @@ class Notices:
             "deadline": session.deadline,
             "location": series.location,
             "slot_start": slot_start,
-            "slot_end": slot_start + series.slot_length if slot_start else None,
+            "slot_end": slot_start + series.slot_length if slot_start is not None else None,
         }
 
     @staticmethod
