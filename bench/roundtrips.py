@@ -8,12 +8,14 @@ Scenarios, for the shipped configuration (``config/sparring.toml``):
   with its cancelled sessions as exceptions, the monthly series as single
   events (no RRULE expresses "first even-ISO-week Wednesday");
 * the same year with every session a single event;
-* free/busy for 150 people over 6 months.
+* free/busy for 150 people over 6 months;
+* Graph: intake of 1,000 mails (``bench/graph.py``), requests per mail.
 
 Each backend is a function ``(sessions, people, start) -> list[Row]``
 registered in ``BACKENDS``; the EWS one runs exchangelib against the fake
-EWS server from the tests, in-process; the CalDAV one a Radicale it starts on
-127.0.0.1.
+EWS server from the tests, in-process; the Graph ones (``bench/graph.py``:
+GraphCalendar, GraphSource) the fake Graph server (HTTPS, in-process); the
+CalDAV one a Radicale it starts on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -208,7 +210,13 @@ def _caldav_free_busy(config: Config, first: date, url: str) -> Row:
                f"one calendar each, {unknown} unknown; the extra REPORT is sparring's own calendar")
 
 
-BACKENDS: dict[str, Callable[[Config, date], list[Row]]] = {"ews": run_ews, "caldav": run_caldav}
+def run_graph(config: Config, first: date) -> list[Row]:
+    from bench.graph import run_graph as graph_rows
+
+    return graph_rows(config, first)
+
+
+BACKENDS: dict[str, Callable[[Config, date], list[Row]]] = {"ews": run_ews, "caldav": run_caldav, "graph": run_graph}
 
 
 def report(rows: list[Row]) -> str:
@@ -222,6 +230,9 @@ def report(rows: list[Row]) -> str:
             lines.append(f"{'':8} {'  ' + row.note}")
     lines.append("EWS: extra FindItem requests are the UID lookups that make a re-publish idempotent "
                  "(one per 100 UIDs); GetServerTimeZones is read once per year and cached.")
+    lines.append("Graph: requests over HTTPS to the fake Graph server; $batch(...) names what a batch carries. "
+                 "The calendar's extra $batch requests are the UID lookups (by extended property, 20 to a "
+                 "batch) that make a re-publish from a fresh data directory idempotent.")
     lines.append("CalDAV: one multiget REPORT per 100 objects reads what is stored, then one PUT per "
                  "calendar object (the weekly series with its exceptions is one object).")
     return "\n".join(lines)

@@ -16,8 +16,12 @@ from pathlib import Path
 from scheduler.clock import FixedClock, SystemClock, parse_now
 from scheduler.commands import (
     cmd_agenda,
+    cmd_audit,
+    cmd_erase,
+    cmd_record_of_processing,
     cmd_book,
     cmd_check_config,
+    cmd_check_connection,
     cmd_ingest,
     cmd_keygen,
     cmd_mail_show,
@@ -70,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the configuration and report")
     check.set_defaults(run=cmd_check_config)
+
+    connection = commands.add_parser(
+        "check-connection", help="try each configured server once (read-only) and report one line per backend")
+    connection.set_defaults(run=cmd_check_connection)
 
     plan = commands.add_parser("plan", help="list the sessions in a date range")
     plan.add_argument("--from", dest="first", type=_date, required=True)
@@ -135,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--dry-run", action="store_true", help="only find the slot")
     book.add_argument("--json", action="store_true")
     book.set_defaults(run=cmd_book)
+    _data_protection(commands)
 
     mail = commands.add_parser("mail", help="read a settled mail kept encrypted in the data directory")
     mail_commands = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")
@@ -143,6 +152,26 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("path", metavar="PATH")
     show.set_defaults(run=cmd_mail_show)
     return parser
+
+
+def _data_protection(commands) -> None:
+    """The commands a data protection officer asks for (issue 13)."""
+    audit = commands.add_parser("audit", help="verify the audit trail, or show all about one citizen")
+    which = audit.add_mutually_exclusive_group(required=True)
+    which.add_argument("--verify", action="store_true", help="check the trail's hash chain")
+    which.add_argument("--cpr", metavar="CPR", help="the citizen's trail rows and current data (art. 15)")
+    audit.add_argument("--json", action="store_true", help="JSON lines")
+    audit.set_defaults(run=cmd_audit)
+
+    erase = commands.add_parser("erase", help="erase everything about one citizen now (art. 17)")
+    erase.add_argument("--cpr", metavar="CPR", required=True)
+    erase.add_argument("--json", action="store_true")
+    erase.set_defaults(run=cmd_erase)
+
+    record = commands.add_parser("record-of-processing",
+                                 help="print the record of processing (art. 30), in Danish")
+    record.add_argument("--language", choices=("da", "en"), default="da")
+    record.set_defaults(run=cmd_record_of_processing)
 
 
 class Context:

@@ -36,6 +36,24 @@ def cmd_check_config(ctx) -> int:
     return 0
 
 
+def cmd_check_connection(ctx) -> int:
+    """One line per backend the configuration selects; 0 only if all are OK."""
+    from scheduler.ports import PermanentError, TransientError
+    from scheduler.wiring import connection_checks
+
+    failed = 0
+    for label, check in connection_checks(ctx.config, ctx.data_dir):
+        try:
+            print(f"{label}: OK ({check()})")
+        except (UserError, TransientError, PermanentError) as exc:
+            failed += 1
+            print(f"{label}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one line per backend, never a traceback
+            failed += 1
+            print(f"{label}: failed unexpectedly ({type(exc).__name__}).")
+    return 4 if failed else 0
+
+
 def cmd_plan(ctx) -> int:
     args = ctx.args
     _check_range("plan", args.first, args.last)
@@ -89,7 +107,7 @@ def cmd_ingest(ctx) -> int:
     else:
         from scheduler.wiring import make_source
 
-        source = make_source(ctx.config, ctx.data_dir, cipher=app.cipher)
+        source = make_source(ctx.config, ctx.data_dir, app, cipher=app.cipher)
         intake.start()
         try:
             outcomes = intake.run(source)
@@ -125,8 +143,18 @@ def cmd_agenda(ctx) -> int:
     full = ctx.config.agenda.cpr_display == "full"
     with app.transaction() as repo:
         agenda = build_agenda(repo, app, session, full_cpr=full)
+        _audit_viewed(repo, agenda)
     sys.stdout.write(render_agenda(agenda, ctx.args.format, app.language, app.forum_name))
     return 0
+
+
+def _audit_viewed(repo, agenda) -> None:
+    """An agenda printed holds every item in it: one trail row per citizen."""
+    from scheduler.services.access import actor
+
+    for subject, series, start in repo.about_items(line.item_id for line in agenda.lines):
+        repo.audit("agenda-viewed", actor=actor(), subject=subject, series=series,
+                   session_start=agenda.session.start)
 
 
 def _pick_session(app, series_id: str, day: date | None):
@@ -286,3 +314,80 @@ def cmd_book(ctx) -> int:
             print(f"joint conversation {'booked' if args.joint and not args.dry_run else 'offered'}: "
                   f"{people_span(result.joint.start, result.joint.end, app.tz)}")
     return 0 if result.candidate is not None else 3
+
+
+def cmd_audit(ctx) -> int:
+    """``audit --verify``: check the trail's chain; ``audit --cpr``: a
+    citizen's access answer (art. 15), itself audited."""
+    app = ctx.app()
+    if ctx.args.verify:
+        from scheduler.store import audit
+
+        with app.connection() as connection:
+            verdict = audit.verify(connection, app.cipher)
+        if ctx.args.json:
+            print(json.dumps({"ok": verdict.ok, "rows": verdict.rows, "head": list(verdict.head),
+                              "problem": verdict.problem or None}))
+        elif verdict.ok:
+            print(f"audit trail OK: {verdict.rows} rows; head {verdict.head[0]} {verdict.head[1]}")
+        else:
+            print(f"audit trail broken after {verdict.rows} good rows: {verdict.problem}")
+        return 0 if verdict.ok else 1
+    from scheduler.services.access import access
+
+    answer = access(app, ctx.args.cpr)
+    if ctx.args.json:
+        for row in (*answer.trail, *answer.items, *answer.copies):
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    for row in answer.trail:
+        to = f" til {', '.join(row['recipients'])}" if row["recipients"] else ""
+        print(f"{row['at']}  {row['action']:<16} {row['actor']}{to}")
+    for item in answer.items:
+        print(f"punkt {item['item']}: {item['series']} {item['session_start']} ({item['status']}), "
+              f"fra {item['sender']}, CPR {item['cpr']}")
+        for line in (*item["health"], *item["social"]):
+            print(f"    {line}")
+    for copy in answer.copies:
+        print(f"kopi: {copy['copy']} til {', '.join(copy['recipients'])} ({copy['status']})")
+    return 0
+
+
+def cmd_erase(ctx) -> int:
+    from scheduler.services.access import erase
+
+    done = erase(ctx.app(), ctx.args.cpr)
+    _erase_in_mailbox(ctx, done)
+    if ctx.args.json:
+        print(json.dumps(done.as_json()))
+    else:
+        print(f"erased items {done.items}, outbox copies {done.outbox}, mails {done.mails}, "
+              f"calendar cancellations {done.calendar}")
+    ctx.dispatcher().run_once()  # the cancellations go out now
+    return 0
+
+
+def _erase_in_mailbox(ctx, done) -> None:
+    """The moved mails in an IMAP mailbox's folders, after the database."""
+    if ctx.config.intake.source == "folder":
+        return
+    from scheduler.errors import BackendUnavailable
+    from scheduler.ports import PermanentError, TransientError
+    from scheduler.services.access import erase_in_mailbox
+    from scheduler.wiring import make_source
+
+    source = make_source(ctx.config, ctx.data_dir)
+    try:
+        erase_in_mailbox(source, done)
+    except (TransientError, PermanentError, BackendUnavailable) as exc:
+        raise UserError(f"erase: the database and the data directory are erased, but the mailbox could not be "
+                        f"cleaned ({exc}); run the same erase again.") from None
+    finally:
+        source.close()
+
+
+def cmd_record_of_processing(ctx) -> int:
+    from scheduler.services.record import record_of_processing
+
+    sys.stdout.write(record_of_processing(ctx.config, ctx.args.language))
+    return 0

@@ -111,6 +111,7 @@ class SeriesConfig(Section):
     on_closed: OnClosed = OnClosed.CANCEL
     location: str = ""
     remind: tuple[Address, ...] = ()
+    encryption: Literal["tls-only", "smime"] = "tls-only"  # agendas and alerts: S/MIME per recipient
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesConfig:
@@ -186,13 +187,34 @@ class ExchangeConfig(SettledFolders):
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 200
 
 
+class GraphConfig(SettledFolders):
+    """Exchange Online through Microsoft Graph, app-only (client credentials).
+
+    The secret is never in the TOML: ``certificate_file`` (PEM with key and
+    certificate) when set, else the variable named by ``client_secret_env``.
+    """
+
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret_env: str = "SPARRING_GRAPH_SECRET"
+    certificate_file: str = ""
+    mailbox: str = ""  # empty: service.mailbox
+    authority: str = "https://login.microsoftonline.com"
+    endpoint: str = "https://graph.microsoft.com/v1.0"
+    ca_file: str = ""
+    poll_seconds: Annotated[int, Field(ge=1, le=3600)] = 5
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+
+
 class IntakeConfig(Section):
-    source: Literal["folder", "imap", "exchange"] = "folder"
+    source: Literal["folder", "imap", "exchange", "graph"] = "folder"
     allow: tuple[str, ...] = ("kommune.example",)
     max_bytes: Annotated[int, Field(ge=10_000, le=50_000_000)] = 1_000_000
     max_lines: Annotated[int, Field(ge=1, le=50)] = 5
     # Worker processes that parse a large batch on other cores (0: parse in the daemon).
     parse_workers: Annotated[int, Field(ge=0, le=8)] = 1
+    # The receiving server whose Authentication-Results (RFC 8601) are trusted; "" ignores them all.
+    authserv_id: str = ""
     imap: ImapConfig = ImapConfig()
 
 
@@ -207,7 +229,7 @@ class SmtpConfig(Section):
 
 
 class OutboxConfig(Section):
-    transport: Literal["folder", "smtp", "exchange"] = "folder"
+    transport: Literal["folder", "smtp", "exchange", "graph"] = "folder"
     max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
     backoff_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
     backoff_max_seconds: Annotated[float, Field(ge=0, le=86400)] = 900.0
@@ -223,7 +245,7 @@ class CaldavConfig(Section):
 
 
 class CalendarConfig(Section):
-    backend: Literal["local", "caldav", "exchange"] = "local"
+    backend: Literal["local", "caldav", "exchange", "graph"] = "local"
     horizon_months: Annotated[int, Field(ge=1, le=24)] = 6
     caldav: CaldavConfig = CaldavConfig()
 
@@ -233,6 +255,23 @@ class StorageConfig(Section):
     # e.g. postgresql+psycopg://sparring@db.kommune.example/sparring
     url: str = ""
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class SmimeConfig(Section):
+    """S/MIME: recipients' certificates, the forum's own key and certificate."""
+
+    certificates_dir: str = ""  # <address>.pem per recipient
+    ca_file: str = ""  # when set, recipients' and signers' certificates must be issued by a CA in it
+    signing_key: str = ""  # PEM; with signing_cert, outgoing encrypted mail is signed too
+    signing_cert: str = ""
+    decrypt_key: str = ""  # PEM; items encrypted to the forum's certificate are decrypted with it
+    decrypt_cert: str = ""
+
+
+class AuditConfig(Section):
+    """The audit trail; kept longer than the data it speaks of (5 years)."""
+
+    retention_days: Annotated[int, Field(ge=30, le=36500)] = 1825
 
 
 class AgendaConfig(Section):
@@ -301,7 +340,10 @@ class Config(Section):
     outbox: OutboxConfig = OutboxConfig()
     calendar: CalendarConfig = CalendarConfig()
     exchange: ExchangeConfig = ExchangeConfig()
+    graph: GraphConfig = GraphConfig()
     storage: StorageConfig = StorageConfig()
+    audit: AuditConfig = AuditConfig()
+    smime: SmimeConfig = SmimeConfig()
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)
@@ -313,6 +355,11 @@ class Config(Section):
         if len(ids) != len(set(ids)):
             raise ValueError(f"series ids must be unique, got {ids}")
         return self
+
+    @property
+    def graph_mailbox(self) -> str:
+        """The mailbox Graph works in: ``graph.mailbox``, else ``service.mailbox``."""
+        return self.graph.mailbox or self.service.mailbox
 
     @property
     def tz(self) -> ZoneInfo:
@@ -363,9 +410,26 @@ def load_config(path: str | Path) -> Config:
     problems = [_sentence(path, text, loc, problem) for loc, problem in security_problems(config)]
     if problems:
         raise ConfigError("\n".join(problems))
+    _require_graph_ids(path, text, config)
     return config.model_copy(update={"source": path})
 
 
 def _sentence(path: Path, text: str, loc: tuple[str, ...], problem: str) -> str:
     line = locate(text, (".".join(loc[:-1]), loc[-1]))  # [intake.imap] is one table
     return f"{path}: {f'line {line}: ' if line else ''}{'.'.join(loc)}: {problem}."
+
+
+_GRAPH_IDS = {"tenant_id": "the Directory (tenant) ID", "client_id": "the Application (client) ID"}
+
+
+def _require_graph_ids(path: Path, text: str, config: Config) -> None:
+    """A port on Graph needs the app registration's two IDs: say so at load time."""
+    ports = [name for name, kind in (("intake.source", config.intake.source),
+                                      ("outbox.transport", config.outbox.transport),
+                                      ("calendar.backend", config.calendar.backend)) if kind == "graph"]
+    for key, what in _GRAPH_IDS.items():
+        if ports and not getattr(config.graph, key).strip():
+            line = locate(text, ("graph", key)) or locate(text, tuple(ports[0].split(".")))
+            where = f"{path}: line {line}: " if line else f"{path}: "
+            raise ConfigError(f"{where}graph.{key}: required when {ports[0]} = \"graph\"; give {what} of the "
+                              "app registration in Entra ID (README, Running on Microsoft 365).")

@@ -20,7 +20,9 @@ def security_problems(config) -> Iterator[tuple[tuple[str, ...], str]]:
         if problem:
             yield (*loc, "security"), problem
     for loc, url in ((("calendar", "caldav", "url"), config.calendar.caldav.url),
-                     (("exchange", "service_endpoint"), config.exchange.service_endpoint)):
+                     (("exchange", "service_endpoint"), config.exchange.service_endpoint),
+                     (("graph", "authority"), config.graph.authority),
+                     (("graph", "endpoint"), config.graph.endpoint)):
         problem = http_url_problem(url) if url.strip() else None
         if problem:
             yield loc, problem

@@ -40,6 +40,9 @@ class _NoScheduler:
         return None
 
 
+MAX_RETRY_AFTER = 900  # seconds: the longest a server's Retry-After keeps the intake away
+
+
 class Daemon:
     def __init__(self, app, poll_seconds: float | None = None) -> None:
         self.app = app
@@ -58,6 +61,8 @@ class Daemon:
             return float(self.config.intake.imap.poll_seconds)
         if source == "exchange":
             return float(self.config.exchange.poll_seconds)
+        if source == "graph":
+            return float(self.config.graph.poll_seconds)
         return 2.0
 
     def install_signals(self) -> None:
@@ -75,7 +80,7 @@ class Daemon:
             jobs.publish()
             jobs.cooperation()
             intake = Intake(self.app)
-            source = make_source(self.config, self.app.data_dir, cipher=self.app.cipher)
+            source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher)
             try:
                 self._drain(intake, source)
             finally:
@@ -153,7 +158,7 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         intake.start()
-        source = make_source(self.config, self.app.data_dir, cipher=self.app.cipher)
+        source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher)
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
         self._renewed = time.monotonic()
@@ -193,7 +198,8 @@ class Daemon:
             outcomes = intake.run(source)
         except TransientError as exc:
             log.warning("mail source unavailable: %s", exc)
-            self.stopping.wait(min(self.poll, 30))
+            # A server that said how long to stay away (Graph's Retry-After) is obeyed, up to 15 minutes.
+            self.stopping.wait(max(min(self.poll, 30), min(exc.retry_after or 0, MAX_RETRY_AFTER)))
             return False
         except PermanentError as exc:
             # Bad credentials or certificate: keep the scheduler (agendas, outbox)

@@ -1,8 +1,9 @@
 """The small interfaces between the core and the outside world.
 
-Each adapter (folder, IMAP, Exchange, SMTP, local calendar, CalDAV, the
-database) implements one of these. Contracts are in the docstrings: what a
-method returns, raises, and what it may assume about ordering. Adapters
+Each adapter (folder, IMAP, Exchange, Exchange Online through Graph, SMTP,
+local calendar, CalDAV, the database) implements one of these. Contracts
+are in the docstrings: what a method returns, raises, and what it may
+assume about ordering. Adapters
 raise ``TransientError`` for what a retry may cure (a timeout, a busy
 server) and ``PermanentError`` for what it will not (a refused recipient,
 bad credentials); nothing else escapes them.
@@ -45,9 +46,10 @@ class IncomingMail:
     """One mail as the mailbox holds it.
 
     ``ref`` identifies it within its source (a file name, an IMAP UID, an EWS
-    item id). ``received_at`` is when the *mailbox* received it (IMAP
-    INTERNALDATE, Exchange's DateTimeReceived, a file's mtime), never the
-    sender's Date header: deadlines are judged on it.
+    item id, a Graph message id). ``received_at`` is when the *mailbox*
+    received it (IMAP INTERNALDATE, Exchange's DateTimeReceived, Graph's
+    receivedDateTime, a file's mtime), never the sender's Date header:
+    deadlines are judged on it.
     """
 
     ref: str
@@ -71,10 +73,11 @@ class MailSource(Protocol):
         """Move the mails named by ``ref`` to the folder of their disposition.
 
         Called only after the decisions are committed. One round trip per
-        disposition, not per mail. Refs already moved are ignored. A source
-        may send the moves with its next call (``fetch``, ``wait``,
-        ``close``), so that the server moves them while the caller decides
-        the next batch; until moved, settled mails are not fetched again.
+        disposition (Graph: per $batch of 20 moves), not per mail. Refs
+        already moved are ignored. A source may send the moves with its
+        next call (``fetch``, ``wait``, ``close``), so that the server moves
+        them while the caller decides the next batch; until moved, settled
+        mails are not fetched again.
         """
 
     def wait(self, timeout: float) -> bool:
@@ -85,6 +88,15 @@ class MailSource(Protocol):
         """
 
     def close(self) -> None: ...
+
+
+class StateStore(Protocol):
+    """Small operational facts kept in the database (``App`` is one): a
+    source's position in its mailbox, for instance. No personal data."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
 
 
 @dataclass(frozen=True)

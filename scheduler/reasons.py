@@ -124,6 +124,32 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "The mail has already been processed; nothing more was done.",
     },
 }
+# Sender authenticity and S/MIME (issue 13): quarantined, named for the administrator.
+_REASONS.update({
+    "auth_failed": {
+        "da": "Modtagerserveren kunne ikke bekræfte, at mailen kommer fra afsenderens domæne (DMARC/DKIM/SPF); "
+              "den er sat i karantæne.",
+        "en": "The receiving server could not confirm that the mail comes from the sender's domain "
+              "(DMARC/DKIM/SPF); it has been quarantined.",
+    },
+    "smime_undecryptable": {
+        "da": "Mailen er krypteret, men ikke til sparringsforummets certifikat; send den krypteret til "
+              "forummets certifikat eller over den sikre forbindelse.",
+        "en": "The mail is encrypted, but not to the forum's certificate; encrypt it to the forum's "
+              "certificate or send it over the secure connection.",
+    },
+    "smime_bad_signature": {
+        "da": "Mailens digitale signatur holder ikke (ændret, forfalsket eller ikke udstedt af en godkendt CA); "
+              "den er sat i karantæne.",
+        "en": "The mail's digital signature does not hold (changed, forged or not issued by a trusted CA); "
+              "it has been quarantined.",
+    },
+    "smime_signer_mismatch": {
+        "da": "Mailen er signeret med et certifikat til en anden adresse end afsenderens; den er sat i karantæne.",
+        "en": "The mail is signed with a certificate for another address than the sender's; "
+              "it has been quarantined.",
+    },
+})
 _FALLBACK = {
     "da": "Punktet kunne ikke behandles; kontakt koordinatoren.",
     "en": "The item could not be processed; contact the coordinator.",

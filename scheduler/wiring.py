@@ -8,13 +8,16 @@ built (a missing password variable, plaintext to a remote host).
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from scheduler.config import Config
 from scheduler.errors import ConfigError
-from scheduler.ports import CalendarBackend, Clock, Disposition, MailSource, MailTransport
+from scheduler.ports import CalendarBackend, Clock, Disposition, MailSource, MailTransport, StateStore
 from scheduler.services.calendar_sync import CalendarSync
 from scheduler.services.context import App
+from scheduler.services.protection import protection
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.db import database_url, make_engine, migrate, session_factory
 from scheduler.store.keys import load_key
@@ -31,10 +34,11 @@ def make_app(config: Config, clock: Clock, data_dir: Path, *, demo: bool = False
     migrate(engine)
     app = App(config, clock, FieldCipher(key), session_factory(engine), data_dir)
     app.engine = engine
-    sync = CalendarSync(app, sends_invitations=config.calendar.backend == "exchange")
+    sync = CalendarSync(app, sends_invitations=config.calendar.backend in ("exchange", "graph"))
     app.calendar_sync = sync
     app.change_handlers.append(sync.items_changed)
     app.calendar_factory = lambda: make_calendar(config, data_dir)
+    protection(app)  # S/MIME keys and certificates read once; a mistake stops the start
     return app
 
 
@@ -54,8 +58,10 @@ def _folders(section) -> dict[Disposition, str]:
     }
 
 
-def make_source(config: Config, data_dir: Path, *, cipher: FieldCipher) -> MailSource:
-    """``cipher`` seals the mails the folder source keeps once settled."""
+def make_source(config: Config, data_dir: Path, state: StateStore | None = None, *,
+                cipher: FieldCipher) -> MailSource:
+    """``state`` (the App) keeps a source's position where it has one (Graph's delta link);
+    ``cipher`` seals the mails the folder source keeps once settled."""
     kind = config.intake.source
     if kind == "folder":
         from scheduler.mail.folder import FolderSource
@@ -72,6 +78,14 @@ def make_source(config: Config, data_dir: Path, *, cipher: FieldCipher) -> MailS
             folders=_folders(imap), batch_size=imap.batch_size,
             ssl_context=client_context(imap.ca_file or None), idle=imap.idle,
         )
+    if kind == "graph":
+        from scheduler.graph.mailbox import GraphSource
+
+        if state is None:
+            raise ValueError("make_source: the graph source needs the database (state) for its delta link")
+        graph = config.graph
+        return GraphSource(graph_client(config), config.graph_mailbox, _folders(graph), state,
+                           batch_size=graph.batch_size, poll_seconds=graph.poll_seconds)
     from scheduler.exchange.mailbox import ExchangeSource
 
     return ExchangeSource(exchange_account(config), _folders(config.exchange), config.exchange.batch_size,
@@ -96,6 +110,10 @@ def make_transport(config: Config, data_dir: Path, clock: Clock, durable: bool =
             password=password, ssl_context=client_context(smtp.ca_file or None),
             timeout=smtp.timeout_seconds,
         )
+    if kind == "graph":
+        from scheduler.graph.mailbox import GraphTransport
+
+        return GraphTransport(graph_client(config), config.graph_mailbox)
     from scheduler.exchange.mailbox import ExchangeTransport
 
     return ExchangeTransport(exchange_account(config))
@@ -113,6 +131,10 @@ def make_calendar(config: Config, data_dir: Path, durable: bool = True) -> Calen
         dav = config.calendar.caldav
         return CaldavCalendar(dav.url, dav.username, _password(dav.password_env, "calendar.caldav"),
                               dav.calendar, config.tz, ssl_verify=dav.ca_file or True)
+    if kind == "graph":
+        from scheduler.graph.calendar import GraphCalendar
+
+        return GraphCalendar(graph_client(config), config.graph_mailbox, config.tz, language=config.service.language)
     from scheduler.exchange.calendar import ExchangeCalendar
 
     return ExchangeCalendar(exchange_account(config), config.tz)
@@ -123,3 +145,91 @@ def exchange_account(config: Config):
 
     ews = config.exchange
     return build_account(ews, _password(ews.password_env, "exchange"), timezone=config.service.timezone)
+
+
+_graph_clients: dict = {}
+_graph_lock = threading.Lock()
+
+
+def graph_client(config: Config):
+    """The process's one Graph client (and so one token) for ``config.graph``,
+    shared by the source, the transport and the calendar."""
+    from scheduler.graph.auth import TokenProvider
+    from scheduler.graph.client import build_client
+
+    key = (config.graph, config.graph_mailbox)
+    with _graph_lock:
+        if key not in _graph_clients:
+            _graph_clients[key] = build_client(config, TokenProvider(config.graph))
+        return _graph_clients[key]
+
+
+# -- check-connection --------------------------------------------------------------
+
+_LOCAL = {"intake": ("folder", "inbox"), "outbox": ("folder", "outbox"), "calendar": ("local", "calendar")}
+
+
+def connection_checks(config: Config, data_dir: Path) -> list[tuple[str, Callable[[], str]]]:
+    """``(label, check)`` for each backend the configuration selects; a check
+    makes one read-only call (or none, for the folders) and returns what it
+    saw, or raises one sentence. EWS and Graph serve several ports: one
+    check each, covering the ports that use them."""
+    ports = {"intake": config.intake.source, "outbox": config.outbox.transport, "calendar": config.calendar.backend}
+    checks: list[tuple[str, Callable[[], str]]] = []
+    for port, kind in ports.items():
+        local, folder = _LOCAL[port]
+        if kind == local:
+            checks.append((f"{port} {kind}", lambda path=data_dir / folder: f"{path}, nothing to connect to"))
+    if ports["intake"] == "imap":
+        checks.append(("intake imap", lambda: _checked(make_source(config, data_dir))))
+    if ports["outbox"] == "smtp":
+        checks.append(("outbox smtp", lambda: _checked(make_transport(config, data_dir, None))))
+    if ports["calendar"] == "caldav":
+        checks.append(("calendar caldav", lambda: _checked(make_calendar(config, data_dir))))
+    for kind, check in (("exchange", _check_exchange), ("graph", _check_graph)):
+        users = [port for port, chosen in ports.items() if chosen == kind]
+        if users:
+            checks.append((f"{kind} ({', '.join(users)})", lambda c=check, u=users: c(config, u)))
+    return checks
+
+
+def _checked(adapter) -> str:
+    try:
+        return adapter.check()
+    finally:
+        adapter.close()
+
+
+def _check_exchange(config: Config, ports: list[str]) -> str:
+    from scheduler.exchange.errors import mapped
+
+    account = exchange_account(config)
+    try:
+        with mapped("connection check"):
+            if "intake" in ports or "outbox" in ports:
+                account.inbox.refresh()
+            if "calendar" in ports:
+                account.calendar.refresh()
+    finally:
+        account.protocol.close()
+    return f"{config.exchange.service_endpoint}, mailbox {config.exchange.mailbox}"
+
+
+def _check_graph(config: Config, ports: list[str]) -> str:
+    """Sign in, then read the inbox (intake) and the calendar folder (calendar);
+    sending cannot be tried without sending, so the outbox needs the token only."""
+    client = graph_client(config)
+    client.tokens.token()
+    seen = ["signed in"]
+    mailbox = config.graph_mailbox
+    if "intake" in ports:
+        client.get_json(f"/users/{mailbox}/mailFolders/inbox", {"$select": "id"}, what="check of the inbox",
+                        permission="Mail.ReadWrite")
+        seen.append("inbox readable")
+    if "calendar" in ports:
+        client.get_json(f"/users/{mailbox}/calendar", {"$select": "id"}, what="check of the calendar",
+                        permission="Calendars.ReadWrite")
+        seen.append("calendar readable")
+    if "outbox" in ports:
+        seen.append("Mail.Send is tried by the first mail")
+    return f"{mailbox}: {', '.join(seen)}"

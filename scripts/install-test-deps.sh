@@ -14,6 +14,9 @@ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/n
   || need+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
 
+# The openssl command: the independent reader and writer of S/MIME in the tests.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+
 [ ${#need[@]} -eq 0 ] && exit 0
 
 as_root=()

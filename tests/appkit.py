@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from scheduler.clock import FixedClock
 from scheduler.config import load_config
-from scheduler.ports import IncomingMail
+from scheduler.ports import Disposition, IncomingMail
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
 from scheduler.store.keys import new_key
@@ -16,6 +16,13 @@ from scheduler.wiring import make_app, make_calendar, make_transport
 
 TZ = ZoneInfo("Europe/Copenhagen")
 CONFIG = Path(__file__).parent.parent / "config" / "sparring.toml"
+# The settled folders of a mailbox source, by their Danish default names.
+FOLDERS = {
+    Disposition.PROCESSED: "Behandlet",
+    Disposition.REJECTED: "Afvist",
+    Disposition.QUARANTINE: "Karantæne",
+    Disposition.IGNORED: "Ignoreret",
+}
 
 
 def at(text: str) -> datetime:

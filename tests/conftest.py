@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.radicale",
     "tests.servers.ews",
+    "tests.servers.graph",
+    "tests.servers.graph_calendar",
 ]

@@ -1,5 +1,6 @@
-"""The CalDAV backend against a real Radicale on 127.0.0.1: the shared
-contract, round trips (one PUT per calendar object), the server's own
+"""The CalDAV backend against a real Radicale on 127.0.0.1: what an
+iCalendar store holds (the contract of every backend is in
+test_calendar_contract.py), round trips (one PUT per calendar object), the server's own
 free-busy REPORT, other people's calendars, and the errors."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from scheduler.model import BusyKind
 from scheduler.ports import PermanentError, TransientError
 from tests.servers.radicale import free_port
 from tests.test_calendar_local import (
-    FORUM, SERIES, STAMP, TZ, WINDOW, CalendarContract, at, events, single, utc,
+    FORUM, SERIES, STAMP, TZ, WINDOW, IcsCalendarContract, at, events, single, utc,
 )
 
 pytestmark = pytest.mark.servers
@@ -29,7 +30,7 @@ def make_backend(url: str, name: str | None = None) -> CaldavCalendar:
                           clock=lambda: STAMP)
 
 
-class TestCaldavContract(CalendarContract):
+class TestCaldavIcs(IcsCalendarContract):
     @pytest.fixture
     def backend(self, radicale_server):
         backend = make_backend(radicale_server)

@@ -126,6 +126,15 @@ def test_missing_key_refuses_to_start(tmp_path):
     assert result.returncode == 2 and "sparring keygen" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_port_on_graph_needs_the_app_registration_ids(tmp_path):
+    path = shipped_with('transport = "folder"', 'transport = "graph"', tmp_path)
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    line = path.read_text().splitlines().index('tenant_id = ""                      # Directory (tenant) ID from Entra ID') + 1
+    assert message.startswith(f"{path}: line {line}: graph.tenant_id: required when outbox.transport = \"graph\"")
+    text = path.read_text().replace('tenant_id = ""', 'tenant_id = "t"').replace('client_id = ""', 'client_id = "c"')
+    assert load_config(write(tmp_path, text)).outbox.transport == "graph"
+
+
 # -- issue 11, 19: transport security is checked when the file is loaded ------
 
 INSECURE = [

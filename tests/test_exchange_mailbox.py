@@ -13,15 +13,10 @@ from exchangelib.protocol import Protocol
 from scheduler.exchange.account import build_account
 from scheduler.exchange.mailbox import ExchangeSource, ExchangeTransport
 from scheduler.ports import Disposition, OutgoingMail, TransientError
+from tests.appkit import FOLDERS
 from tests.servers.ews import NS
 from tests.test_exchange_calendar import exchange_config
 
-FOLDERS = {
-    Disposition.PROCESSED: "Behandlet",
-    Disposition.REJECTED: "Afvist",
-    Disposition.QUARANTINE: "Karantæne",
-    Disposition.IGNORED: "Ignoreret",
-}
 T0 = datetime(2027, 1, 4, 8, 0, tzinfo=timezone.utc)
 
 

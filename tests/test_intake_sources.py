@@ -9,19 +9,11 @@ from datetime import datetime, timezone
 from scheduler.exchange.account import build_account
 from scheduler.exchange.mailbox import ExchangeSource
 from scheduler.mail.imap import ImapSource
-from scheduler.ports import Disposition
 from scheduler.services.intake import Intake
 from scheduler.tls import client_context
-from tests.appkit import build, item_mail
+from tests.appkit import FOLDERS, build, item_mail
 from tests.mails import week_one
 from tests.test_exchange_calendar import exchange_config
-
-FOLDERS = {
-    Disposition.PROCESSED: "Behandlet",
-    Disposition.REJECTED: "Afvist",
-    Disposition.QUARANTINE: "Karantæne",
-    Disposition.IGNORED: "Ignoreret",
-}
 
 
 def test_imap_intake_moves_each_mail_to_its_folder_after_commit(tmp_path, monkeypatch, imap_mailbox):

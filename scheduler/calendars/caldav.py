@@ -142,6 +142,14 @@ class CaldavCalendar:
 
     # -- the server ----------------------------------------------------------
 
+    def check(self) -> str:
+        """Log in and list the principal's calendars (``check-connection``); makes nothing."""
+        with dav_errors("listing the calendars"):
+            calendars = self.client.get_principal().get_calendars()
+            found = any(c.id == self.calendar_name or c.get_display_name() == self.calendar_name
+                        for c in calendars)
+        return f"calendar {self.calendar_name!r} " + ("found" if found else "not there yet: made on first publish")
+
     def calendar(self) -> DavCalendar:
         """sparring's calendar on the server, made if it is not there."""
         if self._calendar is None:

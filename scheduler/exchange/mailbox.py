@@ -17,8 +17,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 
 from exchangelib import Folder, Message
 from exchangelib.errors import ErrorFolderExists, ErrorItemNotFound
@@ -26,6 +24,7 @@ from exchangelib.folders import SHALLOW, FolderCollection
 from exchangelib.services import CreateFolder
 
 from scheduler.exchange.errors import check, mapped
+from scheduler.mail.envelope import hidden_recipients
 from scheduler.ports import Disposition, IncomingMail, OutgoingMail
 
 
@@ -122,15 +121,8 @@ class ExchangeTransport:
     def send(self, mail: OutgoingMail) -> None:
         with mapped("mail send"):
             message = Message(account=self.account, folder=self.account.sent, mime_content=mail.message,
-                              bcc_recipients=_hidden(mail) or None)
+                              bcc_recipients=hidden_recipients(mail) or None)
             message.send_and_save()
 
     def close(self) -> None:
         self.account.protocol.close()
-
-
-def _hidden(mail: OutgoingMail) -> list[str]:
-    """Envelope recipients the headers do not name (they would otherwise get nothing)."""
-    headers = BytesHeaderParser().parsebytes(mail.message)
-    named = {addr.lower() for _, addr in getaddresses(headers.get_all("To", []) + headers.get_all("Cc", []))}
-    return [r for r in mail.recipients if r.lower() not in named]

@@ -30,7 +30,7 @@ import select
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -80,6 +80,11 @@ def _serialised(method: Callable) -> Callable:
         with self._lock:
             return method(self, *args, **kwargs)
     return locked
+
+
+def _searchable(message_id: str) -> bool:
+    """Fit for an IMAP quoted string as it is: printable ASCII, no quote or backslash."""
+    return bool(message_id) and message_id.isascii() and message_id.isprintable() and not {'"', "\\"} & set(message_id)
 
 
 class ImapSource:
@@ -200,6 +205,12 @@ class ImapSource:
                 raise PermanentError(f"The IMAP server {self.where} rejected a command.") from None
         raise AssertionError("unreachable")
 
+    @_serialised
+    def check(self) -> str:
+        """Log in, open the folder and NOOP (``check-connection``); changes nothing."""
+        self._call(lambda conn: expect_ok(conn.noop()[0], "NOOP"))
+        return f"{self.where}, folder {self.folder}"
+
     # -- MailSource ----------------------------------------------------------
 
     @_serialised
@@ -208,6 +219,9 @@ class ImapSource:
 
     def _fetch(self, conn: imaplib.IMAP4, limit: int) -> list[IncomingMail]:
         self._complete_moves(conn)
+        # A server reports mail delivered since our last command only when asked
+        # (Dovecot with NOOP); SEARCH alone sees the mailbox as it last told us.
+        expect_ok(conn.noop()[0], "NOOP")
         typ, data = conn.uid("SEARCH", "UNDELETED")
         expect_ok(typ, "UID SEARCH")
         settled = {uid for uids in self._unsent.values() for uid in uids}
@@ -313,6 +327,34 @@ class ImapSource:
             uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())
             if uids:
                 expect_ok(conn.uid("STORE", uid_set(uids), "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
+                expect_ok(conn.expunge()[0], "EXPUNGE")
+            return len(uids)
+        finally:
+            conn.select(mailbox_arg(self.folder))
+            conn.untagged_responses.pop("EXISTS", None)
+
+    @_serialised
+    def erase_settled(self, message_ids: Iterable[str]) -> int:
+        """Delete the settled mails with these Message-IDs (a citizen's
+        erasure): one SEARCH per Message-ID and folder, one EXPUNGE per folder."""
+        wanted = [m.strip("<> ") for m in message_ids if _searchable(m.strip("<> "))]
+        if not wanted:
+            return 0
+        self._send_all()
+        return self._call(lambda conn: sum(self._erase(conn, f, wanted) for f in set(self.folders.values())))
+
+    def _erase(self, conn: imaplib.IMAP4, folder: str, message_ids: list[str]) -> int:
+        try:
+            typ, _ = conn.select(mailbox_arg(folder))
+            if typ != "OK":
+                return 0
+            uids: set[int] = set()
+            for message_id in message_ids:
+                typ, data = conn.uid("SEARCH", "HEADER", "Message-ID", f'"<{message_id}>"')
+                expect_ok(typ, "UID SEARCH")
+                uids.update(int(u) for u in b" ".join(d for d in data if d).split())
+            if uids:
+                expect_ok(conn.uid("STORE", uid_set(sorted(uids)), "+FLAGS.SILENT", r"(\Deleted)")[0], "UID STORE")
                 expect_ok(conn.expunge()[0], "EXPUNGE")
             return len(uids)
         finally:

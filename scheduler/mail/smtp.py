@@ -58,6 +58,18 @@ class SmtpTransport:
                 f"The SMTP server {self.where} refused {len(refused)} of {len(mail.recipients)} "
                 f"recipients ({', '.join(map(str, codes))}); the others received the message.")
 
+    def check(self) -> str:
+        """Connect, secure, log in and NOOP (``check-connection``); sends nothing."""
+        conn = self._conn or self._open()
+        try:
+            code, _ = conn.noop()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            raise TransientError(f"The SMTP server {self.where} did not answer NOOP ({type(exc).__name__}).") from None
+        if code != 250:
+            raise self._by_code(code, "NOOP")
+        return self.where
+
     def _sendmail(self, conn: smtplib.SMTP, mail: OutgoingMail) -> dict:
         """sendmail with its failures mapped; lost connections propagate."""
         try:

@@ -28,6 +28,7 @@ class AgendaLine:
     social: tuple[str, ...]
     sender: str
     own: bool
+    item_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def _line(n: int, item: ItemView, session: Session, series: Series, full_cpr: bo
         social=shown(item.social) if visible else (),
         sender=item.sender,
         own=only_sender is not None and visible,
+        item_id=item.id,
     )
 
 

@@ -130,6 +130,10 @@ class App:
         with self.transaction() as repo:
             repo.set_meta(key, value)
 
+    def get_meta(self, key: str) -> str | None:
+        with self.transaction() as repo:
+            return repo.get_meta(key)
+
     @property
     def forum_address(self) -> str:
         return self.config.service.mailbox

@@ -87,7 +87,8 @@ def _queue(app, repo, agenda, to: list[str], key: str) -> None:
     message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to,
                         subject=subject, body=text, html=html, sent_at=app.now(),
                         language=app.language, full_cpr=agenda.full_cpr)
-    repo.enqueue_mail(message, kind="agenda", dedupe_key=key, recipients=to)
+    repo.enqueue_mail(message, kind="agenda", dedupe_key=key, recipients=to,
+                      about=[line.item_id for line in agenda.lines if line.cpr is not None])
 
 
 def in_use_since(app) -> datetime:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from scheduler.calendars.invitation import invitation_mail
 from scheduler.calendars.serial import meeting_from_json
 from scheduler.mail.compose import text_mail, to_bytes
 from scheduler.ports import CalendarBackend, MailTransport, OutgoingMail, PermanentError, TransientError
+from scheduler.services.protection import protect
 from scheduler.store.tables import OutboxEntry
 
 log = logging.getLogger("sparring.outbox")
@@ -50,6 +52,7 @@ class Dispatcher:
         self.app = app
         self.durable = durable
         self._done: list[int] = []  # sent, marked done at the end of the run (durable=False)
+        self._sent: list[tuple] = []  # (kind, recipients, payload) sent with personal data: audited per run
         self.transport = transport
         self.calendar = calendar
         cfg = app.config.outbox
@@ -71,6 +74,7 @@ class Dispatcher:
                 self._run(limit, report)
             finally:
                 self._flush_done()
+                self._audit_sent()
         return report
 
     def _run(self, limit: int, report: DispatchReport) -> None:
@@ -155,7 +159,7 @@ class Dispatcher:
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
         try:
-            self._deliver(kind, recipients, payload)
+            reached = self._deliver(kind, recipients, payload)
         except TransientError as exc:
             self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report)
             return
@@ -168,7 +172,26 @@ class Dispatcher:
             self._again_or_fail(entry_id, attempts, None, f"{type(exc).__name__} (unexpected)", report)
             return
         self._mark_done([entry_id])
+        if payload.get("about") or payload["type"] == "itip":
+            self._sent.append((kind, json.dumps(reached) if reached else recipients, payload))
         report.sent += 1
+
+    def _audit_sent(self) -> None:
+        """One audit row per citizen per mail sent with their data (agenda,
+        alert, receipt), and one per invitation: to whom, which Message-ID."""
+        sent, self._sent = self._sent, []
+        if not sent:
+            return
+        with self.app.transaction() as repo:
+            for kind, recipients, payload in sent:
+                to = tuple(json.loads(recipients))
+                if payload["type"] == "itip":
+                    repo.audit("invitation-sent", recipients=to, message_id=payload.get("message_id"))
+                    continue
+                message_id = message_id_of(payload["message"])
+                for subject, series, start in payload["about"]:
+                    repo.audit(f"{kind}-sent", subject=subject, series=series, recipients=to,
+                               session_start=datetime.fromisoformat(start), message_id=message_id)
 
     def _again_or_fail(self, entry_id: int, attempts: int, retry_after: float | None, error: str, report) -> None:
         if attempts >= self.max_attempts:
@@ -177,19 +200,16 @@ class Dispatcher:
             self._retry_later(entry_id, attempts, retry_after, error)
             report.retried += 1
 
-    def _deliver(self, kind: str, recipients: str, payload: dict) -> None:
+    def _deliver(self, kind: str, recipients: str, payload: dict) -> list[str] | None:
+        """Send one entry; a mail's recipients actually reached are returned."""
         if payload["type"] == "itip":
             payload = {"type": "mail", "sender": self.app.forum_address,
                        "message": self._invitation(payload, json.loads(recipients))}
         if payload["type"] == "mail":
-            mail = OutgoingMail(
-                sender=payload["sender"],
-                recipients=tuple(json.loads(recipients)),
-                message=payload["message"].encode("utf-8", "surrogateescape"),
-                kind=kind,
-            )
-            self.transport.send(mail)
-            return
+            to, message = protect(self.app, kind, tuple(json.loads(recipients)),
+                                  payload["message"].encode("utf-8", "surrogateescape"), payload)
+            self.transport.send(OutgoingMail(sender=payload["sender"], recipients=to, message=message, kind=kind))
+            return list(to)
         if self.calendar is None:
             raise PermanentError("no calendar backend is configured")
         meeting = meeting_from_json(payload["meeting"])
@@ -199,6 +219,7 @@ class Dispatcher:
             self.calendar.cancel(meeting)
         else:
             raise PermanentError(f"unknown outbox entry type {payload['type']!r}")
+        return None
 
     def _invitation(self, payload: dict, recipients: list[str]) -> str:
         """An iTIP mail rendered now: fresh DTSTAMP, current templates. A
@@ -247,6 +268,15 @@ class Dispatcher:
             sent_at=self.app.now(), language="da",
         )
         repo.enqueue_mail(message, kind="report", dedupe_key=f"failure:{entry.id}", recipients=[admin])
+
+
+_MESSAGE_ID = re.compile(r"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id_of(message: str) -> str | None:
+    """The Message-ID header of a message as queued (CRLF lines)."""
+    found = _MESSAGE_ID.search(message.partition("\r\n\r\n")[0])
+    return found.group(1) if found else None
 
 
 def _safe(exc: Exception) -> str:

@@ -28,6 +28,7 @@ from scheduler.services import meetings
 from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
 from scheduler.services.notices import Notices
+from scheduler.services.protection import screen
 from scheduler.store.repository import Repository
 
 log = logging.getLogger("sparring.intake")
@@ -243,6 +244,11 @@ class Intake:
     # -- decisions -------------------------------------------------------
 
     def _decide(self, repo: Repository, parsed: ParsedMail, mail: IncomingMail) -> Outcome:
+        screened = screen(self.app, repo, parsed, mail.raw)  # authenticity, S/MIME
+        if screened.code:
+            return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
+                           reason=self._reason(screened.code), extra={"code": screened.code})
+        parsed = screened.parsed
         if parsed.kind in _AUTOMATIC:
             code = _AUTOMATIC[parsed.kind]
             reply = parsed.calendar_reply

@@ -48,7 +48,7 @@ class Notices:
             "max_lines": self.app.config.intake.max_lines,
         }
 
-    def _send(self, template: str, to: list[str], key: str, kind: str, reply: bool, **context) -> None:
+    def _send(self, template: str, to: list[str], key: str, kind: str, reply: bool, about=(), **context) -> None:
         context = {**self._common(), **context}
         subject, body = render_mail(template, self.app.language, tz=self.app.tz, **context)
         message = text_mail(
@@ -62,11 +62,11 @@ class Notices:
             auto="auto-replied" if reply else "auto-generated",
             language=self.app.language,
         )
-        self.repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to)
+        self.repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to, about=about)
 
-    def _receipt(self, template: str, **context) -> None:
+    def _receipt(self, template: str, about=(), **context) -> None:
         key = f"receipt:{self.repo.message_key(self.parsed.message_id)}"
-        self._send(template, [self.parsed.sender], key, "receipt", True, **context)
+        self._send(template, [self.parsed.sender], key, "receipt", True, about=about, **context)
 
     def rejected(self, sentence: str) -> None:
         self._receipt("receipt_rejected.txt.j2", reason=sentence, received_at=self.received_at)
@@ -89,6 +89,7 @@ class Notices:
         series = self.app.series[session.series_id]
         self._when_decided(lambda: self._receipt(
             "receipt_accepted.txt.j2",
+            about=[item_id],
             cpr=content.cpr.masked,
             moved=placement.moved,
             why=placement.why_moved(self.received_at),
@@ -116,6 +117,7 @@ class Notices:
         session = self.app.session_by_key(first.session_key)
         self._receipt(
             "receipt_withdrawn.txt.j2",
+            about=[i.id for i in items],
             cpr=cpr.masked,
             start=session.start,
             series_name=self.app.series[first.series_id].name,
@@ -132,6 +134,7 @@ class Notices:
             f"bumped:{victim.id}:{bump.to.key}",
             "notice",
             False,
+            about=[victim.id],
             cpr=victim.cpr.masked,
             sender_name="",  # the victim's own name is not known here, and never the acute sender's
             from_start=self.app.session_by_key(bump.from_key).start,
@@ -145,6 +148,7 @@ class Notices:
             f"acute:{item_id}",
             "alert",
             False,
+            about=[item_id],
             sender=self.parsed.sender,
             cpr=content.cpr.masked,
             health=list(content.health),

@@ -14,7 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import DBAPIError
 
+from scheduler.store import audit
 from scheduler.store.tables import Item, Mail, OutboxEntry
 
 log = logging.getLogger("sparring.retention")
@@ -36,6 +38,7 @@ def purge(app, source=None) -> PurgeReport:
     now = app.now()
     report = PurgeReport()
     with app.transaction() as repo:
+        _audit_purged(repo, now)
         report.items = repo.db.execute(delete(Item).where(Item.purge_after < now)).rowcount
         report.outbox = repo.db.execute(
             delete(OutboxEntry).where(OutboxEntry.purge_after < now, OutboxEntry.status != "pending")
@@ -49,7 +52,34 @@ def purge(app, source=None) -> PurgeReport:
         report.files += source.purge_settled(now - timedelta(days=app.config.storage.retention_days))
     log.info("retention purge items=%d mails=%d outbox=%d files=%d",
              report.items, report.mails, report.outbox, report.files)
+    cut_trail(app)
     return report
+
+
+def _audit_purged(repo, now) -> None:
+    """A trail row per item about to be purged (no data: its hash and session)."""
+    rows = repo.db.execute(select(Item.cpr_hash, Item.series_id, Item.session_start).where(Item.purge_after < now))
+    for row in rows:
+        repo.audit("item-purged", subject=row.cpr_hash, series=row.series_id, session_start=row.session_start)
+
+
+def cut_trail(app) -> int:
+    """The audit trail's own retention, in a transaction of its own: where
+    the database role may only INSERT and SELECT there (see the README), the
+    cut is refused and left to the owner, and the data purge stands."""
+    now = app.now()
+    before = now - timedelta(days=app.config.audit.retention_days)
+    try:
+        with app.connection() as connection:
+            removed = audit.cut(connection, app.cipher, before, now)
+            verdict = audit.verify(connection, app.cipher)
+    except DBAPIError as exc:
+        log.warning("audit trail not cut: the database refused (%s); run `sparring purge` as the "
+                    "owner of the audit table", type(exc.orig).__name__)
+        return 0
+    # The head logged daily: a copy outside the database that shows a truncated end.
+    log.info("audit trail removed=%d rows=%d head=%d:%s ok=%s", removed, verdict.rows, *verdict.head, verdict.ok)
+    return removed
 
 
 def _purge_files(folder: Path, cutoff: float) -> int:

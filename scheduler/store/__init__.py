@@ -5,4 +5,5 @@
 - ``tables``: the SQLAlchemy models; ``migrations/`` creates exactly them
 - ``db``: ``database_url``, ``make_engine``, ``migrate``, ``session_factory``
 - ``repository``: the queries the services use
+- ``audit``: the append-only, hash-chained audit trail (``append``, ``verify``, ``cut``)
 """

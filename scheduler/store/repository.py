@@ -24,10 +24,12 @@ from scheduler.mail.compose import domain_of, to_bytes
 from scheduler.model import Session, new_uid
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
+from scheduler.store import audit
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
 PENDING = "pending"
+_UNPLACED = frozenset({"rejected", "quarantined"})  # outcomes that keep the mail, but make no item
 _INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
@@ -46,6 +48,8 @@ _EARLIER = (select(Mail.message_key, Mail.source_ref, Mail.outcome)
 _PENDING_FROM = (select(Item.id, Item.session_key, Item.acute, Item.received_at, Item.cpr_hash, Item.cpr_enc)
                  .where(Item.status == PENDING, Item.session_start >= bindparam("first")))
 _ITEM_INSERT = insert(Item.__table__).returning(Item.__table__.c.id)
+_ABOUT = (select(Item.id, Item.cpr_hash, Item.series_id, Item.session_start)
+          .where(Item.id.in_(bindparam("ids", expanding=True))))
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,14 @@ class Repository:
         self._seen: dict[str, tuple] | None = None  # message key -> (ref, outcome), see begin_batch
         self._mail: dict = {}  # the record of the mail being decided, see begin_mail
         self._mail_id: int | None = None  # its row, once written
+        self._mail_mid: str | None = None  # its Message-ID, for its audit rows
+        self._mail_cprs: tuple[str, ...] = ()  # the CPR numbers it names, for its audit rows
+        self._encrypted_reply = False  # it came S/MIME-encrypted: so goes its receipt, where possible
         self._message_keys: dict[str, str] = {}  # HMACs of Message-IDs, for this transaction
         self._deferred: dict | None = None  # statement -> rows, see defer_writes
+        self._audit: list[audit.Entry] = []  # appended to the trail at the commit, see flush_writes
+        self._audit_mark: int | None = None  # where the open mail's rows begin, see forget_batch_cache
+        self._about: dict[int, list] = {}  # item id -> [subject, series, start], of items placed here
 
     # -- mails ---------------------------------------------------------
 
@@ -111,6 +121,10 @@ class Repository:
             "purge_after": now + timedelta(days=self._retention()),
         }
         self._mail_id = None
+        self._mail_mid = parsed.message_id  # for its audit rows
+        self._mail_cprs = tuple(getattr(parsed, "cprs", ()))
+        self._encrypted_reply = False
+        self._audit_mark = len(self._audit)
         if self._seen is not None:
             self._seen[self._mail["message_key"]] = (self._mail["source_ref"], "processing")
 
@@ -120,6 +134,9 @@ class Repository:
 
     def finish_mail(self, outcome: str, code: str | None) -> None:
         """Write the mail's record with its outcome (one INSERT), or correct it."""
+        self._audit_mark = None
+        if outcome in _UNPLACED:
+            self._audit_unplaced(outcome)
         if self._mail_id is None:
             self.set_outcome(outcome, code)
             if self._deferred is None:
@@ -216,6 +233,9 @@ class Repository:
         }).scalar_one()
         self._remember(Booked(item_id, session.key, request.acute, received_at, request.cpr_hash,
                               request.birth_date), session.start)
+        self.audit("item-placed", actor=parsed.sender, subject=request.cpr_hash, series=session.series_id,
+                   session_start=session.start, message_id=parsed.message_id)
+        self._about[item_id] = [request.cpr_hash, session.series_id, session.start.isoformat()]  # for its receipt
         return item_id
 
     def _leave(self, item_id: int, session_key: str) -> Booked | None:
@@ -232,6 +252,7 @@ class Repository:
         """An item leaves its session (replaced): the cache follows."""
         self._leave(item_id, session_key)
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
+        self._audit_item(item_id, f"item-{status}")
 
     def _move(self, bump: Bump, now: datetime) -> None:
         """An ordinary item bumped on by an acute one: the cache follows."""
@@ -250,6 +271,8 @@ class Repository:
                 purge_after=to.start + timedelta(days=self._retention()),
             )
         )
+        self._audit_item(bump.item_id, "item-moved")
+        self._about.pop(bump.item_id, None)  # its session changed
 
     def withdraw(self, cpr_hash: str, sender: str, now: datetime) -> list[ItemView]:
         """Withdraw ``sender``'s pending items for the citizen in sessions not yet held."""
@@ -264,6 +287,8 @@ class Repository:
         for row in rows:
             row.status, row.updated_at = "withdrawn", now
             self._leave(row.id, row.session_key)
+            self.audit("item-withdrawn", actor=sender, subject=row.cpr_hash, series=row.series_id,
+                       session_start=row.session_start, message_id=self._mail_message_id())
         self.db.flush()
         return [self._view(r) for r in rows]
 
@@ -349,6 +374,7 @@ class Repository:
     def forget_batch_cache(self) -> None:
         """After a mail's savepoint was rolled back: drop every cached session,
         and ask the database again which message keys it has seen."""
+        self._drop_open_mail_audit()
         if self._booked_cache is not None:
             self._forget_sessions()
             self._seen = None
@@ -370,9 +396,17 @@ class Repository:
 
     # -- outbox --------------------------------------------------------
 
-    def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str]) -> bool:
+    def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str],
+                     about: Iterable[int] = ()) -> bool:
+        """Queue a mail; ``about``: the items whose personal data it holds
+        (the dispatcher appends an audit row for each once it is sent)."""
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
                    "message": to_bytes(message).decode("ascii", "surrogateescape")}
+        subjects = self.about_items(about)
+        if subjects:
+            payload["about"] = subjects
+        if kind == "receipt" and self._encrypted_reply:
+            payload["smime"] = True  # the dispatcher encrypts it if the sender's certificate is known
         return self.enqueue(kind, dedupe_key, recipients, payload)
 
     def enqueue(self, kind: str, dedupe_key: str, recipients: Sequence[str], payload: dict) -> bool:
@@ -415,6 +449,53 @@ class Repository:
             for statement, rows in self._deferred.items():
                 connection.execute(statement, rows)
             self._deferred.clear()
+        if self._audit:
+            audit.append(self.db.connection(), self.cipher, self._audit)
+            self._audit.clear()
+
+    # -- the audit trail (rows appended at the commit, in one go) -------------
+
+    def audit(self, action: str, **fields) -> None:
+        """Record that personal data was read, sent or changed (no data itself)."""
+        at = self.app.now() if self.app else datetime.now().astimezone()
+        self._audit.append(audit.Entry(action, at, **fields))
+
+    def _audit_item(self, item_id: int, action: str) -> None:
+        row = self.db.execute(select(Item.cpr_hash, Item.series_id, Item.session_start)
+                              .where(Item.id == item_id)).first()
+        if row is not None:
+            self.audit(action, subject=row.cpr_hash, series=row.series_id, session_start=row.session_start,
+                       message_id=self._mail_message_id())
+
+    def reply_encrypted(self, encrypted: bool) -> None:
+        """The mail being decided came encrypted: answer it encrypted."""
+        self._encrypted_reply = encrypted
+
+    def _audit_unplaced(self, outcome: str) -> None:
+        """A mail that named citizens but made no item (rejected, quarantined):
+        the forum received their data all the same, until the retention."""
+        for digits in sorted(set(self._mail_cprs)):
+            self.audit(f"mail-{outcome}", actor=self._mail.get("sender") or "unknown",
+                       subject=self.cipher.lookup_hash(digits, purpose="cpr"), message_id=self._mail_mid)
+
+    def _mail_message_id(self) -> str | None:
+        return self._mail_mid
+
+    def _drop_open_mail_audit(self) -> None:
+        """A mail's savepoint rolled back: its rows go with it."""
+        if self._audit_mark is not None:
+            del self._audit[self._audit_mark:]
+            self._audit_mark = None
+
+    def about_items(self, item_ids: Iterable[int]) -> list[list]:
+        """[subject, series, session start] of items, for an outgoing mail's
+        audit rows once it is sent (see ``enqueue_mail``)."""
+        ids = list(item_ids)
+        missing = [i for i in ids if i not in self._about]
+        if missing:  # an item placed in this transaction is known without a query
+            for r in self.db.execute(_ABOUT, {"ids": missing}):
+                self._about[r.id] = [r.cpr_hash, r.series_id, r.session_start.isoformat()]
+        return [self._about[i] for i in ids if i in self._about]
 
     # -- bookings: no CPR, only the request, encrypted (external people are the
     # citizen's network) --

@@ -206,10 +206,35 @@ class Meta(Base):
     __tablename__ = "meta"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(500))
+    value: Mapped[str] = mapped_column(Text)  # a Graph delta link can exceed 500 characters
+
+
+class AuditEntry(Base):
+    """The audit trail: one row per read, sending or change of personal data.
+
+    Append-only (see ``store/audit.py``): no personal data, the citizen only
+    as the keyed CPR hash (``subject``); ``prev_hash``/``row_hash`` chain the
+    rows so that a changed or removed row is found by ``sparring audit --verify``.
+    """
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # chain position
+    at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)  # lookup_hash "cpr"
+    series: Mapped[str | None] = mapped_column(String(32))
+    session_start: Mapped[datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    recipients: Mapped[str] = mapped_column(Text)  # JSON list of addresses
+    detail: Mapped[str | None] = mapped_column(String(500))  # JSON, counts and hashes only
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
 
 
 __all__ = [
+    "AuditEntry",
     "Base",
     "Booking",
     "CalendarEvent",

@@ -1,6 +1,6 @@
 """Real servers the tests start on 127.0.0.1, as pytest fixtures.
 
-One module per server (dovecot, smtp, postgres, radicale, ews); each is
+One module per server (dovecot, smtp, postgres, radicale, ews, graph); each is
 registered as a pytest plugin in ``tests/conftest.py``. A fixture that
 cannot start its server on this machine skips with the reason under a
 developer's run, and fails under CI (env CI=true), so a missing install

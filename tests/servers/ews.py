@@ -72,6 +72,7 @@ class Item:
     deleted: set[int] = field(default_factory=set)  # instance indexes of a series
     returned: bool = True  # CreateItem of a sent message returns no item
     recurrence: str = ""  # the t:Recurrence element as created, for GetItem
+    moved: dict[int, tuple[str, str]] = field(default_factory=dict)  # instance index -> (Start, End)
 
     @property
     def goid(self) -> str:
@@ -234,8 +235,26 @@ class FakeEws:
             item = self._resolve(change[0])
             if isinstance(item, Item):
                 item.changekey = f"CK{int(item.changekey[2:]) + 1}" if item.changekey[2:].isdigit() else "CK2"
+                self._apply(change, item)
             out.append(item)
         return {"results": out}
+
+    def _apply(self, change: etree._Element, item: Item) -> None:
+        """Keep what the calendar tests read back: times, subject, recurrence; an
+        occurrence's new times on its master."""
+        values = {}
+        for setting in change.iterfind("t:Updates/t:SetItemField", NS):
+            name = setting.find("t:FieldURI", NS).get("FieldURI").partition(":")[2]
+            values[name] = setting.find(f"t:CalendarItem/t:{name}", NS)
+        if item.calendar_type == "Occurrence":
+            master = self.items[change[0].get("RecurringMasterId")]
+            master.moved[int(change[0].get("InstanceIndex"))] = (_text(change, ".//t:Start"), _text(change, ".//t:End"))
+            return
+        for name in ("Start", "End", "Subject"):
+            if values.get(name) is not None:
+                setattr(item, name.lower(), values[name].text or "")
+        if values.get("Recurrence") is not None:
+            item.recurrence = etree.tostring(values["Recurrence"]).decode()
 
     def op_DeleteItem(self, req):
         out = []

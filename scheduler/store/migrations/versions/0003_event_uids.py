@@ -10,7 +10,7 @@ row-id UID, which stays theirs (they are already in people's calendars).
 booking's attendees are the citizen's network), so that a cancellation
 carries the event as it was.
 
-Revision ID: 0003_event_uids
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-07
 """
@@ -18,7 +18,7 @@ Create Date: 2026-12-07
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_event_uids"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
