@@ -59,13 +59,15 @@ def _folders(section) -> dict[Disposition, str]:
 
 
 def make_source(config: Config, data_dir: Path, state: StateStore | None = None, *,
-                cipher: FieldCipher) -> MailSource:
+                cipher: FieldCipher | None = None) -> MailSource:
     """``state`` (the App) keeps a source's position where it has one (Graph's delta link);
-    ``cipher`` seals the mails the folder source keeps once settled."""
+    ``cipher`` seals the mails the folder source keeps once settled (required for it)."""
     kind = config.intake.source
     if kind == "folder":
         from scheduler.mail.folder import FolderSource
 
+        if cipher is None:
+            raise ValueError("the folder source keeps settled mails sealed: it needs the data key")
         return FolderSource(data_dir / "inbox", cipher=cipher)
     if kind == "imap":
         from scheduler.mail.imap import ImapSource
