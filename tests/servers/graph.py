@@ -34,6 +34,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.parser import BytesParser
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -94,6 +96,10 @@ class Message:
     received: datetime
     draft: bool = False
     bcc: list[str] = field(default_factory=list)
+
+    @property
+    def internet_message_id(self) -> str:
+        return BytesParser(policy=default).parsebytes(self.mime, headersonly=True)["Message-ID"] or ""
 
     def resource(self) -> dict:
         return {"@odata.type": "#microsoft.graph.message", "@odata.etag": f'W/"{self.id[-6:]}"', "id": self.id,
@@ -497,10 +503,14 @@ def _list_messages(fake, request):
         return folder
     items = sorted((m for m in _box(fake, request).messages.values() if m.folder == folder.id),
                    key=lambda m: m.received)
-    found = re.fullmatch(r"receivedDateTime lt (\S+)", request.query.get("$filter", ""))
-    if found:
+    query = request.query.get("$filter", "")
+    if found := re.fullmatch(r"receivedDateTime lt (\S+)", query):
         cutoff = datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
         items = [m for m in items if m.received < cutoff]
+    elif found := re.fullmatch(r"internetMessageId eq '((?:[^']|'')*)'", query):
+        items = [m for m in items if m.internet_message_id == found.group(1).replace("''", "'")]
+    elif query:
+        return error(400, "BadRequest", "The fake Graph knows no such $filter.")
     return _page(fake, request, [m.resource() for m in items], request.page_size())
 
 
