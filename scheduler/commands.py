@@ -383,7 +383,8 @@ def cmd_erase(ctx) -> int:
 
 
 def _erase_in_mailbox(ctx, done) -> None:
-    """The moved mails in an IMAP mailbox's folders, after the database."""
+    """The moved mails in the mailbox's folders (IMAP, Exchange, Graph), after
+    the database; Graph keeps its delta link in the database (the state)."""
     if ctx.config.intake.source == "folder":
         return
     from scheduler.errors import BackendUnavailable
@@ -391,7 +392,7 @@ def _erase_in_mailbox(ctx, done) -> None:
     from scheduler.services.access import erase_in_mailbox
     from scheduler.wiring import make_source
 
-    source = make_source(ctx.config, ctx.data_dir)
+    source = make_source(ctx.config, ctx.data_dir, ctx.app())
     try:
         erase_in_mailbox(source, done)
     except (TransientError, PermanentError, BackendUnavailable) as exc:
