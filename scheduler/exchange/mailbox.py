@@ -10,6 +10,9 @@ EWS streaming notifications (GetStreamingEvents) are a later step.
 ``ExchangeTransport`` (ports.MailTransport) sends a finished RFC 5322
 message as MIME content with a copy in Sent Items; envelope recipients not
 named in the To/Cc headers go as Bcc.
+
+``purge_settled`` (retention) and ``erase_settled`` (a citizen's erasure)
+delete, hard, in the settled folders and Sent Items (erasure: the inbox too).
 """
 
 from __future__ import annotations
@@ -84,19 +87,23 @@ class ExchangeSource:
         return {f.name.lower(): f for f in children if not isinstance(f, Exception)}
 
     def purge_settled(self, before: datetime) -> int:
-        """Delete settled mails received before ``before`` (retention), hard."""
+        """Delete settled mails, and the copies of sent mail in Sent Items,
+        received (stored) before ``before`` (retention), hard."""
         with mapped("mailbox purge"):
-            return self._delete(self._settled().filter(datetime_received__lt=before), "mailbox purge")
+            return self._delete(self._settled(self.account.sent).filter(datetime_received__lt=before),
+                                "mailbox purge")
 
     def erase_settled(self, message_ids: Iterable[str]) -> int:
-        """Delete, hard, the mails with these Message-IDs in the settled folders
-        and the inbox (a citizen's erasure): one FindItem over all of them, one
-        DeleteItem. Run again after a failure, it deletes what is left."""
+        """Delete, hard, the mails with these Message-IDs in the settled
+        folders, the inbox and Sent Items (a citizen's erasure: their mails and
+        the copies of what was sent about them): one FindItem over all of them,
+        one DeleteItem. Run again after a failure, it deletes what is left."""
         wanted = [f"<{m.strip('<> ')}>" for m in message_ids if m.strip("<> ")]
         if not wanted:
             return 0
         with mapped("mailbox erase"):
-            return self._delete(self._settled(self.account.inbox).filter(message_id__in=wanted), "mailbox erase")
+            folders = self._settled(self.account.inbox, self.account.sent)
+            return self._delete(folders.filter(message_id__in=wanted), "mailbox erase")
 
     def _settled(self, *more: Folder) -> FolderCollection:
         folders = {id(f): f for f in (*more, *(self._folder(d) for d in self.names))}

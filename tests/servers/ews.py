@@ -86,6 +86,10 @@ class Item:
         return "IPM.Appointment" if self.kind == "CalendarItem" else "IPM.Note"
 
 
+def _message_id(raw: bytes) -> str:
+    return str(BytesParser(policy=default).parsebytes(raw, headersonly=True)["Message-ID"] or "")
+
+
 def _matches(condition: etree._Element, item: Item) -> bool:
     """A FindItem restriction (types.xsd SearchExpressionType) on the few
     properties the tests search: Or/And of IsEqualTo, IsLessThan."""
@@ -151,7 +155,7 @@ class FakeEws:
         """Put a mail into a folder as the transport would (received in UTC)."""
         item = Item(self._new_id(), folder, "Message", mime=base64.b64encode(raw).decode(),
                     received=received.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    message_id=BytesParser(policy=default).parsebytes(raw, headersonly=True)["Message-ID"] or "")
+                    message_id=_message_id(raw))
         self.items[item.id] = item
         return item.id
 
@@ -232,6 +236,9 @@ class FakeEws:
             item = Item(self._new_id(), folder.id, kind, element=el, subject=_text(el, "t:Subject"),
                         uid=_text(el, "t:UID"), start=_text(el, "t:Start"), end=_text(el, "t:End"),
                         mime=_text(el, "t:MimeContent"))
+            if kind == "Message":  # a sent copy: stamped by the server's clock, as Exchange does
+                item.received = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                item.message_id = _message_id(base64.b64decode(item.mime))
             if (rule := el.find("t:Recurrence", NS)) is not None:
                 item.calendar_type, item.recurrence = "RecurringMaster", etree.tostring(rule).decode()
             self.items[item.id] = item

@@ -558,8 +558,15 @@ def _send_mail(fake, request):
     if raw is None:
         return error(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
     box = _box(fake, request)
-    box.sent.append(Message(fake.new_id(), box.folder("sentitems").id, raw, datetime.now(timezone.utc)))
+    _keep_sent(box, Message(fake.new_id(), box.folder("sentitems").id, raw, datetime.now(timezone.utc)))
     return Reply(202)
+
+
+def _keep_sent(box: Mailbox, message: Message) -> None:
+    """The copy in Sent Items (``sent`` lists what went out, in order)."""
+    message.folder, message.draft = box.folder("sentitems").id, False
+    box.messages[message.id] = message
+    box.sent.append(message)
 
 
 def _create_draft(fake, request):
@@ -585,10 +592,7 @@ def _send_draft(fake, request):
     message = _message(fake, request)
     if isinstance(message, Reply):
         return message
-    box = _box(fake, request)
-    del box.messages[message.id]
-    message.folder = box.folder("sentitems").id
-    box.sent.append(message)
+    _keep_sent(_box(fake, request), message)
     return Reply(202)
 
 
