@@ -79,3 +79,21 @@ def test_erase_deletes_the_citizens_mails_in_the_graph_mailbox_and_a_throttled_r
     assert main([*cli, "erase", "--cpr", "150303-4321", "--json"]) == 0
     assert ids() == ["<g2@kommune.example>"], "only the other citizen's mail is left"
     assert graph.in_folder("inbox") == []
+
+
+def test_the_purge_command_empties_the_graph_mailboxs_settled_folders_after_the_retention(
+        tmp_path, graph_server, graph, monkeypatch, capsys):
+    monkeypatch.setattr(wiring, "_graph_clients", {})
+    monkeypatch.setenv("SPARRING_GRAPH_SECRET", SECRET)
+    monkeypatch.setenv("SPARRING_SECRET_KEY", new_key())
+    graph.deliver(item_mail("150303-4321", "g1"), datetime(2027, 1, 4, 8, 0, tzinfo=timezone.utc))
+    graph.deliver(item_mail("300290-1111", "g2"), datetime(2027, 1, 4, 8, 1, tzinfo=timezone.utc))
+    config = graph_toml(graph_server, tmp_path)
+    cli = ["--config", str(config), "--data-dir", str(tmp_path / "var")]
+    assert main([*cli, "--now", "2027-01-04T12:30", "run", "--once"]) == 0
+    assert len(graph.in_folder("Behandlet")) == 1 and len(graph.in_folder("Afvist")) == 1
+
+    assert main([*cli, "--now", "2027-01-20T12:00", "purge"]) == 0  # within retention_days = 30
+    assert len(graph.in_folder("Behandlet")) == 1 and len(graph.in_folder("Afvist")) == 1
+    assert main([*cli, "--now", "2027-03-15T12:00", "purge"]) == 0
+    assert graph.in_folder("Behandlet") == [] and graph.in_folder("Afvist") == []
