@@ -209,9 +209,8 @@ class GraphSource:
         wanted = [f"<{m.strip('<> ')}>" for m in message_ids if m.strip("<> ")]
         with self._lock:
             folders = self._settled("inbox", "sentitems")
-            lookups = [{"method": "GET", "url": f"{self.user}/mailFolders/{f}/messages?" + urlencode(
-                {"$filter": f"internetMessageId eq {_odata_string(m)}", "$select": "id", "$top": "100"}, quote_via=quote)}
-                for f in folders for m in wanted]
+            lookups = [{"method": "GET", "url": f"{self.user}/mailFolders/{f}/messages?" + _by_message_id(m)}
+                       for f in folders for m in wanted]
             answers = self.client.batch(lookups, what="mailbox erase", permission=READ)
             found = [self.client.check(a, "mailbox erase", READ, ok=_GONE).get("body") or {} for a in answers]
             return self._delete([m["id"] for page in found for m in page.get("value", [])], "mailbox erase")
@@ -270,9 +269,10 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _odata_string(text: str) -> str:
-    """An OData string literal: quoted, its quotes doubled."""
-    return "'" + text.replace("'", "''") + "'"
+def _by_message_id(message_id: str) -> str:
+    """The query of a folder's messages with this Message-ID (an OData string: its quotes doubled)."""
+    literal = "'" + message_id.replace("'", "''") + "'"
+    return urlencode({"$filter": f"internetMessageId eq {literal}", "$select": "id", "$top": "100"}, quote_via=quote)
 
 
 def _utc(moment: datetime) -> str:
