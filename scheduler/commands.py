@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -253,7 +254,8 @@ def cmd_simulate(ctx) -> int:
 def cmd_purge(ctx) -> int:
     from scheduler.services.retention import purge
 
-    report = purge(ctx.app())
+    with _mailbox(ctx, "purge", "the database and the data directory are purged") as source:
+        report = purge(ctx.app(), source)  # and the mailbox's settled folders, as the nightly purge does
     print(f"deleted items {report.items}, mail records {report.mails}, "
           f"outbox entries {report.outbox}, files {report.files}")
     return 0
@@ -403,10 +405,11 @@ def cmd_audit(ctx) -> int:
 
 
 def cmd_erase(ctx) -> int:
-    from scheduler.services.access import erase
+    from scheduler.services.access import erase, erase_in_mailbox
 
     done = erase(ctx.app(), ctx.args.cpr)
-    _erase_in_mailbox(ctx, done)
+    with _mailbox(ctx, "erase", "the database and the data directory are erased") as source:
+        erase_in_mailbox(source, done)  # the moved mails in the mailbox's folders, after the database
     if ctx.args.json:
         print(json.dumps(done.as_json()))
     else:
@@ -416,21 +419,24 @@ def cmd_erase(ctx) -> int:
     return 0
 
 
-def _erase_in_mailbox(ctx, done) -> None:
-    """The moved mails in an IMAP mailbox's folders, after the database."""
+@contextmanager
+def _mailbox(ctx, command: str, done_already: str):
+    """The intake mailbox (IMAP, Exchange, Graph) for one command, or None for
+    the folder source (Graph keeps its delta link in the database: the state).
+    A failure is one sentence: what is done already, and to run it again."""
     if ctx.config.intake.source == "folder":
+        yield None
         return
     from scheduler.errors import BackendUnavailable
     from scheduler.ports import PermanentError, TransientError
-    from scheduler.services.access import erase_in_mailbox
     from scheduler.wiring import make_source
 
-    source = make_source(ctx.config, ctx.data_dir)
+    source = make_source(ctx.config, ctx.data_dir, ctx.app())
     try:
-        erase_in_mailbox(source, done)
+        yield source
     except (TransientError, PermanentError, BackendUnavailable) as exc:
-        raise UserError(f"erase: the database and the data directory are erased, but the mailbox could not be "
-                        f"cleaned ({exc}); run the same erase again.") from None
+        raise UserError(f"{command}: {done_already}, but the mailbox could not be cleaned ({exc}); "
+                        f"run the same {command} again.") from None
     finally:
         source.close()
 

@@ -268,7 +268,8 @@ def _files(folder: Path) -> list[Path]:
 
 
 def erase_in_mailbox(source, done: Erasure) -> int:
-    """The citizen's mails in the mailbox folders of an IMAP source, found
-    by Message-ID; a source that cannot (the folder source: done above) 0."""
+    """The citizen's mails in the mailbox folders of an IMAP, Exchange or
+    Graph source, found by Message-ID; the folder source's are the data
+    directory's, erased above (0 here)."""
     erase_settled = getattr(source, "erase_settled", None)
     return erase_settled(done.message_ids) if erase_settled and done.message_ids else 0

@@ -33,8 +33,9 @@ class PurgeReport:
 
 
 def purge(app, source=None) -> PurgeReport:
-    """Delete what is past its retention; ``source`` (IMAP, Exchange) also
-    drops its settled mails that arrived before the retention cut-off."""
+    """Delete what is past its retention; ``source`` (IMAP, Exchange, Graph)
+    also drops its settled mails (Exchange, Graph: and the copies in Sent
+    Items) that arrived before the retention cut-off."""
     now = app.now()
     report = PurgeReport()
     with app.transaction() as repo:
