@@ -330,6 +330,18 @@ class BookingConfig(Section):
         return self
 
 
+class FollowupConfig(Section):
+    """After the forum (seed 003): the case's meetings and how long a closed case is kept."""
+
+    coordination_within_days: Annotated[int, Field(ge=1, le=60)] = 10  # working days
+    coordination_minutes: Annotated[int, Field(ge=15, le=480)] = 60
+    joint_within_days: Annotated[int, Field(ge=1, le=60)] = 10  # working days after the agreement
+    joint_minutes: Annotated[int, Field(ge=15, le=480)] = 60
+    followup_minutes: Annotated[int, Field(ge=10, le=480)] = 30
+    followup_window_days: Annotated[int, Field(ge=1, le=20)] = 5  # working days from the plan's date
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = 30  # after the case closes
+
+
 class Config(Section):
     """The whole configuration file."""
 
@@ -345,6 +357,7 @@ class Config(Section):
     smime: SmimeConfig = SmimeConfig()
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
+    followup: FollowupConfig = FollowupConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)
     source: Path | None = Field(default=None, exclude=True)
 

@@ -40,6 +40,7 @@ from email.policy import compat32
 from enum import Enum
 from functools import lru_cache
 
+from scheduler.mail.caseref import case_reference
 from scheduler.mail.headerforms import parse_address, parse_date
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
@@ -61,6 +62,7 @@ class MailKind(str, Enum):
     TOO_LARGE = "too_large"
     UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
+    CASE_MAIL = "case_mail"  # a case reference ("[K-7F3Q]") in the subject: Enighed, Opfølgning
 
 
 @dataclass(frozen=True)
@@ -362,6 +364,9 @@ def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
         return ParsedMail(**common, kind=kind, auto_reason=reason, calendar_reply=reply,
                           attachments=attachments)
     text = _body_text(parts)
+    if case_reference(common["subject"]):  # before the request: "Re: Koordineringsmøde [K-7F3Q]"
+        return ParsedMail(**common, kind=MailKind.CASE_MAIL, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
     request = _REQUEST.search(common["subject"])
     if request:
         return ParsedMail(**common, kind=MailKind.BOOKING_REQUEST, request_lines=tuple(own_lines(text)),
