@@ -32,6 +32,7 @@ from scheduler.commands import (
     cmd_simulate,
     cmd_status,
 )
+from scheduler.casecommands import add_case_parser
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
 from scheduler.planning.sessions import Planner
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--json", action="store_true")
     book.set_defaults(run=cmd_book)
     _data_protection(commands)
+    add_case_parser(commands, _date)
     return parser
 
 

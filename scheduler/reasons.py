@@ -80,9 +80,14 @@ _REASONS: dict[str, dict[str, str]] = {
         "da": "Kun sagens sagsbehandlere kan melde enighed og opfølgning i sagen; mailen er ikke behandlet.",
         "en": "Only the case's caseworkers can report agreement and follow-ups; the mail was not processed.",
     },
-    "case_no_meeting": {
-        "da": "Sagen har endnu intet koordineringsmøde; enighed meldes efter mødet.",
-        "en": "The case has no coordination meeting yet; agreement is reported after the meeting.",
+    "case_agreed": {
+        "da": "Der er allerede meldt enighed i sagen, og fællessamtalen er booket eller ved at blive det.",
+        "en": "Agreement has already been reported in the case; the joint conversation is booked or being booked.",
+    },
+    "case_not_agreed": {
+        "da": "Opfølgning bookes først, når sagsbehandlerne har meldt enighed om planen; svar først »Enighed«.",
+        "en": "Follow-ups are booked only once the caseworkers have reported agreement on the plan; "
+              "reply \"Enighed\" first.",
     },
     "followup_line": {
         "da": "Linje {line} kan ikke læses som en dato; skriv én dato pr. linje som 2027-03-01 og send mailen igen.",

@@ -17,6 +17,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from scheduler.mail.casemail import parse_case_mail
 from scheduler.mail.parallel import ParallelParser
 from scheduler.mail.parse import MailKind, ParsedMail, parse_mail
 from scheduler.mail.requests import parse_request
@@ -24,7 +25,7 @@ from scheduler.planning.allocation import Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
-from scheduler.services import meetings
+from scheduler.services import casework, meetings
 from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
 from scheduler.services.notices import Notices
@@ -263,6 +264,8 @@ class Intake:
             return self._reject(notices, parsed, "too_large", {"limit": self.app.config.intake.max_bytes})
         if parsed.kind is MailKind.WITHDRAW:
             return self._withdraw(repo, notices, parsed, mail)
+        if parsed.kind is MailKind.CASE_MAIL:
+            return self._case_mail(repo, notices, parsed, mail)
         if parsed.kind is MailKind.BOOKING_REQUEST:
             return self._request(repo, notices, parsed)
         content = check_item(parsed, mail.received_at.date(), self.app.config.intake.max_lines)
@@ -298,6 +301,21 @@ class Intake:
         repo.after_commit.append(
             lambda: meetings.from_mail(self.app, request, parsed.sender, parsed.message_id, key))
         return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, extra={"code": "request"})
+
+    def _case_mail(self, repo, notices, parsed, mail) -> Outcome:
+        """``Enighed`` or ``Opfølgning`` about a case: checked now, booked after commit."""
+        found = parse_case_mail(parsed.subject, parsed.request_lines)
+        if isinstance(found, Rejection):
+            return self._reject(notices, parsed, found.code, found.params)
+        code = casework.refusal(repo, found.action, found.case, parsed.sender, found.dates,
+                                mail.received_at.astimezone(self.app.tz).date())
+        if code:
+            return self._reject(notices, parsed, code, {})
+        if found.action == "agree":
+            repo.after_commit.append(lambda: casework.agree(self.app, found.case, parsed.sender))
+        else:
+            repo.after_commit.append(lambda: casework.followups(self.app, found.case, found.dates, parsed.sender))
+        return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, extra={"code": found.action})
 
     def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
         cpr = check_withdrawal(parsed, mail.received_at.date())
