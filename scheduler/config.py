@@ -111,6 +111,7 @@ class SeriesConfig(Section):
     location: str = ""
     remind: tuple[Address, ...] = ()
     encryption: Literal["tls-only", "smime"] = "tls-only"  # agendas and alerts: S/MIME per recipient
+    receiving: Address | None = None  # the receiving caseworker of an opstart without "modtager:"
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesConfig:
@@ -331,15 +332,15 @@ class BookingConfig(Section):
 
 
 class FollowupConfig(Section):
-    """After the forum (seed 003): the case's meetings and how long a closed case is kept."""
+    """After the forum (issue 15): the case's meetings, in working days and minutes."""
 
-    coordination_within_days: Annotated[int, Field(ge=1, le=60)] = 10  # working days
-    coordination_minutes: Annotated[int, Field(ge=15, le=480)] = 60
-    joint_within_days: Annotated[int, Field(ge=1, le=60)] = 10  # working days after the agreement
-    joint_minutes: Annotated[int, Field(ge=15, le=480)] = 60
-    followup_minutes: Annotated[int, Field(ge=10, le=480)] = 30
+    coordination_within_days: Annotated[int, Field(ge=1, le=60)] = 10
+    coordination_minutes: Annotated[int, Field(ge=15, le=240)] = 60
+    joint_within_days: Annotated[int, Field(ge=1, le=60)] = 10
+    joint_minutes: Annotated[int, Field(ge=15, le=240)] = 60
+    followup_minutes: Annotated[int, Field(ge=10, le=240)] = 30
     followup_window_days: Annotated[int, Field(ge=1, le=20)] = 5  # working days from the plan's date
-    retention_days: Annotated[int, Field(ge=0, le=3650)] = 30  # after the case closes
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30  # after a case closes
 
 
 class Config(Section):

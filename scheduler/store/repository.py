@@ -25,6 +25,7 @@ from scheduler.model import Session, new_uid
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store import audit
+from scheduler.store.cases import CaseRecords
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
@@ -69,7 +70,7 @@ class ItemView:
     social: tuple[str, ...]
 
 
-class Repository:
+class Repository(CaseRecords):
     def __init__(self, db: DbSession, cipher: FieldCipher, app=None) -> None:
         self.db = db
         self.cipher = cipher
