@@ -82,9 +82,10 @@ def agree(app, case_id: str, by: str) -> Step:
     cfg = app.config.followup
     with app.transaction() as repo:
         case = repo.advance_case(case_id, rules.Agreed(by), app.now(), actor=by)
-    today = app.now().date()
-    last = workdays.after(today, cfg.joint_within_days, app.planner.closed.is_working_day)
-    found = _book(app, case, "joint", today, last, cfg.joint_minutes)
+    # From the next working day: the citizen needs the letter before the meeting.
+    today, working = app.now().date(), app.planner.closed.is_working_day
+    first, last = workdays.after(today, 1, working), workdays.after(today, cfg.joint_within_days, working)
+    found = _book(app, case, "joint", first, last, cfg.joint_minutes)
     step = Step(case.id)
     with app.transaction() as repo:
         if found is None:
