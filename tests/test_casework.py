@@ -188,3 +188,20 @@ def test_a_closed_case_is_deleted_after_the_retention_and_the_trail_says_so(tmp_
         assert repo.db.scalars(select(CaseMeeting)).all() == [] and repo.db.scalars(select(Case)).all() == []
         actions = [r.action for r in repo.db.scalars(select(AuditEntry))]
     assert "case-purged" in actions
+
+
+def test_no_time_for_the_joint_conversation_tells_the_parties_and_agreeing_again_books_it(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-20T12:00", monkeypatch)
+    case_id = open_case(app)
+    busy_file(tmp_path, KAREN, ("20270121T000000", "20270204T000000"))  # away ten working days
+    step = casework.agree(app, case_id, MYND)
+    assert step.booked == [] and set(step.notified) == {KAREN, MYND, *COORDINATORS}
+    dispatcher.run_once(limit=100)
+    (notice,) = [m for m in sent(tmp_path) if str(m["Subject"]).startswith("Ingen fælles tid")]
+    assert "Digital Post" in notice.get_content()
+    assert shown(app, case_id)["waiting_on"] == {"step": "joint", "on": [MYND]}
+    app.clock.set(at("2027-02-01T09:00"))
+    step = casework.agree(app, case_id, MYND)
+    assert step.booked[0][0] == at("2027-02-04T09:00")
+    with app.transaction() as repo:
+        assert repo.case(case_id).state.stage is rules.Stage.JOINT_BOOKED

@@ -64,7 +64,7 @@ def refusal(repo, action: str, case_id: str, sender: str | None, dates=(), today
         return "case_unknown"
     if sender is not None and sender.lower() not in caseworkers(case):
         return "case_not_party"
-    if action == "agree" and case.state.stage not in AGREEABLE:
+    if action == "agree" and case.state.stage not in AGREEABLE | {rules.Stage.AGREED}:
         return "case_agreed"
     if action == "followup":
         if case.state.stage not in PLANNED:
@@ -78,10 +78,13 @@ def refusal(repo, action: str, case_id: str, sender: str | None, dates=(), today
 
 
 def agree(app, case_id: str, by: str) -> Step:
-    """``Enighed``: record it and book the fællessamtale for the caseworkers."""
+    """``Enighed``: record it and book the fællessamtale for the caseworkers
+    (again, when no common time was found the first time)."""
     cfg = app.config.followup
     with app.transaction() as repo:
-        case = repo.advance_case(case_id, rules.Agreed(by), app.now(), actor=by)
+        case = repo.case(case_id)
+        if case.state.stage is not rules.Stage.AGREED:
+            case = repo.advance_case(case_id, rules.Agreed(by), app.now(), actor=by)
     # From the next working day: the citizen needs the letter before the meeting.
     today, working = app.now().date(), app.planner.closed.is_working_day
     first, last = workdays.after(today, 1, working), workdays.after(today, cfg.joint_within_days, working)
@@ -91,7 +94,7 @@ def agree(app, case_id: str, by: str) -> Step:
         if found is None:
             repo.add_case_meeting(case.id, "joint", start=None, end=None, status="no_slot", uid=None, now=app.now())
             step.notified = _tell(app, repo, case, "case_joint_no_slot.txt.j2", list(case.parties),
-                                  f"case-joint-noslot:{case.id}", minutes=cfg.joint_minutes,
+                                  f"case-joint-noslot:{case.id}:{today}", minutes=cfg.joint_minutes,
                                   days=cfg.joint_within_days, last=last)
             return step
         meeting = found.meeting

@@ -121,8 +121,11 @@ def on_reply(app, reply) -> None:
     except (TransientError, PermanentError) as exc:
         log.warning("rebooking failed: %s", type(exc).__name__)
         return
-    if result is not None and result.candidate is not None:
+    if result is not None and result.meeting is not None:
         log.info("meeting rebooked after a decline kind=%s", result.request.kind)
+        with app.transaction() as repo:  # a case's meeting keeps its new time (``case show``)
+            repo.set_case_meeting(reply.uid, status="booked", now=app.now(), start=result.meeting.start,
+                                  end=result.meeting.end)
 
 
 # -- cooperation meetings -----------------------------------------------------
