@@ -235,7 +235,7 @@ def cmd_purge(ctx) -> int:
 
     report = purge(ctx.app())
     print(f"deleted items {report.items}, mail records {report.mails}, "
-          f"outbox entries {report.outbox}, files {report.files}")
+          f"outbox entries {report.outbox}, files {report.files}, closed cases {report.cases}")
     return 0
 
 
