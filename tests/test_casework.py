@@ -205,3 +205,21 @@ def test_no_time_for_the_joint_conversation_tells_the_parties_and_agreeing_again
     assert step.booked[0][0] == at("2027-02-04T09:00")
     with app.transaction() as repo:
         assert repo.case(case_id).state.stage is rules.Stage.JOINT_BOOKED
+
+
+def test_erase_deletes_the_citizens_case_cancels_its_meetings_and_its_notices(tmp_path, monkeypatch):
+    from scheduler.services.access import erase
+
+    app, dispatcher = build(tmp_path, "2027-01-20T12:00", monkeypatch)
+    case_id = open_case(app)
+    casework.agree(app, case_id, MYND)
+    dispatcher.run_once(limit=100)
+    assert any(b"150303-xxxx" in p.read_bytes() for p in (tmp_path / "outbox").glob("*.eml"))
+    done = erase(app, CPR)
+    dispatcher.run_once(limit=100)
+    assert done.calendar == 1  # the fællessamtale (the koordineringsmøde is over)
+    cancels = [e for method, e in events(sent(tmp_path)) if method == "CANCEL"]
+    assert [str(e["SUMMARY"]) for e in cancels] == [f"Fællessamtale med borgeren [{case_id}]"]
+    with app.transaction() as repo:
+        assert repo.case(case_id) is None and repo.db.scalars(select(CaseMeeting)).all() == []
+    assert not any(b"150303-xxxx" in p.read_bytes() for p in (tmp_path / "outbox").glob("*.eml"))

@@ -246,9 +246,9 @@ def _tell(app, repo, case, template: str, to: list[str], key: str, kind: str = "
                                 caseworkers=caseworkers(case), **context)
     message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to, subject=subject,
                         body=body, sent_at=app.now(), language=app.language)
-    repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to)
-    repo.audit("case-told", subject=case.cpr_hash, series=case.series_id, session_start=case.session_start,
-               recipients=tuple(to), detail={"case": case.id, "template": template.split(".")[0]})
+    # Tagged with the citizen: audited when sent, found by ``audit --cpr`` and ``erase``.
+    repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to,
+                      citizens=[[case.cpr_hash, case.series_id, case.session_start.isoformat()]])
     return to
 
 
@@ -256,6 +256,44 @@ def _short(text: str) -> str:
     from hashlib import sha256
 
     return sha256(text.encode()).hexdigest()[:16]
+
+
+# -- forgetting a case (retention, erasure) -------------------------------------------
+
+
+def forget(repo, case) -> dict:
+    """Delete a case row (``tables.Case``) and all that hangs on it; the counts."""
+    from sqlalchemy import delete
+
+    from scheduler.store.tables import Booking, CaseMeeting, Decision, Meta
+
+    counts = {
+        "meetings": repo.db.execute(delete(CaseMeeting).where(CaseMeeting.case_id == case.id)).rowcount,
+        "decisions": repo.db.execute(delete(Decision).where(Decision.case_id == case.id)).rowcount,
+        "bookings": repo.db.execute(delete(Booking).where(Booking.reference == f"case:{case.id}")).rowcount,
+    }
+    repo.db.execute(delete(Meta).where(Meta.key.like(f"case-%:{case.id}")))
+    repo.db.delete(case)
+    repo.db.flush()
+    return counts
+
+
+def erase(app, repo, subject: str) -> tuple[int, int]:
+    """The citizen's cases deleted now (art. 17), their coming meetings
+    cancelled first: (cases, meetings cancelled)."""
+    from sqlalchemy import select
+
+    from scheduler.store.tables import Case
+
+    rows = repo.db.scalars(select(Case).where(Case.cpr_hash == subject)).all()
+    cancelled = 0
+    for row in rows:
+        for meeting in repo.case_meetings(row.id):
+            if meeting.status == "booked" and meeting.uid and meeting.start and meeting.start > app.now():
+                app.calendar_sync.cancel_sent(repo, meeting.uid)
+                cancelled += 1
+        forget(repo, row)
+    return len(rows), cancelled
 
 
 # -- what a case shows (``sparring case show``) -------------------------------------

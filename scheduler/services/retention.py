@@ -16,8 +16,9 @@ from pathlib import Path
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import DBAPIError
 
+from scheduler.services import casework
 from scheduler.store import audit
-from scheduler.store.tables import Booking, Case, CaseMeeting, Decision, Item, Mail, Meta, OutboxEntry
+from scheduler.store.tables import Case, Item, Mail, OutboxEntry
 
 log = logging.getLogger("sparring.retention")
 
@@ -70,15 +71,9 @@ def _purge_cases(repo, now) -> int:
     its decisions and bookings go; a trail row per case says what went."""
     closed = repo.db.scalars(select(Case).where(Case.purge_after < now)).all()
     for case in closed:
-        meetings = repo.db.execute(delete(CaseMeeting).where(CaseMeeting.case_id == case.id)).rowcount
-        decisions = repo.db.execute(delete(Decision).where(Decision.case_id == case.id)).rowcount
-        bookings = repo.db.execute(delete(Booking).where(Booking.reference == f"case:{case.id}")).rowcount
-        repo.db.execute(delete(Meta).where(Meta.key.like(f"case-%:{case.id}")))
+        counts = casework.forget(repo, case)
         repo.audit("case-purged", subject=case.cpr_hash, series=case.series_id, session_start=case.session_start,
-                   detail={"case": case.id, "meetings": meetings, "decisions": decisions, "bookings": bookings,
-                           "closed_at": case.closed_at.isoformat() if case.closed_at else None})
-        repo.db.delete(case)
-    repo.db.flush()
+                   detail={"case": case.id, **counts})
     return len(closed)
 
 
