@@ -223,3 +223,19 @@ def test_erase_deletes_the_citizens_case_cancels_its_meetings_and_its_notices(tm
     with app.transaction() as repo:
         assert repo.case(case_id) is None and repo.db.scalars(select(CaseMeeting)).all() == []
     assert not any(b"150303-xxxx" in p.read_bytes() for p in (tmp_path / "outbox").glob("*.eml"))
+
+
+def test_run_once_at_the_time_closes_the_case_and_tells_the_coordinators(tmp_path, monkeypatch, capsys):
+    app, _ = build(tmp_path, "2027-01-20T12:00", monkeypatch)
+    late = open_case(app)  # no Enighed: overdue after ten working days
+    done = open_case(app, coordination=None)
+    casework.agree(app, done, MYND)
+    casework.followups(app, done, [at("2027-02-01T00:00").date()], KAREN)
+    app.engine.dispose()
+    assert cli.main(["--data-dir", str(tmp_path), "--now", "2027-02-05T06:00", "run", "--once"]) == 0
+    capsys.readouterr()
+    with app.transaction() as repo:
+        assert repo.case(done).state.stage is rules.Stage.CLOSED
+        assert repo.case(late).state.stage is rules.Stage.COORDINATION_BOOKED
+    subjects = [str(m["Subject"]) for m in sent(tmp_path)]
+    assert f"Sagen er lukket [{done}]" in subjects and f"Ingen enighed endnu [{late}]" in subjects
