@@ -1,7 +1,7 @@
 """Cases after the forum (issue 15): cases, decisions, case meetings.
 
 Revision ID: 0006c
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006c"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
