@@ -284,6 +284,39 @@ def cmd_book(ctx) -> int:
     return 0 if result.candidate is not None else 3
 
 
+def cmd_decide(ctx) -> int:
+    """``sparring decide``: one decision, as a coordinator's reply would make it."""
+    from scheduler.mail.decisions import DecisionLine
+    from scheduler.reasons import reason
+    from scheduler.services.access import actor
+    from scheduler.services.decisions import DecisionError, Decisions, find_session
+
+    args = ctx.args
+    app = ctx.app()
+    if args.series not in app.series:
+        raise UserError(f"decide: unknown series {args.series!r}; configured: {', '.join(app.series)}.")
+    session = find_session(app, args.series, args.session)
+    if session is None:
+        raise UserError(f"decide: series {args.series!r} has no session on {args.session}.")
+    if args.decision == "referred" and not (args.receiver or args.note):
+        raise UserError("decide: --decision referred needs to whom: give --receiver or --note.")
+    line = DecisionLine(args.slot, args.decision, receiver=args.receiver if args.decision == "start" else None,
+                        referred_to=args.receiver if args.decision == "referred" else None, note=args.note)
+    try:
+        with app.transaction() as repo:
+            decided = Decisions(app, repo).decide(session, line, actor())
+    except DecisionError as exc:
+        raise UserError(f"decide: {reason(exc.code, 'en', **exc.params)}") from None
+    ctx.dispatcher().run_once()
+    if args.json:
+        print(json.dumps(decided.as_json(), ensure_ascii=False))
+    else:
+        print(f"{decided.series} {decided.session_start:%Y-%m-%d} slot {decided.slot}: {decided.decision}"
+              + (f", case {decided.case}" if decided.case else "")
+              + (f"; told {', '.join(decided.notified)}" if decided.notified else ""))
+    return 0
+
+
 def cmd_audit(ctx) -> int:
     """``audit --verify``: check the trail's chain; ``audit --cpr``: a
     citizen's access answer (art. 15), itself audited."""

@@ -220,6 +220,63 @@ _FALLBACK = {
     "da": "Punktet kunne ikke behandles; kontakt koordinatoren.",
     "en": "The item could not be processed; contact the coordinator.",
 }
+_REASONS.update({  # decisions by reply to the agenda (issue 15)
+    "not_coordinator": {
+        "da": "Kun seriens koordinatorer kan træffe beslutninger om punkterne på dagsordenen; "
+              "mailen er lagt i karantæne.",
+        "en": "Only the coordinators of the series can decide on the agenda's items; the mail was quarantined.",
+    },
+    "decision_no_session": {
+        "da": "Emnefeltets reference peger ikke på et møde i serien; svar på dagsordenens mail uden at ændre "
+              "emnefeltet, eller brug »sparring decide«.",
+        "en": "The subject's reference names no session of the series; reply to the agenda's mail without "
+              "changing the subject, or use \"sparring decide\".",
+    },
+    "decision_none": {
+        "da": "Svaret indeholder ingen beslutning; skriv én linje pr. punkt, fx »3: opstart«, »4: intet grundlag«, "
+              "»5: udsat« eller »6: henvist Jobcenter«, og send svaret igen.",
+        "en": "The reply holds no decision; write one line per item, e.g. \"3: opstart\", "
+              "\"4: intet grundlag\", \"5: udsat\" or \"6: henvist Jobcenter\", and send it again.",
+    },
+    "decision_unknown": {
+        "da": "Beslutningen kunne ikke læses; skriv punktets nummer, kolon og »opstart«, »intet grundlag«, "
+              "»udsat« eller »henvist <til hvem>«.",
+        "en": "The decision could not be read; write the item's number, a colon and \"opstart\", "
+              "\"intet grundlag\", \"udsat\" or \"henvist <to whom>\".",
+    },
+    "decision_trailing": {
+        "da": "Efter beslutningen kan kun stå en bemærkning efter en tankestreg, fx »5: udsat - mangler "
+              "lægeerklæring«.",
+        "en": "After the decision only a note after a dash may follow, e.g. \"5: udsat - mangler "
+              "lægeerklæring\".",
+    },
+    "receiver_invalid": {
+        "da": "Modtageren skal skrives som »modtager: navn@kommune.dk« efter »opstart«.",
+        "en": "Write the receiver as \"modtager: name@kommune.dk\" after \"opstart\".",
+    },
+    "receiver_missing": {
+        "da": "»opstart« kræver en modtagende sagsbehandler: skriv »opstart modtager: navn@kommune.dk« "
+              "(serien har ingen fast modtager).",
+        "en": "\"opstart\" needs a receiving caseworker: write \"opstart modtager: name@kommune.dk\" "
+              "(the series has no receiving address).",
+    },
+    "receiver_not_allowed": {
+        "da": "Modtagerens adresse er ikke en af kommunens tilladte adresser; skriv en intern adresse.",
+        "en": "The receiver's address is not one of the municipality's allowed addresses; give an internal one.",
+    },
+    "referred_to_missing": {
+        "da": "»henvist« kræver, hvortil: skriv fx »6: henvist Jobcenter Nord«.",
+        "en": "\"henvist\" needs to whom: write e.g. \"6: henvist Jobcenter Nord\".",
+    },
+    "slot_invalid": {
+        "da": "Punktnumrene begynder ved 1.",
+        "en": "Item numbers start at 1.",
+    },
+    "slot_empty": {
+        "da": "Punkt {slot} findes ikke på dagsordenen; mødet havde {count} punkter.",
+        "en": "Item {slot} is not on the agenda; the session had {count} items.",
+    },
+})
 CODES = frozenset(_REASONS)
 
 

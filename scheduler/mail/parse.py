@@ -42,6 +42,7 @@ from functools import lru_cache
 
 from scheduler.mail.caseref import case_reference
 from scheduler.mail.headerforms import parse_address, parse_date
+from scheduler.mail.decisions import find_reference
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
 from scheduler.mail.mimeparams import MimeHead
@@ -64,6 +65,7 @@ class MailKind(str, Enum):
     HEADER_TOO_LONG = "header_too_long"  # a Subject over MAX_HEADER characters: not decoded
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
     CASE_MAIL = "case_mail"  # a case reference ("[K-7F3Q]") in the subject: Enighed, Opfølgning
+    DECISION = "decision"  # a reply to an agenda: its subject holds the session's reference
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class ParsedMail:
     attachments: tuple[str, ...] = ()  # names of parts not taken in
     calendar_reply: CalendarReply | None = None
     auto_reason: str | None = None  # the header or part that made it automatic
-    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a booking request's own lines
+    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a request's or decision's own lines
     size: int = 0
 
 
@@ -422,6 +424,9 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMail:
     text = _body_text(parts)
     if case_reference(common["subject"]):  # before the request: "Re: Koordineringsmøde [K-7F3Q]"
         return ParsedMail(**common, kind=MailKind.CASE_MAIL, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
+    if find_reference(common["subject"]):  # before requests: the reply may name a meeting
+        return ParsedMail(**common, kind=MailKind.DECISION, request_lines=tuple(own_lines(text)),
                           attachments=attachments)
     request = _REQUEST.search(common["subject"])
     if request:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from scheduler.mail.decisions import reference as session_reference
 from scheduler.model import Series, Session
 from scheduler.render import render, render_mail
 from scheduler.store.repository import ItemView, Repository
@@ -38,11 +39,13 @@ class Agenda:
     compiled_at: datetime
     late: bool = False
     updated: bool = False  # sent again after the deadline: an acute item came
+    for_coordinators: bool = False  # the full agenda: it says how to answer with decisions
 
     def context(self, forum_name: str) -> dict:
+        reference = session_reference(self.series.id, self.session.start.date()) if self.for_coordinators else ""
         return {"series": self.series, "session": self.session, "lines": self.lines,
                 "compiled_at": self.compiled_at, "late": self.late, "updated": self.updated,
-                "forum_name": forum_name, "capacity": self.session.capacity}
+                "forum_name": forum_name, "capacity": self.session.capacity, "reference": reference}
 
     def as_json(self) -> dict:
         return {
@@ -66,7 +69,7 @@ def build_agenda(repo: Repository, app, session: Session, *, full_cpr: bool,
     series = app.series[session.series_id]
     items = repo.items_of_session(session.key)
     lines = tuple(_line(n, item, session, series, full_cpr, only_sender) for n, item in enumerate(items))
-    return Agenda(series, session, lines, app.now(), late, updated)
+    return Agenda(series, session, lines, app.now(), late, updated, for_coordinators=only_sender is None)
 
 
 def _line(n: int, item: ItemView, session: Session, series: Series, full_cpr: bool,

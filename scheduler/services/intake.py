@@ -33,7 +33,7 @@ from scheduler.planning.allocation import Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
-from scheduler.services import casework, meetings
+from scheduler.services import casework, decisions, meetings
 from scheduler.services.alerts import queue_admin_alert
 from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
@@ -289,6 +289,8 @@ class Intake:
             return self._case_mail(repo, notices, parsed, mail)
         if parsed.kind is MailKind.BOOKING_REQUEST:
             return self._request(repo, notices, parsed)
+        if parsed.kind is MailKind.DECISION:
+            return self._decisions(repo, notices, parsed)
         content = check_item(parsed, mail.received_at.date(), self.app.config.intake.max_lines)
         if isinstance(content, Rejection):
             return self._reject(notices, parsed, content.code, content.params)
@@ -338,6 +340,20 @@ class Intake:
         else:
             repo.after_commit.append(partial(casework.followups, self.app, found.case, found.dates, parsed.sender))
         return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, extra={"code": found.action})
+
+    def _decisions(self, repo, notices, parsed) -> Outcome:
+        """A coordinator's reply to the agenda: decisions on its slots."""
+        reply = decisions.by_reply(self.app, repo, parsed, notices)
+        if reply.quarantine:
+            return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
+                           reason=self._reason(reply.code), extra={"code": reply.code})
+        start = reply.session.start if reply.session else None
+        series = reply.session.series_id if reply.session else None
+        if reply.code:
+            return Outcome(parsed.message_id, "rejected", Disposition.REJECTED, series=series, session_start=start,
+                           reason=self._reason(reply.code), extra={"code": reply.code})
+        return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, series=series, session_start=start,
+                       extra={"code": "decision"})
 
     def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
         cpr = check_withdrawal(parsed, mail.received_at.date())

@@ -61,7 +61,7 @@ def acute(app, item_id: int) -> None:
         return
     series = app.series[item.series_id]
     first = app.now().date()
-    last = _working_days_ahead(app, first, cfg.working_days)
+    last = working_days_ahead(app, first, cfg.working_days)
     people = (*series.coordinators, item.sender)
     result = None
     for minutes in dict.fromkeys((cfg.duration, cfg.min_duration)):
@@ -78,7 +78,7 @@ def acute(app, item_id: int) -> None:
           kind="alert", series_name=series.name, last=last, days=cfg.working_days, sender=item.sender)
 
 
-def _working_days_ahead(app, first: date, count: int) -> date:
+def working_days_ahead(app, first: date, count: int) -> date:
     day, seen = first, 0
     while seen < count:
         day += timedelta(days=1)

@@ -57,6 +57,10 @@ class Notices:
     def rejected(self, sentence: str) -> None:
         self._receipt("receipt_rejected.txt.j2", reason=sentence, received_at=self.received_at)
 
+    def decisions_answered(self, **context) -> None:
+        """The coordinator's answer to a reply with decisions (no CPR: slots and case ids only)."""
+        self._receipt("decision_receipt.txt.j2", **context)
+
     def placed(self, item_id: int, placement: Placement, content: ItemContent) -> None:
         session = placement.session
         item = ItemView(  # as stored just now: no need to read and decrypt it back

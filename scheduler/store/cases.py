@@ -47,6 +47,7 @@ class DecisionView:
     item_id: int | None
     decision: str
     receiver: str | None
+    referred_to: str | None
     note: str | None
     decided_by: str
     decided_at: datetime
@@ -131,13 +132,13 @@ class CaseRecords:
     def record_decision(self, *, series_id: str, session_key: str, session_start: datetime, slot: int,
                         item_id: int | None, cpr_hash: str | None, decision: str, receiver: str | None,
                         note: str | None, decided_by: str, now: datetime, case_id: str | None = None,
-                        message_id: str | None = None) -> int:
+                        message_id: str | None = None, referred_to: str | None = None) -> int:
         """Keep a decision (a correction is a new row: the latest counts) and audit it."""
         if decision not in DECISIONS:
             raise ValueError(f"unknown decision {decision!r}")
         row = Decision(
             series_id=series_id, session_key=session_key, session_start=session_start, slot=slot,
-            item_id=item_id, cpr_hash=cpr_hash, decision=decision, receiver=receiver,
+            item_id=item_id, cpr_hash=cpr_hash, decision=decision, receiver=receiver, referred_to=referred_to,
             note_enc=self.cipher.encrypt(note, context="decisions.note") if note else None,
             decided_by=decided_by.lower(), decided_at=now, case_id=case_id,
             purge_after=session_start + timedelta(days=self._retention()),
@@ -168,7 +169,7 @@ class CaseRecords:
     def _decision_view(self, row: Decision) -> DecisionView:
         note = self.cipher.decrypt(row.note_enc, context="decisions.note") if row.note_enc else None
         return DecisionView(row.id, row.series_id, row.session_key, row.session_start, row.slot, row.item_id,
-                            row.decision, row.receiver, note, row.decided_by, row.decided_at, row.case_id)
+                            row.decision, row.receiver, row.referred_to, note, row.decided_by, row.decided_at, row.case_id)
 
     # -- case meetings -----------------------------------------------------
 

@@ -248,11 +248,19 @@ class Repository(CaseRecords):
             self._forget_sessions()
         return left
 
+    def mark_replaced(self, item_id: int, now: datetime, session_key: str) -> None:
+        """A newer item of the citizen gives way to a postponed one (``udsat``)."""
+        self._set_status(item_id, "replaced", now, session_key)
+
     def _set_status(self, item_id: int, status: str, now: datetime, session_key: str) -> None:
         """An item leaves its session (replaced): the cache follows."""
         self._leave(item_id, session_key)
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
         self._audit_item(item_id, f"item-{status}")
+
+    def move_item(self, bump: Bump, now: datetime) -> None:
+        """An item to another session, keeping its arrival time (``udsat``)."""
+        self._move(bump, now)
 
     def _move(self, bump: Bump, now: datetime) -> None:
         """An ordinary item bumped on by an acute one: the cache follows."""
@@ -525,6 +533,10 @@ class Repository(CaseRecords):
             return None
         return _request_from(self.cipher.decrypt_json(row.request_enc, context="bookings.request")), row.start
 
+
+    def cancel_booking(self, uid: str, now: datetime) -> None:
+        """A booking no longer wanted: a later decline must not rebook it."""
+        self.db.execute(update(Booking).where(Booking.uid == uid).values(status="cancelled", updated_at=now))
 
     def bookings_for(self, reference: str) -> list[tuple[str, str]]:
         """(uid, status) of the bookings made for ``reference``."""

@@ -288,6 +288,7 @@ class Decision(Base):
     cpr_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     decision: Mapped[str] = mapped_column(String(16))  # start|no-basis|postponed|referred
     receiver: Mapped[str | None] = mapped_column(String(320))  # opstart: modtager
+    referred_to: Mapped[str | None] = mapped_column(String(100))  # henvist: to whom (a unit, not a person's data)
     note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # context "decisions.note"
     decided_by: Mapped[str] = mapped_column(String(320))
     decided_at: Mapped[datetime]

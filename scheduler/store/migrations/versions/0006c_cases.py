@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("cpr_hash", sa.String(length=64), nullable=True),
         sa.Column("decision", sa.String(length=16), nullable=False),
         sa.Column("receiver", sa.String(length=320), nullable=True),
+        sa.Column("referred_to", sa.String(length=100), nullable=True),
         sa.Column("note_enc", sa.LargeBinary(), nullable=True),
         sa.Column("decided_by", sa.String(length=320), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
