@@ -23,6 +23,7 @@ from scheduler.planning import workdays
 from scheduler.ports import PermanentError, TransientError
 from scheduler.render import render, render_mail
 from scheduler.services.booking import BookingRequest
+from scheduler.services.meetings import working_days_ahead
 
 log = logging.getLogger("sparring.casework")
 
@@ -86,8 +87,8 @@ def agree(app, case_id: str, by: str) -> Step:
         if case.state.stage is not rules.Stage.AGREED:
             case = repo.advance_case(case_id, rules.Agreed(by), app.now(), actor=by)
     # From the next working day: the citizen needs the letter before the meeting.
-    today, working = app.now().date(), app.planner.closed.is_working_day
-    first, last = workdays.after(today, 1, working), workdays.after(today, cfg.joint_within_days, working)
+    today = app.now().date()
+    first, last = working_days_ahead(app, today, 1), working_days_ahead(app, today, cfg.joint_within_days)
     found = _book(app, case, "joint", first, last, cfg.joint_minutes)
     step = Step(case.id)
     with app.transaction() as repo:
@@ -207,7 +208,7 @@ def _escalate(app, repo, case, meetings, now: datetime) -> bool:
     since = max(coordination) if coordination else None
     base = (since or case.opened_at).astimezone(app.tz).date()
     days = app.config.followup.joint_within_days
-    if now.date() <= workdays.after(base, days, app.planner.closed.is_working_day):
+    if now.date() <= working_days_ahead(app, base, days):
         return False
     key = f"case-noagreement:{case.id}"
     if repo.get_meta(key):

@@ -10,6 +10,7 @@ import logging
 from datetime import date, datetime, timedelta
 
 from scheduler.mail.compose import text_mail
+from scheduler.planning import workdays
 from scheduler.ports import PermanentError, TransientError
 from scheduler.render import render_mail
 from scheduler.services.alerts import task_failed
@@ -79,12 +80,8 @@ def acute(app, item_id: int) -> None:
 
 
 def working_days_ahead(app, first: date, count: int) -> date:
-    day, seen = first, 0
-    while seen < count:
-        day += timedelta(days=1)
-        if app.planner.closed.is_working_day(day):
-            seen += 1
-    return day
+    """The ``count``-th working day after ``first`` (the pure rule: ``planning.workdays``)."""
+    return workdays.after(first, count, app.planner.closed.is_working_day)
 
 
 def reply_refusal(repo, reply, sender: str | None, allow) -> str | None:
