@@ -12,11 +12,10 @@ import email.policy
 import re
 from datetime import date
 
-from sqlalchemy import select
 
 from scheduler.planning import cases as rules
+from scheduler.services import casework
 from scheduler.services.simulate import simulate
-from scheduler.store.tables import Case
 from tests.appkit import build, item_mail
 from tests.test_casework import COORDINATORS, CPR, KAREN, MYND, open_case
 from tests.test_meetings import events
@@ -115,3 +114,8 @@ def test_the_whole_chain_from_an_item_by_mail(tmp_path, monkeypatch):
     assert told, "the caseworker who brought the item is told of the opstart"
     after_agreement(tmp_path, app, dispatcher, case.id)
     assert_the_chain(tmp_path, app, case.id)
+    with app.transaction() as repo:
+        shown = casework.describe(app, repo, repo.case(case.id))
+    assert [(d["decision"], d["decided_by"]) for d in shown["decisions"]] == [("start", COORDINATORS[1])]
+    assert [m["kind"] for m in shown["meetings"]] == ["coordination", "joint", "followup", "followup"]
+    assert shown["waiting_on"] is None
