@@ -68,8 +68,8 @@ _REASONS: dict[str, dict[str, str]] = {
     },
     "case_reference": {
         "da": "Mailen nævner ingen sag; skriv sagens reference (fx [K-7F3Q]) i emnet og send mailen igen.",
-        "en": "The mail names no case; write the case reference (e.g. [K-7F3Q]) in the subject and send the "
-              "mail again.",
+        "en": "The mail names no case; write the case reference (for example [K-7F3Q]) in the subject and send "
+              "the mail again.",
     },
     "case_keyword": {
         "da": "Vi kunne ikke se, hvad mailen beder om; skriv »Enighed« eller »Opfølgning« i emnet eller på "
@@ -95,15 +95,15 @@ _REASONS: dict[str, dict[str, str]] = {
               "reply \"Enighed\" first.",
     },
     "followup_line": {
-        "da": "Linje {line} kan ikke læses som en dato; skriv én dato pr. linje som 2027-03-01 og send mailen igen.",
+        "da": "Linje {line} kan ikke læses som en dato; skriv én dato på hver linje som 2027-03-01 og send mailen igen.",
         "en": "Line {line} cannot be read as a date; write one date a line as 2027-03-01 and send the mail again.",
     },
     "followup_none": {
-        "da": "Mailen indeholder ingen dato for opfølgning; skriv én dato pr. linje som 2027-03-01.",
+        "da": "Mailen indeholder ingen dato for opfølgning; skriv én dato på hver linje som 2027-03-01.",
         "en": "The mail holds no follow-up date; write one date a line as 2027-03-01.",
     },
     "followup_many": {
-        "da": "Højst {count} opfølgningsdatoer pr. mail; send resten i en ny mail.",
+        "da": "Der kan højst stå {count} opfølgningsdatoer i én mail; send resten i en ny mail.",
         "en": "At most {count} follow-up dates a mail; send the rest in another mail.",
     },
     "followup_past": {
