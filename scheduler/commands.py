@@ -306,7 +306,8 @@ def cmd_decide(ctx) -> int:
         with app.transaction() as repo:
             decided = Decisions(app, repo).decide(session, line, actor())
     except DecisionError as exc:
-        raise UserError(f"decide: {reason(exc.code, 'en', **exc.params)}") from None
+        where = f"slot {args.slot} of {args.series} {args.session}"
+        raise UserError(f"decide: {where}: {reason(exc.code, 'en', **exc.params)}") from None
     ctx.dispatcher().run_once()
     if args.json:
         print(json.dumps(decided.as_json(), ensure_ascii=False))

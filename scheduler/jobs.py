@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from scheduler.services import casework, deadlines, meetings, publishing, retention
+from scheduler.services import casework, deadlines, decisions, meetings, publishing, retention
 
 log = logging.getLogger("sparring.jobs")
 
@@ -92,6 +92,13 @@ def cases() -> None:
     if due.closed or due.escalated:
         log.info("cases closed=%d escalated=%d", len(due.closed), len(due.escalated))
     rt.dispatcher.run_once()
+
+
+def coordination() -> None:
+    """Book the koordineringsmøder still missing for opened cases (hourly)."""
+    rt = _runtime()
+    if decisions.book_pending(rt.app):
+        rt.dispatcher.run_once()
 
 
 def dispatch() -> None:

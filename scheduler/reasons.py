@@ -233,9 +233,9 @@ _REASONS.update({  # decisions by reply to the agenda (issue 15)
               "changing the subject, or use \"sparring decide\".",
     },
     "decision_none": {
-        "da": "Svaret indeholder ingen beslutning; skriv én linje pr. punkt, fx »3: opstart«, »4: intet grundlag«, "
+        "da": "Svaret indeholder ingen beslutning; skriv én linje for hvert punkt, fx »3: opstart«, »4: intet grundlag«, "
               "»5: udsat« eller »6: henvist Jobcenter«, og send svaret igen.",
-        "en": "The reply holds no decision; write one line per item, e.g. \"3: opstart\", "
+        "en": "The reply holds no decision; write one line per item, for example \"3: opstart\", "
               "\"4: intet grundlag\", \"5: udsat\" or \"6: henvist Jobcenter\", and send it again.",
     },
     "decision_unknown": {
@@ -247,7 +247,7 @@ _REASONS.update({  # decisions by reply to the agenda (issue 15)
     "decision_trailing": {
         "da": "Efter beslutningen kan kun stå en bemærkning efter en tankestreg, fx »5: udsat - mangler "
               "lægeerklæring«.",
-        "en": "After the decision only a note after a dash may follow, e.g. \"5: udsat - mangler "
+        "en": "After the decision only a note after a dash may follow, for example \"5: udsat - mangler "
               "lægeerklæring\".",
     },
     "receiver_invalid": {
@@ -255,9 +255,9 @@ _REASONS.update({  # decisions by reply to the agenda (issue 15)
         "en": "Write the receiver as \"modtager: name@kommune.dk\" after \"opstart\".",
     },
     "receiver_missing": {
-        "da": "»opstart« kræver en modtagende sagsbehandler: skriv »opstart modtager: navn@kommune.dk« "
+        "da": "En »opstart« kræver en modtagende sagsbehandler: skriv »opstart modtager: navn@kommune.dk« "
               "(serien har ingen fast modtager).",
-        "en": "\"opstart\" needs a receiving caseworker: write \"opstart modtager: name@kommune.dk\" "
+        "en": "An \"opstart\" needs a receiving caseworker: write \"opstart modtager: name@kommune.dk\" "
               "(the series has no receiving address).",
     },
     "receiver_not_allowed": {
@@ -265,16 +265,16 @@ _REASONS.update({  # decisions by reply to the agenda (issue 15)
         "en": "The receiver's address is not one of the municipality's allowed addresses; give an internal one.",
     },
     "referred_to_missing": {
-        "da": "»henvist« kræver, hvortil: skriv fx »6: henvist Jobcenter Nord«.",
-        "en": "\"henvist\" needs to whom: write e.g. \"6: henvist Jobcenter Nord\".",
+        "da": "En »henvist« kræver, hvortil: skriv fx »6: henvist Jobcenter Nord«.",
+        "en": "A \"henvist\" needs to whom: write for example \"6: henvist Jobcenter Nord\".",
     },
     "slot_invalid": {
         "da": "Punktnumrene begynder ved 1.",
         "en": "Item numbers start at 1.",
     },
     "slot_empty": {
-        "da": "Punkt {slot} findes ikke på dagsordenen; mødet havde {count} punkter.",
-        "en": "Item {slot} is not on the agenda; the session had {count} items.",
+        "da": "Punktet findes ikke på dagsordenen; mødet havde {count} punkter.",
+        "en": "The item is not on the agenda; the session had {count} items.",
     },
 })
 CODES = frozenset(_REASONS)

@@ -138,7 +138,7 @@ def test_an_unreadable_line_is_named_in_the_answer_and_the_others_count(forum, t
     assert outcome.outcome == "accepted"
     text = body(answer_to(tmp_path, "bad"))
     assert "Linje 1 »1: opstrat«: Beslutningen kunne ikke læses" in text
-    assert "Linje 3 »3: henvist«: »henvist« kræver, hvortil" in text
+    assert "Linje 3 »3: henvist«: En »henvist« kræver, hvortil" in text
     assert "Punkt 2: udsat" in text
     only_bad = decide_by_mail(app, dispatcher, subject, "1: måske", "bad2")
     assert only_bad.outcome == "rejected" and "Linje 1 »1: måske«" in body(answer_to(tmp_path, "bad2"))
@@ -150,7 +150,7 @@ def test_a_decision_for_a_slot_with_no_item_is_answered_clearly(forum, tmp_path)
     app, dispatcher, subject = forum
     outcome = decide_by_mail(app, dispatcher, subject, "7: opstart", "seven")
     assert outcome.outcome == "rejected"
-    assert "Punkt 7 findes ikke på dagsordenen; mødet havde 3 punkter." in body(answer_to(tmp_path, "seven"))
+    assert "Linje 1 »7: opstart«: Punktet findes ikke på dagsordenen; mødet havde 3 punkter." in body(answer_to(tmp_path, "seven"))
     with app.transaction() as repo:
         assert repo.decisions_of_session(SESSION) == []
 
@@ -218,4 +218,71 @@ def test_decide_by_command_prints_the_contract(forum, tmp_path, capsys):
     assert re.fullmatch(r"K-[0-9A-Z]{6}", printed["case"])
     assert printed["notified"] == [BO, "rikke@kommune.example"]
     assert main(argv[:11] + ["--slot", "9", "--decision", "no-basis"]) == 1
-    assert "Item 9 is not on the agenda" in capsys.readouterr().err
+    assert "decide: slot 9 of unge 2027-01-14: The item is not on the agenda; the session had 3 items." in \
+        capsys.readouterr().err
+
+
+def test_erasing_a_citizen_takes_their_case_its_meeting_and_the_decisions(forum, tmp_path):
+    from scheduler.services.access import erase
+
+    app, dispatcher, subject = forum
+    decide_by_mail(app, dispatcher, subject, "1: opstart\r\n2: intet grundlag", "both")
+    with app.transaction() as repo:
+        (case,) = repo.cases()
+        (meeting,) = repo.case_meetings(case.id)
+    done = erase(app, "150200-4234")
+    dispatcher.run_once(limit=500)
+    assert done.calendar >= 1
+    with app.transaction() as repo:
+        assert repo.cases() == [] and repo.case_meetings(case.id) == []
+        assert [d.slot for d in repo.decisions_of_session(SESSION)] == [2], "the other citizen's decision stays"
+    cancels = [c for m in messages(tmp_path) for c in calendars(m) if str(c["METHOD"]) == "CANCEL"]
+    assert any(str(e["UID"]) == meeting.uid for c in cancels for e in c.walk("VEVENT"))
+
+
+def test_a_decision_that_opened_no_case_is_purged_with_its_retention(forum):
+    from scheduler.services.retention import purge
+
+    app, dispatcher, subject = forum
+    decide_by_mail(app, dispatcher, subject, "1: opstart\r\n2: intet grundlag", "purge")
+    app.clock.set(at("2027-03-01T12:00"))
+    purge(app)
+    with app.transaction() as repo:
+        assert [d.slot for d in repo.decisions_of_session(SESSION)] == [1], "a case's decision lives with the case"
+    with app.connection() as conn:
+        assert "decision-purged" in [r[0] for r in conn.exec_driver_sql("SELECT action FROM audit")]
+
+
+def test_the_decision_texts_are_available_in_english(tmp_path, monkeypatch):
+    from scheduler.config import load_config
+    from tests.appkit import CONFIG
+
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"service": config.service.model_copy(update={"language": "en"})})
+    app, dispatcher = build(tmp_path, "2027-01-08T08:00", monkeypatch, config=config)
+    ingest(app, item_mail(CPRS[0], "en1"), "2027-01-08T09:00")
+    app.clock.set(at("2027-01-11T12:00"))
+    deadlines.send_agenda(app, SESSION)
+    dispatcher.run_once(limit=500)
+    agenda = next(m for m in messages(tmp_path) if str(m["Subject"]).startswith("Agenda:") and COORDINATOR in str(m["To"]))
+    assert str(agenda["Subject"]).endswith("[SF unge 2027-01-14]") and "HOW TO ANSWER" in body(agenda)
+    decide_by_mail(app, dispatcher, str(agenda["Subject"]), "1: udsat - no doctor's note\r\n2: opstart", "en2")
+    answer = body(answer_to(tmp_path, "en2"))
+    assert "Item 1: postponed" in answer and "Line 2 \"2: opstart\": The item is not on the agenda" in answer
+    told = next(m for m in messages(tmp_path) if str(m["Subject"]).startswith("Decision: postponed"))
+    assert "first slot of the next session" in body(told) and "150200-xxxx" in body(told)
+
+
+def test_a_case_whose_coordination_booking_was_lost_is_booked_by_the_hourly_job(forum):
+    from scheduler.services.decisions import book_pending
+
+    app, dispatcher, _ = forum
+    with app.transaction() as repo:  # as if the service stopped between the decision and its booking
+        case = repo.open_case(series_id="unge", session_start=at("2027-01-14T10:00"), slot=1, cpr_digits=CPRS[0],
+                              referrer=KAREN, receiver="rikke@kommune.example", coordinators=(COORDINATOR,),
+                              now=app.now(), actor=COORDINATOR)
+    assert book_pending(app) == [case.id]
+    assert book_pending(app) == [], "booked once"
+    with app.transaction() as repo:
+        assert repo.case(case.id).state.stage is rules.Stage.COORDINATION_BOOKED
+        assert [m.status for m in repo.case_meetings(case.id)] == ["booked"]

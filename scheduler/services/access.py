@@ -24,7 +24,6 @@ from sqlalchemy import delete, func, select
 from scheduler.errors import UserError
 from scheduler.planning.cpr import Cpr, CprError, parse_cpr
 from scheduler.planning.slots import Candidate
-from scheduler.services import casework
 from scheduler.services.dispatch import message_id_of
 from scheduler.store import audit
 from scheduler.store.repository import PENDING, ItemView, Repository
@@ -158,12 +157,14 @@ def erase(app, text: str) -> Erasure:
         mails = _source_mails(repo, subject, items)
         done.message_ids = _message_ids(repo, subject)
         done.items = repo.db.execute(delete(Item).where(Item.cpr_hash == subject)).rowcount
+        for uid in repo.erase_cases(subject, app.now()):  # cases after the forum, their meetings and decisions
+            app.calendar_sync.cancel_sent(repo, uid)
+            repo.cancel_booking(uid, app.now())
+            done.calendar += 1
         done.outbox = _delete_copies(repo, [e for e, _ in copies])
-        cases, cancelled = casework.erase(app, repo, subject)
-        done.calendar += cancelled
         refs = [m.source_ref for m in mails]
         done.mails = repo.db.execute(delete(Mail).where(Mail.id.in_([m.id for m in mails]))).rowcount
-        repo.audit("erased", actor=actor(), subject=subject, detail={**done.as_json(), "cases": cases})
+        repo.audit("erased", actor=actor(), subject=subject, detail=done.as_json())
     sent = {found for _, p in copies if (found := message_id_of(p["message"]))}
     _delete_files(app.data_dir, refs, sent)
     _checkpoint(app)

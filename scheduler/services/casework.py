@@ -259,7 +259,7 @@ def _short(text: str) -> str:
     return sha256(text.encode()).hexdigest()[:16]
 
 
-# -- forgetting a case (retention, erasure) -------------------------------------------
+# -- forgetting a case (retention) -------------------------------------------
 
 
 def forget(repo, case) -> dict:
@@ -277,24 +277,6 @@ def forget(repo, case) -> dict:
     repo.db.delete(case)
     repo.db.flush()
     return counts
-
-
-def erase(app, repo, subject: str) -> tuple[int, int]:
-    """The citizen's cases deleted now (art. 17), their coming meetings
-    cancelled first: (cases, meetings cancelled)."""
-    from sqlalchemy import select
-
-    from scheduler.store.tables import Case
-
-    rows = repo.db.scalars(select(Case).where(Case.cpr_hash == subject)).all()
-    cancelled = 0
-    for row in rows:
-        for meeting in repo.case_meetings(row.id):
-            if meeting.status == "booked" and meeting.uid and meeting.start and meeting.start > app.now():
-                app.calendar_sync.cancel_sent(repo, meeting.uid)
-                cancelled += 1
-        forget(repo, row)
-    return len(rows), cancelled
 
 
 # -- what a case shows (``sparring case show``) -------------------------------------

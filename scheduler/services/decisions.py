@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime, timedelta
 
 from scheduler.mail.compose import text_mail
@@ -96,7 +97,7 @@ class Decisions:
         """Record ``line`` for ``session``; DecisionError when it cannot be taken."""
         items = agenda_items(self.repo, session)
         if not 1 <= line.slot <= len(items):
-            raise DecisionError("slot_empty", slot=line.slot, count=len(items))
+            raise DecisionError("slot_empty", count=len(items))
         item = items[line.slot - 1]
         receiver = self._receiver(session, line)
         previous = self.repo.latest_decision(session.key, line.slot)
@@ -146,7 +147,7 @@ class Decisions:
                                    coordinators=self.app.series[session.series_id].coordinators,
                                    now=self.app.now(), actor=by)
         app = self.app
-        self.repo.after_commit.append(lambda: book_coordination(app, case.id))
+        self.repo.after_commit.append(partial(book_coordination, app, case.id))
         return case.id, None
 
     def _placement(self, held: Session, item: ItemView) -> Placement:
@@ -262,6 +263,18 @@ def book_coordination(app, case_id: str) -> None:
         Decisions(app, repo)._mail("decision_no_slot.txt.j2", [case.referrer, case.receiver],
                                    f"coordination-noslot:{case.id}", [], case_id=case.id, first=request.first,
                                    last=request.last, days=cfg.coordination_within_days)
+
+
+def book_pending(app) -> list[str]:
+    """Cases opened whose koordineringsmøde was never booked (the booking
+    after the decision failed, or the service stopped in between): book now.
+    No-slot cases are not tried again: their caseworkers were told."""
+    with app.transaction() as repo:
+        waiting = [c.id for c in repo.cases(open_only=True)
+                   if c.state.stage is rules.Stage.DECIDED and not repo.case_meetings(c.id)]
+    for case_id in waiting:
+        book_coordination(app, case_id)
+    return waiting
 
 
 def _unique(addresses) -> list[str]:

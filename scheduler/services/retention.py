@@ -43,6 +43,7 @@ def purge(app, source=None) -> PurgeReport:
         _audit_purged(repo, now)
         report.cases = _purge_cases(repo, now)
         report.items = repo.db.execute(delete(Item).where(Item.purge_after < now)).rowcount
+        repo.purge_decisions(now)
         report.outbox = repo.db.execute(
             delete(OutboxEntry).where(OutboxEntry.purge_after < now, OutboxEntry.status != "pending")
         ).rowcount

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from scheduler.planning import cases as rules
 from scheduler.planning.cpr import Cpr, parse_cpr
@@ -197,6 +197,31 @@ class CaseRecords:
 
     def case_of_meeting(self, uid: str) -> str | None:
         return self.db.scalar(select(CaseMeeting.case_id).where(CaseMeeting.uid == uid))
+
+
+    # -- retention and erasure ---------------------------------------------
+
+    def purge_decisions(self, now: datetime) -> int:
+        """Decisions past their retention that opened no case (a case's go with it)."""
+        rows = self.db.execute(select(Decision.cpr_hash, Decision.series_id, Decision.session_start).where(
+            Decision.purge_after < now, Decision.case_id.is_(None))).all()
+        for row in rows:
+            self.audit("decision-purged", subject=row.cpr_hash, series=row.series_id,
+                       session_start=row.session_start)
+        return self.db.execute(delete(Decision).where(Decision.purge_after < now,
+                                                      Decision.case_id.is_(None))).rowcount
+
+    def erase_cases(self, subject: str, now: datetime) -> list[str]:
+        """Delete the citizen's cases, their meetings and every decision about
+        them (art. 17); the UIDs of meetings not yet over, for the caller to cancel."""
+        case_ids = list(self.db.scalars(select(Case.id).where(Case.cpr_hash == subject)))
+        uids = list(self.db.scalars(select(CaseMeeting.uid).where(
+            CaseMeeting.case_id.in_(case_ids), CaseMeeting.status == "booked", CaseMeeting.uid.is_not(None),
+            CaseMeeting.end > now)))
+        self.db.execute(delete(CaseMeeting).where(CaseMeeting.case_id.in_(case_ids)))
+        self.db.execute(delete(Decision).where((Decision.cpr_hash == subject) | Decision.case_id.in_(case_ids)))
+        self.db.execute(delete(Case).where(Case.id.in_(case_ids)))
+        return uids
 
 
 def _state(row: Case) -> rules.CaseState:
