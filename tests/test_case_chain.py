@@ -13,6 +13,7 @@ import re
 from datetime import date
 
 
+from scheduler.mail.folder import FolderSource
 from scheduler.planning import cases as rules
 from scheduler.services import casework
 from scheduler.services.simulate import simulate
@@ -22,6 +23,11 @@ from tests.test_meetings import events
 
 CPR_SHAPE = re.compile(r"\d{6}[-\s]?\d{4}")
 PARTIES = {KAREN, MYND, *COORDINATORS}
+
+
+def run(app, dispatcher, first: date, last: date) -> None:
+    """``sparring simulate`` over the inbox folder, as the command runs it."""
+    simulate(app, dispatcher, first, last, FolderSource(app.data_dir / "inbox", cipher=app.cipher, durable=False))
 
 
 def drop(tmp_path, name: str, raw: bytes) -> None:
@@ -62,7 +68,7 @@ def after_agreement(tmp_path, app, dispatcher, case_id: str) -> None:
                                    "enighed", "Thu, 21 Jan 2027 09:30:00 +0100"))
     drop(tmp_path, "plan", mail(KAREN, f"Opfølgning [{case_id}]", "Hej\r\n2027-03-01\r\n5.4.2027\r\n\r\nKaren",
                                 "plan", "Thu, 28 Jan 2027 14:00:00 +0100"))
-    simulate(app, dispatcher, date(2027, 1, 21), date(2027, 4, 30))
+    run(app, dispatcher, date(2027, 1, 21), date(2027, 4, 30))
 
 
 def assert_the_chain(tmp_path, app, case_id: str) -> None:
@@ -105,7 +111,7 @@ def test_the_whole_chain_from_an_item_by_mail(tmp_path, monkeypatch):
         b"Subject:", b"Date: Tue, 5 Jan 2027 10:00:00 +0100\r\nSubject:"))
     drop(tmp_path, "decision", mail(COORDINATORS[1], "SV: Dagsorden [SF unge 2027-01-14]",
                                     "1: opstart\r\n\r\nVh koordinatorerne", "decision", "Thu, 14 Jan 2027 11:30:00 +0100"))
-    simulate(app, dispatcher, date(2027, 1, 4), date(2027, 1, 20))
+    run(app, dispatcher, date(2027, 1, 4), date(2027, 1, 20))
     case, meetings = the_case(app)
     assert case.receiver == MYND and set(case.parties) == PARTIES
     assert [(m.kind, m.status) for m in meetings] == [("coordination", "held")]  # by the hourly job

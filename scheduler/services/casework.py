@@ -227,7 +227,7 @@ def _escalate(app, repo, case, meetings, now: datetime) -> bool:
 def _book(app, case, kind: str, first: date, last: date, minutes: int):
     """The booking result with its meeting, or None when no common slot (or
     the calendars failed: the parties are told as for no slot)."""
-    title = render("booking_title.txt.j2", app.language, kind=kind).strip()
+    title = render("booking_title.txt.j2", app.language, tz=app.tz, kind=kind).strip()
     request = BookingRequest(kind=kind, first=first, last=last, duration=timedelta(minutes=minutes),
                              required=caseworkers(case), title=f"{title} [{case.id}]",
                              reference=f"case:{case.id}")
@@ -242,8 +242,8 @@ def _book(app, case, kind: str, first: date, last: date, minutes: int):
 def _tell(app, repo, case, template: str, to: list[str], key: str, kind: str = "notice", **context) -> list[str]:
     """Queue one mail about the case to ``to``; the masked CPR is in its body only."""
     to = list(dict.fromkeys(to))
-    subject, body = render_mail(template, app.language, forum_name=app.forum_name, case_id=case.id,
-                                cpr=repo.case_cpr(case.id).masked, holder=case.state.holder,
+    subject, body = render_mail(template, app.language, tz=app.tz, forum_name=app.forum_name,
+                                case_id=case.id, cpr=repo.case_cpr(case.id).masked, holder=case.state.holder,
                                 caseworkers=caseworkers(case), **context)
     message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to, subject=subject,
                         body=body, sent_at=app.now(), language=app.language)
