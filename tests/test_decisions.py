@@ -94,7 +94,7 @@ def test_a_coordinators_reply_decides_each_slot_and_everyone_concerned_is_told(f
         assert COORDINATOR in case.parties
         (meeting,) = repo.case_meetings(case.id)
         assert meeting.kind == "coordination" and meeting.status == "booked"
-        assert at("2027-01-14T11:30") <= meeting.start and meeting.start.date().isoformat() <= "2027-01-28"
+        assert at("2027-01-15T09:00") <= meeting.start < at("2027-01-29T00:00"), "the next 10 working days"
         assert meeting.end - meeting.start == app.config.followup.coordination_minutes * 60 * __import__(
             "datetime").timedelta(seconds=1)
         assert [d.decision for d in repo.decisions_of_session(SESSION)] == ["start", "no-basis", "referred"]

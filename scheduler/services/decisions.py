@@ -146,8 +146,7 @@ class Decisions:
                                    cpr_digits=item.cpr.digits, referrer=item.sender, receiver=receiver,
                                    coordinators=self.app.series[session.series_id].coordinators,
                                    now=self.app.now(), actor=by)
-        app = self.app
-        self.repo.after_commit.append(partial(book_coordination, app, case.id))
+        self.repo.after_commit.append(partial(book_coordination, self.app, case.id))
         return case.id, None
 
     def _placement(self, held: Session, item: ItemView) -> Placement:
@@ -188,7 +187,7 @@ class Decisions:
         if case is None or not case.state.open:
             return
         for meeting in self.repo.case_meetings(case_id):
-            if meeting.status == "booked" and meeting.uid:
+            if meeting.status == "booked" and meeting.uid and meeting.end and meeting.end > self.app.now():
                 self.app.calendar_sync.cancel_sent(self.repo, meeting.uid)
                 self.repo.cancel_booking(meeting.uid, self.app.now())
                 self.repo.set_case_meeting(meeting.uid, status="cancelled", now=self.app.now())
@@ -239,9 +238,10 @@ def book_coordination(app, case_id: str) -> None:
         case = repo.case(case_id)
     if case is None or case.state.stage is not rules.Stage.DECIDED:
         return
-    first = app.now().date()
+    today = app.now().date()
+    first = working_days_ahead(app, today, 1)  # not at an hour's notice: from the next working day
     request = BookingRequest(
-        kind="coordination", first=first, last=working_days_ahead(app, first, cfg.coordination_within_days),
+        kind="coordination", first=first, last=working_days_ahead(app, today, cfg.coordination_within_days),
         duration=timedelta(minutes=cfg.coordination_minutes), required=(case.referrer, case.receiver),
         optional=tuple(a for a in app.series[case.series_id].coordinators
                        if a not in (case.referrer, case.receiver)),
