@@ -34,6 +34,7 @@ from scheduler.commands import (
     cmd_simulate,
     cmd_status,
 )
+from scheduler.casecommands import add_case_parser
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
 from scheduler.faults import describe
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.set_defaults(run=cmd_book)
     _decisions(commands)
     _data_protection(commands)
+    add_case_parser(commands, _date)
 
     mail = commands.add_parser("mail", help="read a settled mail kept encrypted in the data directory")
     mail_commands = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")

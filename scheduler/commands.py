@@ -257,7 +257,7 @@ def cmd_purge(ctx) -> int:
     with _mailbox(ctx, "purge", "the database and the data directory are purged") as source:
         report = purge(ctx.app(), source)  # and the mailbox's settled folders, as the nightly purge does
     print(f"deleted items {report.items}, mail records {report.mails}, "
-          f"outbox entries {report.outbox}, files {report.files}")
+          f"outbox entries {report.outbox}, files {report.files}, closed cases {report.cases}")
     return 0
 
 

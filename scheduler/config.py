@@ -343,6 +343,7 @@ class FollowupConfig(Section):
     joint_within_days: Annotated[int, Field(ge=1, le=60)] = 10
     joint_minutes: Annotated[int, Field(ge=15, le=240)] = 60
     followup_minutes: Annotated[int, Field(ge=10, le=240)] = 30
+    followup_window_days: Annotated[int, Field(ge=1, le=20)] = 5  # working days from the plan's date
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30  # after a case closes
 
 

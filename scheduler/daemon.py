@@ -80,6 +80,7 @@ class Daemon:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
             jobs.publish()
             jobs.cooperation()
+            jobs.cases()
             jobs.coordination()
             intake = Intake(self.app)
             source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher)
@@ -136,6 +137,7 @@ class Daemon:
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:cooperation", "cron", hour=6, minute=0, id="cooperation",
                                replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:cases", "cron", minute=5, id="cases", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:coordination", "interval", hours=1, id="coordination",
                                replace_existing=True)
         jobs.publish()

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from scheduler.services import deadlines, decisions, meetings, publishing, retention
+from scheduler.services import casework, deadlines, decisions, meetings, publishing, retention
 
 log = logging.getLogger("sparring.jobs")
 
@@ -81,6 +81,16 @@ def cooperation() -> None:
     booked = meetings.book_cooperation(rt.app)
     if booked:
         log.info("cooperation meetings booked count=%d", len(booked))
+    rt.dispatcher.run_once()
+
+
+def cases() -> None:
+    """Cases: meetings that have ended are held, a case whose last follow-up
+    was held closes, agreement overdue is told to the coordinators (hourly)."""
+    rt = _runtime()
+    due = casework.tick(rt.app)
+    if due.closed or due.escalated:
+        log.info("cases closed=%d escalated=%d", len(due.closed), len(due.escalated))
     rt.dispatcher.run_once()
 
 

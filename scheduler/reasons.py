@@ -66,6 +66,50 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "There is no time in the period when every required participant is free; choose a longer period "
               "or fewer required participants.",
     },
+    "case_reference": {
+        "da": "Mailen nævner ingen sag; skriv sagens reference (fx [K-7F3Q]) i emnet og send mailen igen.",
+        "en": "The mail names no case; write the case reference (for example [K-7F3Q]) in the subject and send "
+              "the mail again.",
+    },
+    "case_keyword": {
+        "da": "Vi kunne ikke se, hvad mailen beder om; skriv »Enighed« eller »Opfølgning« i emnet eller på "
+              "første linje og send mailen igen.",
+        "en": "We could not tell what the mail asks for; write \"Enighed\" or \"Opfølgning\" in the subject or on "
+              "the first line and send the mail again.",
+    },
+    "case_unknown": {
+        "da": "Sagen i emnet findes ikke eller er lukket; tjek referencen og send mailen igen.",
+        "en": "The case in the subject does not exist or is closed; check the reference and send the mail again.",
+    },
+    "case_not_party": {
+        "da": "Kun sagens sagsbehandlere kan melde enighed og opfølgning i sagen; mailen er ikke behandlet.",
+        "en": "Only the case's caseworkers can report agreement and follow-ups; the mail was not processed.",
+    },
+    "case_agreed": {
+        "da": "Der er allerede meldt enighed i sagen, og fællessamtalen er booket eller ved at blive det.",
+        "en": "Agreement has already been reported in the case; the joint conversation is booked or being booked.",
+    },
+    "case_not_agreed": {
+        "da": "Opfølgning bookes først, når sagsbehandlerne har meldt enighed om planen; svar først »Enighed«.",
+        "en": "Follow-ups are booked only once the caseworkers have reported agreement on the plan; "
+              "reply \"Enighed\" first.",
+    },
+    "followup_line": {
+        "da": "Linje {line} kan ikke læses som en dato; skriv én dato på hver linje som 2027-03-01 og send mailen igen.",
+        "en": "Line {line} cannot be read as a date; write one date a line as 2027-03-01 and send the mail again.",
+    },
+    "followup_none": {
+        "da": "Mailen indeholder ingen dato for opfølgning; skriv én dato på hver linje som 2027-03-01.",
+        "en": "The mail holds no follow-up date; write one date a line as 2027-03-01.",
+    },
+    "followup_many": {
+        "da": "Der kan højst stå {count} opfølgningsdatoer i én mail; send resten i en ny mail.",
+        "en": "At most {count} follow-up dates a mail; send the rest in another mail.",
+    },
+    "followup_past": {
+        "da": "En opfølgningsdato ligger før i dag; ret datoen og send mailen igen.",
+        "en": "A follow-up date lies in the past; correct the date and send the mail again.",
+    },
     "request_period": {
         "da": "Mødeanmodningen mangler en periode; skriv fx »Periode: 2027-02-01 - 2027-02-14« og send mailen igen.",
         "en": "The meeting request has no period; write for example \"Periode: 2027-02-01 - 2027-02-14\" and send "

@@ -40,6 +40,7 @@ from email.policy import compat32
 from enum import Enum
 from functools import lru_cache
 
+from scheduler.mail.caseref import case_reference
 from scheduler.mail.headerforms import parse_address, parse_date
 from scheduler.mail.decisions import find_reference
 from scheduler.mail.html import html_to_text
@@ -63,6 +64,7 @@ class MailKind(str, Enum):
     UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on, or anything else that broke
     HEADER_TOO_LONG = "header_too_long"  # a Subject over MAX_HEADER characters: not decoded
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
+    CASE_MAIL = "case_mail"  # a case reference ("[K-7F3Q]") in the subject: Enighed, Opfølgning
     DECISION = "decision"  # a reply to an agenda: its subject holds the session's reference
 
 
@@ -420,6 +422,9 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMail:
     if _long_subject(headers):
         return ParsedMail(**common, kind=MailKind.HEADER_TOO_LONG, attachments=attachments)
     text = _body_text(parts)
+    if case_reference(common["subject"]):  # before the request: "Re: Koordineringsmøde [K-7F3Q]"
+        return ParsedMail(**common, kind=MailKind.CASE_MAIL, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
     if find_reference(common["subject"]):  # before requests: the reply may name a meeting
         return ParsedMail(**common, kind=MailKind.DECISION, request_lines=tuple(own_lines(text)),
                           attachments=attachments)

@@ -153,7 +153,7 @@ class Booker:
             organizer_name=self.app.forum_name,
             attendees=tuple(Attendee(a, required=a in required) for a in invited),
             description=render(f"booking_{_body(req.kind)}.txt.j2", self.app.language, tz=self.app.tz,
-                               kind=req.kind, external=req.external),
+                               kind=req.kind, external=req.external, case=req.reference.startswith("case:")),
             location=candidate.room or req.location,
             categories=(req.kind,),
         )

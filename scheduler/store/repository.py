@@ -406,12 +406,13 @@ class Repository(CaseRecords):
     # -- outbox --------------------------------------------------------
 
     def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str],
-                     about: Iterable[int] = ()) -> bool:
-        """Queue a mail; ``about``: the items whose personal data it holds
+                     about: Iterable[int] = (), citizens: Iterable[list] = ()) -> bool:
+        """Queue a mail; ``about``: the items whose personal data it holds,
+        ``citizens``: [subject, series, session start] of others (a case's)
         (the dispatcher appends an audit row for each once it is sent)."""
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
                    "message": to_bytes(message).decode("ascii", "surrogateescape")}
-        subjects = self.about_items(about)
+        subjects = self.about_items(about) + [list(c) for c in citizens]
         if subjects:
             payload["about"] = subjects
         if kind == "receipt" and self._encrypted_reply:
