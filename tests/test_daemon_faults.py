@@ -159,3 +159,20 @@ def test_a_fault_during_intake_leaves_the_mail_to_be_taken_again_never_answered_
         receipts = repo.db.scalars(select(OutboxEntry).where(OutboxEntry.kind == "receipt")).all()
     assert len(receipts) == 2
     intake.close()
+
+
+def test_idle_on_a_stalled_server_ends_at_the_socket_timeout(tmp_path, monkeypatch, faults, imap_mailbox):
+    """No thread waits for ever: IDLE's reads time out like every other."""
+    app, source = _imap_app(tmp_path, monkeypatch, faults.imap, imap_mailbox)
+    source.timeout = 1
+    source.fetch(10)  # logged in, IDLE offered
+    faults.imap.toxic("timeout", timeout=0)  # the server goes silent
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(source.wait(2)), daemon=True)
+    waiter.start()
+    waiter.join(60)
+    assert not waiter.is_alive() and result == [False]
+    faults.imap.heal()
+    imap_mailbox.append(item_mail("150303-4321", "i9"), datetime(2027, 1, 4, 6, 0, tzinfo=UTC))
+    assert len(source.fetch(10)) == 1  # a new connection
+    source.close()
