@@ -221,7 +221,7 @@ class Dispatcher:
             self.episodes.failed("mail", self._where("mail"), error, kind)
         with self.app.transaction() as repo:
             entry = repo.db.get(OutboxEntry, entry_id)
-            entry.recipients = json.dumps(list(exc.temporary))
+            entry.recipients = json.dumps(list(exc.temporary or exc.delivered))  # done: whom it reached
         if exc.temporary:
             self._again_or_fail(entry_id, attempts, None, error, report)
         else:
