@@ -27,8 +27,9 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from scheduler import jobs, systemd
-from scheduler.sender import Sender
+from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
+from scheduler.sender import Sender
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
@@ -232,8 +233,8 @@ class Daemon:
             log.error("mail source refused us: %s", exc)
             self.stopping.wait(300)
             return False
-        except Exception as exc:  # a mail that broke its decision: logged, kept, retried
-            log.error("intake round failed error=%s", type(exc).__name__)
+        except Exception as exc:  # not a mail's fault (those are quarantined by Intake): retried
+            log.error("intake round failed error=%s", describe(exc))
             self.stopping.wait(min(self.poll, 30))
             return False
         if outcomes:
