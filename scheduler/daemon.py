@@ -2,10 +2,13 @@
 
 Wiring: configuration → adapters → jobs. The main thread runs the intake
 loop (IMAP IDLE, or polling) and renews the lease; APScheduler runs the
-timed jobs (agendas at deadlines, publishing, purge, outbox) from a job
-store in the same database, so they survive restarts and missed ones run
-once, late, when the service is back: after the mail that waited in the
+timed jobs (agendas at deadlines, publishing, purge) from a job store in
+the same database, so they survive restarts and missed ones run once,
+late, when the service is back: after the mail that waited in the
 mailbox has been taken in, so items that arrived in time are on them.
+The outbox has a thread of its own (``sender``): a failing or stalled
+mail server never holds up intake or the jobs. The systemd watchdog is
+fed by the intake loop, and only while the sender is not stuck.
 SIGTERM/SIGINT stop it after the current job.
 """
 
@@ -26,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from scheduler import jobs, systemd
 from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
+from scheduler.sender import Sender
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
@@ -54,7 +58,11 @@ class Daemon:
         self.dispatcher = Dispatcher(app, make_transport(self.config, app.data_dir, app.clock),
                                      make_calendar(self.config, app.data_dir))
         self.scheduler: BackgroundScheduler | None = None
+        self.sender: Sender | None = None
+        # No progress inside a send round for this long is a hang (every adapter has socket timeouts).
+        self.stall_after = 2.0 * self.config.outbox.smtp.timeout_seconds + 30
         self._renewed = time.monotonic()
+        self._stall_logged = False
 
     def _default_poll(self) -> float:
         source = self.config.intake.source
@@ -105,14 +113,19 @@ class Daemon:
         if self.stopping.is_set():
             return 0
         try:
+            self.sender = Sender(self.app, self.dispatcher, self.stopping)
             self._start_scheduler()
+            self.sender.start()
             systemd.notify("READY=1", "STATUS=running")
             log.info("running holder=%s source=%s", self.holder, self.config.intake.source)
             self._intake_loop()
         finally:
             systemd.notify("STOPPING=1")
+            self.stopping.set()
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=True)
+            if self.sender is not None:
+                self.sender.stop(timeout=self.config.outbox.smtp.timeout_seconds + 5.0)
             lease.release(self.app, self.holder)
             log.info("stopped")
         return 0
@@ -125,7 +138,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=tz,
         )
-        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler)
+        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler, sender=self.sender)
         # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
         # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
@@ -178,7 +191,7 @@ class Daemon:
                 took = self._intake_once(intake, source)
                 if not self._keep_lease():
                     return
-                systemd.notify("WATCHDOG=1")
+                self._feed_watchdog()
                 if took:
                     continue  # more may wait (a burst): fetch again before idling
                 timeout = min(self.poll, watchdog or self.poll, lease.RENEW_EVERY.total_seconds())
@@ -186,6 +199,18 @@ class Daemon:
         finally:
             source.close()
             intake.close()
+
+    def _feed_watchdog(self) -> None:
+        """WATCHDOG=1 while the jobs progress: a sender stuck past every
+        socket timeout is not fed for, so systemd restarts the service."""
+        stuck = self.sender.stalled(self.stall_after) if self.sender is not None else None
+        if stuck is None:
+            self._stall_logged = False
+            systemd.notify("WATCHDOG=1")
+        elif not self._stall_logged:
+            self._stall_logged = True
+            log.error("the outbox sender has made no progress for %.0f s; the systemd watchdog is "
+                      "no longer fed", stuck)
 
     def _keep_lease(self) -> bool:
         """Renew the lease when due; on losing it, stop so the other acts alone."""
@@ -219,6 +244,9 @@ class Daemon:
             return False
         if outcomes:
             log.info("intake mails=%d", len(outcomes))
-            while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job
-                pass
+            if self.sender is not None:
+                self.sender.wake()  # answer now, on the sender's thread: never waited for here
+            else:
+                while self.dispatcher.run_once().sent:
+                    pass
         return bool(outcomes)

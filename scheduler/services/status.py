@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from scheduler.localtime import people_time
+from scheduler.services.episodes import TARGETS
 from scheduler.store.tables import OutboxEntry
 
 
@@ -53,6 +54,11 @@ def status_lines(app) -> list[str]:
             select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)).all())
         lines.append(f"outbox: pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}, "
                      f"done {counts.get('done', 0)}")
+        for target in TARGETS:  # an open outage episode (services/episodes.py): reported once, still on
+            since = repo.get_meta(f"outage:{target}")
+            if since:
+                began = people_time(datetime.fromisoformat(since), app.tz)
+                lines.append(f"outage: {target} server failing since {began}; sending waits and retries")
         try:
             jobs = repo.db.execute(text(
                 "SELECT id, next_run_time FROM apscheduler_jobs ORDER BY next_run_time LIMIT 5")).all()
