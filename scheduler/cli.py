@@ -20,10 +20,12 @@ from scheduler.commands import (
     cmd_erase,
     cmd_record_of_processing,
     cmd_book,
+    cmd_decide,
     cmd_check_config,
     cmd_check_connection,
     cmd_ingest,
     cmd_keygen,
+    cmd_mail_show,
     cmd_outbox,
     cmd_plan,
     cmd_publish,
@@ -32,6 +34,7 @@ from scheduler.commands import (
     cmd_simulate,
     cmd_status,
 )
+from scheduler.casecommands import add_case_parser
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
 from scheduler.faults import describe
@@ -143,8 +146,32 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--dry-run", action="store_true", help="only find the slot")
     book.add_argument("--json", action="store_true")
     book.set_defaults(run=cmd_book)
+    _decisions(commands)
     _data_protection(commands)
+    add_case_parser(commands, _date)
+
+    mail = commands.add_parser("mail", help="read a settled mail kept encrypted in the data directory")
+    mail_commands = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")
+    show = mail_commands.add_parser("show", help="decrypt a processed/, rejected/, quarantine/ or ignored/ "
+                                                 "mail (*.eml.enc) to standard output")
+    show.add_argument("path", metavar="PATH")
+    show.set_defaults(run=cmd_mail_show)
     return parser
+
+
+def _decisions(commands) -> None:
+    """The forum's decisions by command, as by reply to the agenda (issue 15)."""
+    decide = commands.add_parser("decide", help="record the forum's decision on one slot of a session")
+    decide.add_argument("--series", required=True)
+    decide.add_argument("--session", type=_date, required=True, help="the session's date")
+    decide.add_argument("--slot", type=int, required=True, help="the item's number on the agenda")
+    decide.add_argument("--decision", required=True, choices=("start", "no-basis", "postponed", "referred"))
+    decide.add_argument("--receiver", default=None, metavar="ADDR",
+                        help="start: the receiving caseworker (default: the series' receiving address); "
+                             "referred: to whom")
+    decide.add_argument("--note", default=None, help="free text told to the caseworker")
+    decide.add_argument("--json", action="store_true")
+    decide.set_defaults(run=cmd_decide)
 
 
 def _data_protection(commands) -> None:

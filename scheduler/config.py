@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from scheduler.config_checks import security_problems
 from scheduler.config_errors import describe, locate
 from scheduler.errors import ConfigError
 from scheduler.model import (
@@ -111,6 +112,7 @@ class SeriesConfig(Section):
     location: str = ""
     remind: tuple[Address, ...] = ()
     encryption: Literal["tls-only", "smime"] = "tls-only"  # agendas and alerts: S/MIME per recipient
+    receiving: Address | None = None  # the receiving caseworker of an opstart without "modtager:"
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesConfig:
@@ -333,6 +335,18 @@ class BookingConfig(Section):
         return self
 
 
+class FollowupConfig(Section):
+    """After the forum (issue 15): the case's meetings, in working days and minutes."""
+
+    coordination_within_days: Annotated[int, Field(ge=1, le=60)] = 10
+    coordination_minutes: Annotated[int, Field(ge=15, le=240)] = 60
+    joint_within_days: Annotated[int, Field(ge=1, le=60)] = 10
+    joint_minutes: Annotated[int, Field(ge=15, le=240)] = 60
+    followup_minutes: Annotated[int, Field(ge=10, le=240)] = 30
+    followup_window_days: Annotated[int, Field(ge=1, le=20)] = 5  # working days from the plan's date
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30  # after a case closes
+
+
 class Config(Section):
     """The whole configuration file."""
 
@@ -348,6 +362,7 @@ class Config(Section):
     smime: SmimeConfig = SmimeConfig()
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
+    followup: FollowupConfig = FollowupConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -409,8 +424,16 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(path, text, exc)) from None
+    problems = [_sentence(path, text, loc, problem) for loc, problem in security_problems(config)]
+    if problems:
+        raise ConfigError("\n".join(problems))
     _require_graph_ids(path, text, config)
     return config.model_copy(update={"source": path})
+
+
+def _sentence(path: Path, text: str, loc: tuple[str, ...], problem: str) -> str:
+    line = locate(text, (".".join(loc[:-1]), loc[-1]))  # [intake.imap] is one table
+    return f"{path}: {f'line {line}: ' if line else ''}{'.'.join(loc)}: {problem}."
 
 
 _GRAPH_IDS = {"tenant_id": "the Directory (tenant) ID", "client_id": "the Application (client) ID"}

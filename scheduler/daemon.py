@@ -2,10 +2,13 @@
 
 Wiring: configuration → adapters → jobs. The main thread runs the intake
 loop (IMAP IDLE, or polling) and renews the lease; APScheduler runs the
-timed jobs (agendas at deadlines, publishing, purge, outbox) from a job
-store in the same database, so they survive restarts and missed ones run
-once, late, when the service is back: after the mail that waited in the
+timed jobs (agendas at deadlines, publishing, purge) from a job store in
+the same database, so they survive restarts and missed ones run once,
+late, when the service is back: after the mail that waited in the
 mailbox has been taken in, so items that arrived in time are on them.
+The outbox has a thread of its own (``sender``): a failing or stalled
+mail server never holds up intake or the jobs. The systemd watchdog is
+fed by the intake loop, and only while the sender is not stuck.
 SIGTERM/SIGINT stop it after the current job.
 """
 
@@ -30,6 +33,7 @@ from scheduler import jobs, systemd
 from scheduler.clock import on_the_wall, wall_offset
 from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
+from scheduler.sender import Sender
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
@@ -78,7 +82,11 @@ class Daemon:
         self.dispatcher = Dispatcher(app, make_transport(self.config, app.data_dir, app.clock),
                                      make_calendar(self.config, app.data_dir))
         self.scheduler: BackgroundScheduler | None = None
+        self.sender: Sender | None = None
+        # No progress inside a send round for this long is a hang (every adapter has socket timeouts).
+        self.stall_after = 2.0 * self.config.outbox.smtp.timeout_seconds + 30
         self._renewed = time.monotonic()
+        self._stall_logged = False
 
     def _default_poll(self) -> float:
         source = self.config.intake.source
@@ -104,8 +112,11 @@ class Daemon:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
             jobs.publish()
             jobs.cooperation()
+            jobs.cases()
+            jobs.coordination()
             intake = Intake(self.app)
-            source = make_source(self.config, self.app.data_dir, self.app, clock=self.app.clock)
+            source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher,
+                                 clock=self.app.clock)
             try:
                 self._drain(intake, source)
             finally:
@@ -127,14 +138,19 @@ class Daemon:
         if self.stopping.is_set():
             return 0
         try:
+            self.sender = Sender(self.app, self.dispatcher, self.stopping)
             self._start_scheduler()
+            self.sender.start()
             systemd.notify("READY=1", "STATUS=running")
             log.info("running holder=%s source=%s", self.holder, self.config.intake.source)
             self._intake_loop()
         finally:
             systemd.notify("STOPPING=1")
+            self.stopping.set()
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=True)
+            if self.sender is not None:
+                self.sender.stop(timeout=self.config.outbox.smtp.timeout_seconds + 5.0)
             lease.release(self.app, self.holder)
             log.info("stopped")
         return 0
@@ -147,7 +163,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=tz,
         )
-        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler)
+        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler, sender=self.sender)
         # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
         # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
@@ -158,6 +174,9 @@ class Daemon:
         self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:cooperation", daily(6), id="cooperation", replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:cases", "cron", minute=5, id="cases", replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:coordination", "interval", hours=1, id="coordination",
+                               replace_existing=True)
         jobs.publish()
         jobs.cooperation()
 
@@ -182,7 +201,8 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         intake.start()
-        source = make_source(self.config, self.app.data_dir, self.app, clock=self.app.clock)
+        source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher,
+                             clock=self.app.clock)
         log.info("watching %s", self._watched())
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
@@ -197,7 +217,7 @@ class Daemon:
                 took = self._intake_once(intake, source)
                 if not self._keep_lease():
                     return
-                systemd.notify("WATCHDOG=1")
+                self._feed_watchdog()
                 if took:
                     continue  # more may wait (a burst): fetch again before idling
                 timeout = min(self.poll, watchdog or self.poll, lease.RENEW_EVERY.total_seconds())
@@ -214,6 +234,18 @@ class Daemon:
         if intake.source == "imap":
             return f"imap={intake.imap.host}:{intake.imap.port}/{intake.imap.folder}"
         return f"{intake.source}=inbox"
+
+    def _feed_watchdog(self) -> None:
+        """WATCHDOG=1 while the jobs progress: a sender stuck past every
+        socket timeout is not fed for, so systemd restarts the service."""
+        stuck = self.sender.stalled(self.stall_after) if self.sender is not None else None
+        if stuck is None:
+            self._stall_logged = False
+            systemd.notify("WATCHDOG=1")
+        elif not self._stall_logged:
+            self._stall_logged = True
+            log.error("the outbox sender has made no progress for %.0f s; the systemd watchdog is "
+                      "no longer fed", stuck)
 
     def _keep_lease(self) -> bool:
         """Renew the lease when due; on losing it, stop so the other acts alone."""
@@ -248,6 +280,9 @@ class Daemon:
         if outcomes:
             counts = Counter(outcome.outcome for outcome in outcomes)
             log.info("intake mails=%d %s", len(outcomes), " ".join(f"{k}={n}" for k, n in sorted(counts.items())))
-            while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job
-                pass
+            if self.sender is not None:
+                self.sender.wake()  # answer now, on the sender's thread: never waited for here
+            else:
+                while self.dispatcher.run_once().sent:
+                    pass
         return bool(outcomes)

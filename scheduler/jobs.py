@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from scheduler.clock import on_the_wall, wall_offset
-from scheduler.services import deadlines, meetings, publishing, retention
+from scheduler.services import casework, deadlines, decisions, meetings, publishing, retention
 
 log = logging.getLogger("sparring.jobs")
 
@@ -23,6 +23,15 @@ class Runtime:
     dispatcher: object
     scheduler: object = None
     extra: dict = field(default_factory=dict)
+    sender: object = None  # the outbox thread (``sparring run``); None: send here and now
+
+    def send(self, limit: int = 200) -> None:
+        """Have what was queued sent: the sender woken, or (``--once``) sent now.
+        A job never waits for a mail server: a stalled one holds up only the sender."""
+        if self.sender is not None:
+            self.sender.wake()
+        else:
+            self.dispatcher.run_once(limit=limit)
 
 
 RUNTIME: Runtime | None = None
@@ -39,14 +48,14 @@ def agenda(session_key: str) -> None:
     rt = _runtime()
     if deadlines.send_agenda(rt.app, session_key):
         log.info("agenda queued session=%s", session_key)
-        rt.dispatcher.run_once()
+        rt.send()
 
 
 def reminder(session_key: str) -> None:
     """Remind the caseworkers' list of a coming deadline."""
     rt = _runtime()
     if deadlines.send_reminder(rt.app, session_key):
-        rt.dispatcher.run_once()
+        rt.send()
 
 
 def publish() -> None:
@@ -55,7 +64,7 @@ def publish() -> None:
     app = rt.app
     publishing.publish_horizon(app)
     schedule_agendas(rt)
-    rt.dispatcher.run_once(limit=5000)
+    rt.send(limit=5000)
 
 
 def schedule_agendas(rt: Runtime) -> None:
@@ -84,11 +93,29 @@ def cooperation() -> None:
     booked = meetings.book_cooperation(rt.app)
     if booked:
         log.info("cooperation meetings booked count=%d", len(booked))
+    rt.send()
+
+
+def cases() -> None:
+    """Cases: meetings that have ended are held, a case whose last follow-up
+    was held closes, agreement overdue is told to the coordinators (hourly)."""
+    rt = _runtime()
+    due = casework.tick(rt.app)
+    if due.closed or due.escalated:
+        log.info("cases closed=%d escalated=%d", len(due.closed), len(due.escalated))
     rt.dispatcher.run_once()
 
 
+def coordination() -> None:
+    """Book the koordineringsmøder still missing for opened cases (hourly)."""
+    rt = _runtime()
+    if decisions.book_pending(rt.app):
+        rt.dispatcher.run_once()
+
+
 def dispatch() -> None:
-    _runtime().dispatcher.run_once()
+    """The stored periodic job of earlier versions: now only a wake-up (the sender keeps its own times)."""
+    _runtime().send()
 
 
 def purge() -> None:

@@ -15,6 +15,8 @@ from enum import Enum
 from functools import cached_property
 from typing import Literal
 
+from scheduler.planning.cpr import has_cpr, mask_cprs
+
 
 class Cadence(str, Enum):
     WEEKLY = "weekly"
@@ -172,7 +174,9 @@ class Meeting:
     rises with every change that is sent. With ``recurrence`` the event is a
     series; with ``recurrence_id`` it is one changed or cancelled occurrence
     of the series ``uid``. Summary, description and location never carry a
-    CPR number or case text: invitations are not the place for them.
+    CPR number or case text: invitations are not the place for them; as the
+    last guard before any calendar (``.ics``, CalDAV, EWS, iTIP), a number
+    that got into them anyway is masked here, on construction.
     """
 
     uid: str
@@ -189,6 +193,15 @@ class Meeting:
     recurrence: Recurrence | None = None
     recurrence_id: datetime | None = None
     categories: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("summary", "description", "location", "organizer_name"):
+            text = getattr(self, name)
+            if has_cpr(text):
+                object.__setattr__(self, name, mask_cprs(text))
+        if any(has_cpr(a.name) for a in self.attendees):
+            object.__setattr__(self, "attendees", tuple(
+                Attendee(a.address, mask_cprs(a.name), a.required) for a in self.attendees))
 
 
 # Hex digits written as letters: a random run of ten digits would read as a
@@ -258,6 +271,8 @@ class MailKind(str, Enum):
     UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on, or anything else that broke
     HEADER_TOO_LONG = "header_too_long"  # a Subject over MAX_HEADER characters: not decoded
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
+    CASE_MAIL = "case_mail"  # a case reference ("[K-7F3Q]") in the subject: Enighed, Opfølgning
+    DECISION = "decision"  # a reply to an agenda: its subject holds the session's reference
 
 
 @dataclass(frozen=True)
@@ -287,5 +302,5 @@ class ParsedMail:
     attachments: tuple[str, ...] = ()  # names of parts not taken in
     calendar_reply: CalendarReply | None = None
     auto_reason: str | None = None  # the header or part that made it automatic
-    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a booking request's own lines
+    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a request's or decision's own lines
     size: int = 0

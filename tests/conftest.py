@@ -40,6 +40,7 @@ pytest_plugins = [
     "tests.servers.ews",
     "tests.servers.graph",
     "tests.servers.graph_calendar",
+    "tests.servers.faults",
 ]
 
 TZ = ZoneInfo("Europe/Copenhagen")

@@ -38,7 +38,9 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from functools import lru_cache
 
+from scheduler.mail.caseref import case_reference
 from scheduler.mail.headerforms import parse_address, parse_date
+from scheduler.mail.decisions import find_reference
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
 from scheduler.mail.mimeparams import MimeHead
@@ -373,6 +375,12 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMail:
     if _long_subject(headers):
         return ParsedMail(**common, kind=MailKind.HEADER_TOO_LONG, attachments=attachments)
     text = _body_text(parts)
+    if case_reference(common["subject"]):  # before the request: "Re: Koordineringsmøde [K-7F3Q]"
+        return ParsedMail(**common, kind=MailKind.CASE_MAIL, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
+    if find_reference(common["subject"]):  # before requests: the reply may name a meeting
+        return ParsedMail(**common, kind=MailKind.DECISION, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
     request = _REQUEST.search(common["subject"])
     if request:
         return ParsedMail(**common, kind=MailKind.BOOKING_REQUEST, request_lines=tuple(own_lines(text)),

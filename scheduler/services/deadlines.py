@@ -86,7 +86,7 @@ def _queue(app, repo, agenda, to: list[str], key: str) -> None:
     subject, text, html = agenda_mail_parts(agenda, app.language, app.forum_name)
     message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to,
                         subject=subject, body=text, html=html, sent_at=app.now(),
-                        language=app.language)
+                        language=app.language, full_cpr=agenda.full_cpr)
     repo.enqueue_mail(message, kind="agenda", dedupe_key=key, recipients=to,
                       about=[line.item_id for line in agenda.lines if line.cpr is not None])
 
@@ -146,7 +146,7 @@ def send_reminder(app, session_key: str) -> bool:
         return False
     with app.transaction() as repo:
         free = session.capacity - len(repo.booked_in(session_key))
-        subject, body = render_mail("reminder.txt.j2", app.language, series=series, session=session,
+        subject, body = render_mail("reminder.txt.j2", app.language, tz=app.tz, series=series, session=session,
                                     free=max(free, 0), forum_name=app.forum_name, mailbox=app.forum_address)
         message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=list(series.remind),
                             subject=subject, body=body, sent_at=app.now(), language=app.language)

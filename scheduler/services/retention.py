@@ -16,8 +16,9 @@ from pathlib import Path
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import DBAPIError
 
+from scheduler.services import casework
 from scheduler.store import audit
-from scheduler.store.tables import Item, Mail, OutboxEntry
+from scheduler.store.tables import Case, Item, Mail, OutboxEntry
 
 log = logging.getLogger("sparring.retention")
 
@@ -30,16 +31,20 @@ class PurgeReport:
     mails: int = 0
     outbox: int = 0
     files: int = 0
+    cases: int = 0
 
 
 def purge(app, source=None) -> PurgeReport:
-    """Delete what is past its retention; ``source`` (IMAP, Exchange) also
-    drops its settled mails that arrived before the retention cut-off."""
+    """Delete what is past its retention; ``source`` (IMAP, Exchange, Graph)
+    also drops its settled mails (Exchange, Graph: and the copies in Sent
+    Items) that arrived before the retention cut-off."""
     now = app.now()
     report = PurgeReport()
     with app.transaction() as repo:
         _audit_purged(repo, now)
+        report.cases = _purge_cases(repo, now)
         report.items = repo.db.execute(delete(Item).where(Item.purge_after < now)).rowcount
+        repo.purge_decisions(now)
         report.outbox = repo.db.execute(
             delete(OutboxEntry).where(OutboxEntry.purge_after < now, OutboxEntry.status != "pending")
         ).rowcount
@@ -50,8 +55,8 @@ def purge(app, source=None) -> PurgeReport:
         report.files += _purge_files(app.data_dir / name, cutoff, app.clock)
     if source is not None and hasattr(source, "purge_settled"):
         report.files += source.purge_settled(now - timedelta(days=app.config.storage.retention_days))
-    log.info("retention purge items=%d mails=%d outbox=%d files=%d",
-             report.items, report.mails, report.outbox, report.files)
+    log.info("retention purge items=%d mails=%d outbox=%d files=%d cases=%d",
+             report.items, report.mails, report.outbox, report.files, report.cases)
     cut_trail(app)
     return report
 
@@ -61,6 +66,17 @@ def _audit_purged(repo, now) -> None:
     rows = repo.db.execute(select(Item.cpr_hash, Item.series_id, Item.session_start).where(Item.purge_after < now))
     for row in rows:
         repo.audit("item-purged", subject=row.cpr_hash, series=row.series_id, session_start=row.session_start)
+
+
+def _purge_cases(repo, now) -> int:
+    """Cases closed ``followup.retention_days`` ago: the case, its meetings,
+    its decisions and bookings go; a trail row per case says what went."""
+    closed = repo.db.scalars(select(Case).where(Case.purge_after < now)).all()
+    for case in closed:
+        counts = casework.forget(repo, case)
+        repo.audit("case-purged", subject=case.cpr_hash, series=case.series_id, session_start=case.session_start,
+                   detail={"case": case.id, **counts})
+    return len(closed)
 
 
 def cut_trail(app) -> int:

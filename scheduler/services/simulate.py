@@ -16,8 +16,8 @@ from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from scheduler.ports import Disposition, IncomingMail
-from scheduler.services import deadlines, meetings, publishing
+from scheduler.ports import IncomingMail, MailSource
+from scheduler.services import casework, deadlines, meetings, publishing
 from scheduler.services.intake import Intake
 
 
@@ -29,6 +29,8 @@ class Summary:
     skipped: int = 0
     cooperation: int = 0
     reminders: int = 0
+    cases_closed: int = 0
+    cases_escalated: int = 0
 
     def table(self, series_ids: list[str]) -> str:
         rows = [f"{'series':<10} {'sessions':>8} {'cancelled':>9} {'items':>6} {'moved':>6} {'agendas':>8}"]
@@ -43,6 +45,8 @@ class Summary:
             totals[outcome] += count
         rows.append("mails: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
         rows.append(f"deadline reminders sent: {self.reminders}; cooperation meetings booked: {self.cooperation}")
+        rows.append(f"cases closed: {self.cases_closed}; coordinators told of missing agreement: "
+                    f"{self.cases_escalated}")
         if self.skipped:
             rows.append(f"left in the inbox (dated outside the period): {self.skipped}")
         return "\n".join(rows)
@@ -61,8 +65,9 @@ def _received_at(raw: bytes, fallback: datetime, tz) -> datetime:
         return fallback
 
 
-def simulate(app, dispatcher, first: date, last: date) -> Summary:
-    """Run ``first``..``last`` (both included); the app's clock must be settable."""
+def simulate(app, dispatcher, first: date, last: date, folders: MailSource) -> Summary:
+    """Run ``first``..``last`` (both included); the app's clock must be settable.
+    ``folders`` (the folder source over the inbox) files each mail once decided."""
     tz = app.tz
     start = datetime.combine(first, time(0), tzinfo=tz)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
@@ -81,8 +86,9 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     for session, moment in deadlines.reminders_due(app, start, end):
         events.append((moment, 3, session.key))
     day = first
-    while day <= last:  # the daemon's morning jobs: cooperation meetings
+    while day <= last:  # the daemon's jobs: cooperation meetings in the morning, cases every hour
         events.append((datetime.combine(day, time(6), tzinfo=tz), 0, day))
+        events += [(datetime.combine(day, time(hour, 5), tzinfo=tz), 4, None) for hour in range(24)]
         day += timedelta(days=1)
     for session in app.planner.sessions(first, last):
         summary.sessions[(session.series_id, session.status.value)] += 1
@@ -91,7 +97,7 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     publishing.publish_horizon(app)
     intake = Intake(app)
     try:
-        _replay(app, dispatcher, intake, events, summary)
+        _replay(app, dispatcher, intake, events, summary, _Held(folders))
     finally:
         intake.close()
     app.clock.set(end)
@@ -99,9 +105,8 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     return summary
 
 
-def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary) -> None:
+def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, held: _Held) -> None:
     """The year's events in order, on the simulated clock."""
-    held = _Held(app.data_dir)
     dispatched_on = None
     for moment, kind, payload in events:
         if kind != 1 or moment.date() != dispatched_on:
@@ -116,6 +121,10 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary) -> 
             held.add(*payload, moment)
         elif kind == 3:
             summary.reminders += int(deadlines.send_reminder(app, payload))
+        elif kind == 4:
+            due = casework.tick(app)
+            summary.cases_closed += len(due.closed)
+            summary.cases_escalated += len(due.escalated)
         elif deadlines.send_agenda(app, payload):
             summary.agendas[payload.partition("/")[0]] += 1
             dispatcher.run_once(limit=10_000)  # an agenda leaves at its deadline
@@ -125,10 +134,11 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary) -> 
 class _Held:
     """The inbox files that have "arrived" by the simulated clock, served to
     ``Intake.run`` as a mail source: a batch per stretch between other events,
-    each mail with its own arrival time, moved to its folder once decided."""
+    each mail with its own arrival time, filed once decided as the folder
+    source files it (sealed with the data key)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
+    def __init__(self, folders: MailSource) -> None:
+        self.folders = folders  # the folder source: settling files (and seals) the mails
         self.mails: list[IncomingMail] = []
         self.paths: dict[str, Path] = {}
 
@@ -145,12 +155,10 @@ class _Held:
         return self.mails[:limit]
 
     def settle(self, moves) -> None:
-        for disposition, refs in moves.items():
-            target = self.data_dir / _FOLDERS[disposition]
-            target.mkdir(parents=True, exist_ok=True)
-            for ref in refs:
-                self.paths.pop(ref).replace(target / ref)
+        self.folders.settle(moves)
         done = {ref for refs in moves.values() for ref in refs}
+        for ref in done:
+            self.paths.pop(ref, None)
         self.mails = [m for m in self.mails if m.ref not in done]
 
     def wait(self, timeout: float) -> bool:
@@ -159,8 +167,3 @@ class _Held:
     def close(self) -> None:
         pass
 
-
-_FOLDERS = {
-    Disposition.PROCESSED: "processed", Disposition.REJECTED: "rejected",
-    Disposition.QUARANTINE: "quarantine", Disposition.IGNORED: "ignored",
-}

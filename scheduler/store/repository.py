@@ -25,6 +25,7 @@ from scheduler.model import BookingRequest, Session, new_uid
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store import audit
+from scheduler.store.cases import CaseRecords
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
@@ -69,12 +70,13 @@ class ItemView:
     social: tuple[str, ...]
 
 
-class Repository:
+class Repository(CaseRecords):
     def __init__(self, db: DbSession, cipher: FieldCipher, app=None) -> None:
         self.db = db
         self.cipher = cipher
         self.app = app
         self.after_commit: list = []  # run by App.transaction once committed
+        self.before_commit: list = []  # run by App.transaction once decided, inside the transaction
         self._booked_cache: Occupancy | None = None  # per batch, see begin_batch
         self._cached_from: datetime | None = None  # the cache holds every session from here on
         self._seen: dict[str, tuple] | None = None  # message key -> (ref, outcome), see begin_batch
@@ -247,11 +249,19 @@ class Repository:
             self._forget_sessions()
         return left
 
+    def mark_replaced(self, item_id: int, now: datetime, session_key: str) -> None:
+        """A newer item of the citizen gives way to a postponed one (``udsat``)."""
+        self._set_status(item_id, "replaced", now, session_key)
+
     def _set_status(self, item_id: int, status: str, now: datetime, session_key: str) -> None:
         """An item leaves its session (replaced): the cache follows."""
         self._leave(item_id, session_key)
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
         self._audit_item(item_id, f"item-{status}")
+
+    def move_item(self, bump: Bump, now: datetime) -> None:
+        """An item to another session, keeping its arrival time (``udsat``)."""
+        self._move(bump, now)
 
     def _move(self, bump: Bump, now: datetime) -> None:
         """An ordinary item bumped on by an acute one: the cache follows."""
@@ -396,12 +406,13 @@ class Repository:
     # -- outbox --------------------------------------------------------
 
     def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str],
-                     about: Iterable[int] = ()) -> bool:
-        """Queue a mail; ``about``: the items whose personal data it holds
+                     about: Iterable[int] = (), citizens: Iterable[list] = ()) -> bool:
+        """Queue a mail; ``about``: the items whose personal data it holds,
+        ``citizens``: [subject, series, session start] of others (a case's)
         (the dispatcher appends an audit row for each once it is sent)."""
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
                    "message": to_bytes(message).decode("ascii", "surrogateescape")}
-        subjects = self.about_items(about)
+        subjects = self.about_items(about) + [list(c) for c in citizens]
         if subjects:
             payload["about"] = subjects
         if kind == "receipt" and self._encrypted_reply:
@@ -523,6 +534,10 @@ class Repository:
             return None
         return _request_from(self.cipher.decrypt_json(row.request_enc, context="bookings.request")), row.start
 
+
+    def cancel_booking(self, uid: str, now: datetime) -> None:
+        """A booking no longer wanted: a later decline must not rebook it."""
+        self.db.execute(update(Booking).where(Booking.uid == uid).values(status="cancelled", updated_at=now))
 
     def bookings_for(self, reference: str) -> list[tuple[str, str]]:
         """(uid, status) of the bookings made for ``reference``."""
