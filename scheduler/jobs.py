@@ -103,14 +103,14 @@ def cases() -> None:
     due = casework.tick(rt.app)
     if due.closed or due.escalated:
         log.info("cases closed=%d escalated=%d", len(due.closed), len(due.escalated))
-    rt.dispatcher.run_once()
+    rt.send()
 
 
 def coordination() -> None:
     """Book the koordineringsmøder still missing for opened cases (hourly)."""
     rt = _runtime()
     if decisions.book_pending(rt.app):
-        rt.dispatcher.run_once()
+        rt.send()
 
 
 def dispatch() -> None:
