@@ -248,3 +248,26 @@ def test_a_signed_but_unencrypted_item_is_verified_too(tmp_path, monkeypatch, pk
     assert ingest(app, _headers("s1") + signed, "2027-01-04T09:00").outcome == "accepted"
     forged = _signed(pki, pki["files"]["karen@kommune.example"], _item_entity()).replace(b"Angst.", b"Intet.")
     assert ingest(app, _headers("s2") + forged, "2027-01-04T09:05").outcome == "quarantined"
+
+
+def test_an_encrypted_items_receipt_goes_encrypted_when_a_plain_mail_follows_it_in_the_batch(
+        tmp_path, monkeypatch, pki):
+    """Receipts are rendered once the whole batch is decided; the encrypted
+    item's receipt keeps its own mail's encryption, not the last mail's."""
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.intake import Intake
+    from tests.daemonkit import drop_mail
+
+    certs = _certs(tmp_path, pki, ("karen@kommune.example",))
+    app, dispatcher = build(tmp_path, "2027-01-04T09:05", monkeypatch, config=_config(pki, certs, encrypt=False))
+    forum_cert, _ = pki["files"]["sparring@kommune.example"]
+    inbox = tmp_path / "inbox"
+    drop_mail(inbox, "a-enc.eml", _headers("batch-enc") + _encrypted(forum_cert, _item_entity()),
+              at("2027-01-04T09:00"))
+    drop_mail(inbox, "b-plain.eml", item_mail("010203-4321", "batch-plain"), at("2027-01-04T09:01"))
+    outcomes = Intake(app).run(FolderSource(inbox, app.clock, cipher=app.cipher))
+    assert [o.outcome for o in outcomes] == ["accepted", "accepted"], [o.reason for o in outcomes]
+    dispatcher.run_once()
+    receipts = {m["In-Reply-To"]: m for _, m in _outbox(tmp_path) if m["Auto-Submitted"] == "auto-replied"}
+    assert receipts["<batch-enc@kommune.example>"].get_content_type() == "application/pkcs7-mime"
+    assert receipts["<batch-plain@kommune.example>"].get_content_type() == "text/plain"

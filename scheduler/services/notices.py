@@ -39,6 +39,9 @@ class Notices:
         self.repo = repo
         self.parsed = parsed
         self.received_at = received_at
+        # Taken now: a receipt rendered once the batch is decided answers this
+        # mail, not the batch's last (S/MIME: encrypted as this mail came).
+        self.encrypted = repo.replying_encrypted
 
     def _common(self) -> dict:
         name = self.parsed.sender_name
@@ -62,7 +65,8 @@ class Notices:
             auto="auto-replied" if reply else "auto-generated",
             language=self.app.language,
         )
-        self.repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to, about=about)
+        self.repo.enqueue_mail(message, kind=kind, dedupe_key=key, recipients=to, about=about,
+                               encrypted=self.encrypted)
 
     def _receipt(self, template: str, about=(), **context) -> None:
         key = f"receipt:{self.repo.message_key(self.parsed.message_id)}"

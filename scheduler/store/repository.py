@@ -406,16 +406,19 @@ class Repository(CaseRecords):
     # -- outbox --------------------------------------------------------
 
     def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str],
-                     about: Iterable[int] = (), citizens: Iterable[list] = ()) -> bool:
+                     about: Iterable[int] = (), citizens: Iterable[list] = (),
+                     encrypted: bool | None = None) -> bool:
         """Queue a mail; ``about``: the items whose personal data it holds,
         ``citizens``: [subject, series, session start] of others (a case's)
-        (the dispatcher appends an audit row for each once it is sent)."""
+        (the dispatcher appends an audit row for each once it is sent);
+        ``encrypted``: whether the mail a receipt answers came encrypted
+        (default: the mail being decided now, see ``reply_encrypted``)."""
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
                    "message": to_bytes(message).decode("ascii", "surrogateescape")}
         subjects = self.about_items(about) + [list(c) for c in citizens]
         if subjects:
             payload["about"] = subjects
-        if kind == "receipt" and self._encrypted_reply:
+        if kind == "receipt" and (self._encrypted_reply if encrypted is None else encrypted):
             payload["smime"] = True  # the dispatcher encrypts it if the sender's certificate is known
         return self.enqueue(kind, dedupe_key, recipients, payload)
 
@@ -480,6 +483,11 @@ class Repository(CaseRecords):
     def reply_encrypted(self, encrypted: bool) -> None:
         """The mail being decided came encrypted: answer it encrypted."""
         self._encrypted_reply = encrypted
+
+    @property
+    def replying_encrypted(self) -> bool:
+        """Whether the mail being decided came encrypted (``reply_encrypted``)."""
+        return self._encrypted_reply
 
     def _audit_unplaced(self, outcome: str) -> None:
         """A mail that named citizens but made no item (rejected, quarantined):
