@@ -330,6 +330,20 @@ def test_mail_from_the_forums_own_address_is_never_answered(tmp_path, monkeypatc
     assert outbox(tmp_path) == []
 
 
+def test_mail_from_the_graph_mailbox_is_the_forums_own_too(tmp_path, monkeypatch):
+    """``[graph] mailbox`` is where sparring works and sends from under Graph:
+    its own address as much as ``service.mailbox`` and ``exchange.mailbox``."""
+    from scheduler.config import load_config
+
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"graph": config.graph.model_copy(update={"mailbox": "forum@kommune.example"})})
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=config)
+    outcome = ingest(app, item_mail("", "graph-own", sender="forum@kommune.example"), "2027-01-04T08:00")
+    assert (outcome.outcome, outcome.extra["code"]) == ("ignored", "own_address")
+    dispatcher.run_once()
+    assert outbox(tmp_path) == []
+
+
 def test_the_same_rejection_is_answered_once_an_hour(tmp_path, monkeypatch):
     """A responder answering every rejection ("Re: Afvist ...") gets one an hour."""
     app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)

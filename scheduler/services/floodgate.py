@@ -40,7 +40,8 @@ class _Seen:
 class Floodgate:
     def __init__(self, config) -> None:
         self.limit = config.intake.rate_limit_per_hour
-        self.own = frozenset(a.lower() for a in (config.service.mailbox, config.exchange.mailbox) if a)
+        self.own = frozenset(a.lower() for a in (config.service.mailbox, config.exchange.mailbox,
+                                                 config.graph.mailbox) if a)
         self._recent: dict[str, list[_Seen]] = {}
 
     def begin(self) -> None:
