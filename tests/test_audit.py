@@ -294,3 +294,21 @@ def test_erase_cancels_the_acute_meeting_and_deletes_its_booking(tmp_path, monke
     assert "Akut sparring" in {str(e["SUMMARY"]) for e in cancelled}
     with app.transaction() as repo:
         assert repo.db.scalars(select(Booking)).all() == []
+
+
+def test_erase_keeps_another_citizens_sealed_mail_whose_name_looks_like_a_renamed_copy(tmp_path, monkeypatch):
+    """``a.eml`` is the citizen's; ``a-1.eml`` is another mail that arrived
+    under that name (not ``a.eml`` renamed on a clash): it stays."""
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.intake import Intake
+    from tests.daemonkit import drop_mail
+
+    app, _ = build(tmp_path, "2027-01-04T09:10", monkeypatch)
+    inbox = tmp_path / "inbox"
+    drop_mail(inbox, "a", item_mail(CPR, "a1"), at("2027-01-04T09:00"))
+    drop_mail(inbox, "a-1", item_mail(OTHER, "b1", sender="ole@kommune.example"), at("2027-01-04T09:05"))
+    outcomes = Intake(app).run(FolderSource(inbox, app.clock, cipher=app.cipher))
+    assert [o.outcome for o in outcomes] == ["accepted", "accepted"]
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == ["a-1.eml.enc", "a.eml.enc"]
+    erase(app, CPR)
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == ["a-1.eml.enc"]

@@ -22,10 +22,12 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from scheduler.errors import UserError
+from scheduler.mail.parse import parse_mail
 from scheduler.planning.cpr import Cpr, CprError, parse_cpr
 from scheduler.planning.slots import Candidate
 from scheduler.services.dispatch import message_id_of
 from scheduler.store import audit
+from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, open_mail
 from scheduler.store.repository import PENDING, ItemView, Repository
 from scheduler.store.tables import AuditEntry, Booking, CalendarEvent, Item, Mail, OutboxEntry
 
@@ -163,10 +165,11 @@ def erase(app, text: str) -> Erasure:
             done.calendar += 1
         done.outbox = _delete_copies(repo, [e for e, _ in copies])
         refs = [m.source_ref for m in mails]
+        keys = {m.message_key for m in mails}
         done.mails = repo.db.execute(delete(Mail).where(Mail.id.in_([m.id for m in mails]))).rowcount
         repo.audit("erased", actor=actor(), subject=subject, detail=done.as_json())
     sent = {found for _, p in copies if (found := message_id_of(p["message"]))}
-    _delete_files(app.data_dir, refs, sent)
+    _delete_files(app, refs, keys, sent)
     _checkpoint(app)
     return done
 
@@ -242,24 +245,39 @@ def _delete_copies(repo: Repository, entries: list[OutboxEntry]) -> int:
     return repo.db.execute(delete(OutboxEntry).where(OutboxEntry.id.in_([e.id for e in entries]))).rowcount
 
 
-def _delete_files(data_dir: Path, refs: list[str], sent: set[str]) -> int:
+def _delete_files(app, refs: list[str], keys: set[str], sent: set[str]) -> int:
     """The raw source mails in the settled folders (by their inbox name,
     also as renamed on a clash or stored encrypted) and the sent copies in
-    the local outbox folder (by Message-ID)."""
+    the local outbox folder (by Message-ID). A file whose name fits is
+    deleted only if it is one of the erased mails (its Message-ID's key):
+    ``a-1.eml`` may be another mail that arrived under that name, and a
+    later ``a.eml`` is renamed on a clash with an earlier one."""
     count = 0
     for folder in SETTLED:
         for ref in refs:
             stem, suffix = os.path.splitext(Path(ref).name)
             shape = re.compile(rf"{re.escape(stem)}(-\d+)?{re.escape(suffix)}(\.enc)?")
-            for path in _files(data_dir / folder):
-                if shape.fullmatch(path.name):
+            for path in _files(app.data_dir / folder):
+                if shape.fullmatch(path.name) and _one_of(app, path, ref, keys):
                     path.unlink()
                     count += 1
-    for path in _files(data_dir / "outbox"):
+    for path in _files(app.data_dir / "outbox"):
         if message_id_of(path.read_bytes().decode("ascii", "surrogateescape")) in sent:
             path.unlink()
             count += 1
     return count
+
+
+def _one_of(app, path: Path, ref: str, keys: set[str]) -> bool:
+    """Whether the settled file ``path`` holds one of the mails keyed ``keys``;
+    one that cannot be read (another key's) is judged by its name alone."""
+    try:
+        raw = path.read_bytes()
+        if path.name.endswith(MAIL_SUFFIX):
+            raw = open_mail(app.cipher, raw)
+    except (OSError, DecryptionError):
+        return path.name.removesuffix(MAIL_SUFFIX) == Path(ref).name
+    return app.cipher.lookup_hash(parse_mail(raw, max_bytes=app.config.intake.max_bytes).message_id, purpose="message-id") in keys
 
 
 def _files(folder: Path) -> list[Path]:
