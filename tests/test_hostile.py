@@ -387,3 +387,32 @@ def test_subjects_of_usual_length_are_decoded_as_before():
     subject = " ".join(["=?utf-8?q?=C3=85se?="] * 50)
     parsed = parse_mail(item_mail("150303-4321", "x", subject=subject))
     assert parsed.kind is MailKind.ITEM and parsed.subject == "Åse" * 50
+
+
+def test_a_calendar_sync_that_fails_for_the_whole_batch_files_the_mails_instead_of_looping(tmp_path, monkeypatch):
+    """The batch's calendar sync runs once, after every mail is decided. If it
+    raises even when the batch is decided again mail by mail, the decisions
+    stand, the mails are filed and answered, and the administrator is told:
+    the batch is not left in the inbox to fail again every round."""
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+
+    def broken(repo, session_keys, item_ids):
+        raise RuntimeError("calendar sync broke")
+
+    app.change_handlers = [broken]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.eml").write_bytes(item_mail("150303-4321", "a"))
+    (inbox / "b.eml").write_bytes(item_mail("110698-2345", "b"))
+    arrival = at("2027-01-04T07:55").timestamp()
+    for path in inbox.iterdir():
+        os.utime(path, (arrival, arrival))  # the arrival time, not the real clock's
+    outcomes = Intake(app).run(FolderSource(inbox))
+    assert [o.outcome for o in outcomes] == ["accepted", "accepted"]
+    assert not list(inbox.iterdir()), "the mails are filed, not left to fail again"
+    assert Intake(app).run(FolderSource(inbox)) == []
+    dispatcher.run_once(limit=100)
+    messages = outbox(tmp_path)
+    assert {m["In-Reply-To"] for m in messages} >= {"<a@kommune.example>", "<b@kommune.example>"}
+    alerts = [m for m in messages if m["To"] == app.config.service.admin]
+    assert len(alerts) == 1 and "RuntimeError" in alerts[0].get_content()

@@ -181,13 +181,44 @@ class Intake:
                         outcome = self._decide_in_batch(repo, mail, parsed_mail, guarded, changes)
                         outcomes.append(outcome)
                         moves.setdefault(outcome.disposition, []).append(mail.ref)
-                Notices.run_decided(repo)  # receipts from the batch's final slots; changes noted
-                changes.keep()
-                self.app.change_handlers = handlers
-                changes.replay(handlers, repo)
+                self._finish_batch(repo, changes, handlers, guarded)
         finally:
             self.app.change_handlers = handlers
         return outcomes, moves
+
+    def _finish_batch(self, repo: Repository, changes: _Changes, handlers, guarded: bool) -> None:
+        """Receipts from the batch's final slots, then its calendar sync.
+        Guarded (the batch failed once already), a step that raises is rolled
+        back alone and reported: the decisions stand and the mails are filed,
+        so one failing step cannot keep a batch in the inbox for ever."""
+        if not guarded:
+            Notices.run_decided(repo)
+            changes.keep()
+            self.app.change_handlers = handlers
+            changes.replay(handlers, repo)
+            return
+        tasks, repo.before_commit[:] = list(repo.before_commit), []
+        for task in tasks:
+            self._isolated(repo, "receipt", task)
+        changes.keep()
+        self.app.change_handlers = handlers
+        self._isolated(repo, "calendar-sync", lambda: changes.replay(handlers, repo))
+
+    def _isolated(self, repo: Repository, step: str, action) -> None:
+        try:
+            with repo.db.begin_nested():
+                action()
+        except Exception as exc:
+            repo.forget_batch_cache()
+            log.error("intake: a batch step failed and was left out step=%s error=%s", step, describe(exc))
+            now = self.app.now()
+            try:
+                with repo.db.begin_nested():
+                    queue_admin_alert(self.app, repo, "alert_task_failed.txt.j2",
+                                      f"task-failed:intake-{step}:{type(exc).__name__}:{now:%Y-%m-%dT%H}",
+                                      task=f"intake {step}", error=type(exc).__name__, ref=error_ref(exc), at=now)
+            except Exception as second:
+                log.error("intake: the administrator could not be told error=%s", describe(second))
 
     def _decide_in_batch(self, repo: Repository, mail: IncomingMail, parsed, guarded: bool,
                          changes: _Changes) -> Outcome:
