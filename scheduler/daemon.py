@@ -28,6 +28,8 @@ from scheduler.ports import PermanentError, TransientError
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
+from scheduler.services.outage import Episode
+from scheduler.store.db import connection_lost, disk_full, where
 from scheduler.wiring import make_calendar, make_source, make_transport
 
 log = logging.getLogger("sparring.daemon")
@@ -41,6 +43,7 @@ class _NoScheduler:
 
 
 MAX_RETRY_AFTER = 900  # seconds: the longest a server's Retry-After keeps the intake away
+LEASE_LOST = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts it again, as a standby
 
 
 class Daemon:
@@ -54,6 +57,10 @@ class Daemon:
                                      make_calendar(self.config, app.data_dir))
         self.scheduler: BackgroundScheduler | None = None
         self._renewed = time.monotonic()
+        self.lease_lost = False
+        # Logged once each, when they begin and when they end, not every round.
+        self.database = Episode(logging.getLogger("sparring.database"))
+        self.disk = Episode(logging.getLogger("sparring.disk"))
 
     def _default_poll(self) -> float:
         source = self.config.intake.source
@@ -72,8 +79,10 @@ class Daemon:
     def run_once(self) -> int:
         """Do what is due now and exit: publish, missed agendas, the whole
         inbox, the outbox. For cron-style operation and for tests."""
-        if not lease.acquire(self.app, self.holder):
-            log.error("another instance holds the lease; nothing done")
+        held = lease.acquire(self.app, self.holder)
+        if not held:
+            log.error("another instance holds the lease; nothing done" if held is False else
+                      f"the {where(self.app.engine)} could not be reached; nothing done")
             return 1
         try:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
@@ -110,9 +119,16 @@ class Daemon:
             systemd.notify("STOPPING=1")
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=True)
-            lease.release(self.app, self.holder)
+            self._release()
             log.info("stopped")
-        return 0
+        return LEASE_LOST if self.lease_lost else 0
+
+    def _release(self) -> None:
+        try:
+            lease.release(self.app, self.holder)
+        except Exception as exc:  # the database is away: the lease lapses by itself
+            if not connection_lost(exc):
+                raise
 
     def _start_scheduler(self) -> None:
         tz = self.app.tz
@@ -122,7 +138,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=tz,
         )
-        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler)
+        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler, database=self.database)
         # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
         # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
@@ -131,6 +147,8 @@ class Daemon:
         self.scheduler.add_job("scheduler.jobs:purge", "cron", hour=3, minute=0, id="purge",
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
+                               replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:catch_up", "interval", seconds=60, id="catch_up",
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:cooperation", "cron", hour=6, minute=0, id="cooperation",
                                replace_existing=True)
@@ -182,15 +200,40 @@ class Daemon:
             intake.close()
 
     def _keep_lease(self) -> bool:
-        """Renew the lease when due; on losing it, stop so the other acts alone."""
-        if time.monotonic() - self._renewed < lease.RENEW_EVERY.total_seconds():
+        """Renew the lease when due. While the database cannot be asked (a
+        restart, a failover) the lease is still ours until the TTL of its last
+        renewal runs out; once lost, stop so the other acts alone."""
+        asked = time.monotonic()
+        if asked - self._renewed < lease.RENEW_EVERY.total_seconds():
             return True
-        if not lease.acquire(self.app, self.holder):
-            log.error("lease lost; stopping so the other instance acts alone")
-            self.stopping.set()
-            return False
-        self._renewed = time.monotonic()
-        return True
+        held = lease.acquire(self.app, self.holder)
+        if held:
+            self._renewed = asked
+            return True
+        if held is None and asked - self._renewed < lease.TTL.total_seconds():
+            self._database_lost()
+            return True
+        log.error("lease lost; stopping so the other instance acts alone" if held is False else
+                  "lease lapsed while the database could not be reached; stopping (a restart waits as standby)")
+        self.lease_lost = True
+        self.stopping.set()
+        return False
+
+    def _database_lost(self) -> None:
+        self.database.begin(f"database unreachable: the {where(self.app.engine)} does not answer; sparring "
+                            "waits and tries again, the mail stays in the mailbox, nothing is lost")
+
+    def _intake_failed(self, exc: Exception) -> None:
+        """One clear line per episode for a full disk or a lost database (the
+        batch was rolled back, the mail stays in the mailbox); else the class
+        only: an unknown error's text may hold anything."""
+        if disk_full(exc):
+            self.disk.begin(f"disk full: the {where(self.app.engine)} has no space left; no new mail is "
+                            "taken in until there is, the mail stays in the mailbox, nothing is lost")
+        elif connection_lost(exc):
+            self._database_lost()
+        else:
+            log.error("intake round failed error=%s", type(exc).__name__)
 
     def _intake_once(self, intake: Intake, source) -> bool:
         """One fetch-decide-settle round; True if any mail was taken in."""
@@ -208,9 +251,11 @@ class Daemon:
             self.stopping.wait(300)
             return False
         except Exception as exc:  # a mail that broke its decision: logged, kept, retried
-            log.error("intake round failed error=%s", type(exc).__name__)
-            self.stopping.wait(min(self.poll, 30))
+            self._intake_failed(exc)
+            self.stopping.wait(min(self.poll, 30, lease.RENEW_EVERY.total_seconds()))
             return False
+        self.disk.end("disk space is back: taking in mail again")
+        self.database.end("database reachable again: taking in mail again")
         if outcomes:
             log.info("intake mails=%d", len(outcomes))
             while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job

@@ -9,6 +9,7 @@ outgoing message atomically to ``<data-dir>/outbox/`` as
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scheduler.ports import Clock, Disposition, IncomingMail, OutgoingMail, PermanentError
+from scheduler.ports import Clock, Disposition, DiskFull, IncomingMail, OutgoingMail, PermanentError
 
 POLL_STEP = 0.25  # seconds between looks at the inbox while waiting
 _OUTBOX_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z0-9_-]+-(\d+)\.eml$")
@@ -178,6 +179,14 @@ class FolderTransport:
         return max(numbers, default=0)
 
     def send(self, mail: OutgoingMail) -> None:
+        try:
+            self._send(mail)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"the outbox folder {self.outbox} is full (no space left on device)") from None
+            raise
+
+    def _send(self, mail: OutgoingMail) -> None:
         self.outbox.mkdir(parents=True, exist_ok=True)
         stamp = self.clock.now().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kind = re.sub(r"[^a-z0-9_-]+", "-", mail.kind.lower()).strip("-") or "mail"

@@ -38,10 +38,12 @@ class Agenda:
     compiled_at: datetime
     late: bool = False
     updated: bool = False  # sent again after the deadline: an acute item came
+    delayed: bool = False  # late because the mail server was away, not sparring
 
     def context(self, forum_name: str) -> dict:
         return {"series": self.series, "session": self.session, "lines": self.lines,
                 "compiled_at": self.compiled_at, "late": self.late, "updated": self.updated,
+                "delayed": self.delayed,
                 "forum_name": forum_name, "capacity": self.session.capacity}
 
     def as_json(self) -> dict:

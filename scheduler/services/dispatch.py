@@ -29,7 +29,9 @@ from tenacity import wait_exponential
 from scheduler.calendars.invitation import invitation_mail
 from scheduler.calendars.serial import meeting_from_json
 from scheduler.mail.compose import text_mail, to_bytes
-from scheduler.ports import CalendarBackend, MailTransport, OutgoingMail, PermanentError, TransientError
+from scheduler.ports import (CalendarBackend, DiskFull, MailTransport, OutgoingMail, PermanentError,
+                             TransientError)
+from scheduler.services.outage import Episode
 from scheduler.services.protection import protect
 from scheduler.store.tables import OutboxEntry
 
@@ -59,6 +61,7 @@ class Dispatcher:
         self.max_attempts = cfg.max_attempts
         self._wait = wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds)
         self._lock = threading.Lock()  # the intake loop and the scheduler's thread share it
+        self.disk = Episode(log)  # the outbox folder's disk full: logged once, not per entry
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
         seconds = self._wait(SimpleNamespace(attempt_number=attempts))
@@ -160,6 +163,12 @@ class Dispatcher:
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
         try:
             reached = self._deliver(kind, recipients, payload)
+        except DiskFull as exc:  # not the entry's fault: it waits for space, whatever its attempts
+            self.disk.begin(f"disk full: {exc}; outgoing mail waits in the queue until there is space, "
+                            "nothing is lost")
+            self._retry_later(entry_id, attempts, None, _safe(exc))
+            report.retried += 1
+            return
         except TransientError as exc:
             self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report)
             return
@@ -172,6 +181,8 @@ class Dispatcher:
             self._again_or_fail(entry_id, attempts, None, f"{type(exc).__name__} (unexpected)", report)
             return
         self._mark_done([entry_id])
+        if kind != "calendar":
+            self.disk.end("disk space is back: the outbox is being delivered again")
         if payload.get("about") or payload["type"] == "itip":
             self._sent.append((kind, json.dumps(reached) if reached else recipients, payload))
         report.sent += 1
@@ -207,7 +218,7 @@ class Dispatcher:
                        "message": self._invitation(payload, json.loads(recipients))}
         if payload["type"] == "mail":
             to, message = protect(self.app, kind, tuple(json.loads(recipients)),
-                                  payload["message"].encode("utf-8", "surrogateescape"), payload)
+                                  self._message_now(payload).encode("utf-8", "surrogateescape"), payload)
             self.transport.send(OutgoingMail(sender=payload["sender"], recipients=to, message=message, kind=kind))
             return list(to)
         if self.calendar is None:
@@ -220,6 +231,14 @@ class Dispatcher:
         else:
             raise PermanentError(f"unknown outbox entry type {payload['type']!r}")
         return None
+
+    def _message_now(self, payload: dict) -> str:
+        """The message as it goes now: an agenda held back by an outage past
+        its deadline goes in its version marked late."""
+        late_from = payload.get("late_from")
+        if late_from and self.app.now() >= datetime.fromisoformat(late_from):
+            return payload["late_message"]
+        return payload["message"]
 
     def _invitation(self, payload: dict, recipients: list[str]) -> str:
         """An iTIP mail rendered now: fresh DTSTAMP, current templates. A

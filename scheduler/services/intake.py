@@ -29,6 +29,7 @@ from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
 from scheduler.services.notices import Notices
 from scheduler.services.protection import screen
+from scheduler.store import db
 from scheduler.store.repository import Repository
 
 log = logging.getLogger("sparring.intake")
@@ -188,8 +189,8 @@ class Intake:
             with repo.db.begin_nested() if guarded else nullcontext():
                 outcome = self._decide_one(repo, mail, parsed)
         except Exception as exc:
-            if not guarded:
-                raise
+            if not guarded or db.connection_lost(exc) or db.disk_full(exc):
+                raise  # the database's or the disk's fault, not this mail's: never counted towards poison
             log.error("intake: mail left in the source after an error ref=%s error=%s",
                       mail.ref, type(exc).__name__)
             repo.forget_batch_cache()

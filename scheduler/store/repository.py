@@ -396,11 +396,12 @@ class Repository:
     # -- outbox --------------------------------------------------------
 
     def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str],
-                     about: Iterable[int] = ()) -> bool:
+                     about: Iterable[int] = (), extra: dict | None = None) -> bool:
         """Queue a mail; ``about``: the items whose personal data it holds
-        (the dispatcher appends an audit row for each once it is sent)."""
+        (the dispatcher appends an audit row for each once it is sent);
+        ``extra``: more payload fields (an agenda's late version)."""
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
-                   "message": to_bytes(message).decode("ascii", "surrogateescape")}
+                   "message": to_bytes(message).decode("ascii", "surrogateescape"), **(extra or {})}
         subjects = self.about_items(about)
         if subjects:
             payload["about"] = subjects

