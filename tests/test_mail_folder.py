@@ -184,6 +184,6 @@ def test_a_simulation_write_that_fails_leaves_no_half_mail(tmp_path, monkeypatch
     outbox = tmp_path / "outbox"
     transport = FolderTransport(outbox, FixedClock(datetime(2027, 1, 4, 9, 12, tzinfo=timezone.utc)), durable=False)
     monkeypatch.setattr(folder, "open", Full, raising=False)
-    with pytest.raises(DiskFull)  # ENOSPC: retried once there is space:
+    with pytest.raises(DiskFull):  # ENOSPC: retried once there is space
         transport.send(outgoing())
     assert os.listdir(outbox) == []
