@@ -209,6 +209,7 @@ class Daemon:
         held = lease.acquire(self.app, self.holder)
         if held:
             self._renewed = asked
+            self.database.end("database reachable again: sparring carries on")
             return True
         if held is None and asked - self._renewed < lease.TTL.total_seconds():
             self._database_lost()
@@ -254,10 +255,15 @@ class Daemon:
             self._intake_failed(exc)
             self.stopping.wait(min(self.poll, 30, lease.RENEW_EVERY.total_seconds()))
             return False
-        self.disk.end("disk space is back: taking in mail again")
-        self.database.end("database reachable again: taking in mail again")
-        if outcomes:
+        if outcomes:  # written to the database: it is there, with room
+            self.disk.end("disk space is back: taking in mail again")
+            self.database.end("database reachable again: sparring carries on")
             log.info("intake mails=%d", len(outcomes))
-            while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job
-                pass
+            try:
+                while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job
+                    pass
+            except Exception as exc:  # the database went away meanwhile: the dispatch job retries
+                if not (connection_lost(exc) or disk_full(exc)):
+                    raise
+                self._intake_failed(exc)
         return bool(outcomes)

@@ -158,3 +158,91 @@ def test_a_clock_that_steps_back_or_forward_fires_each_deadline_once(tmp_path, m
 
 def _outbox_mails(data_dir) -> list[email.message.Message]:
     return [email.message_from_bytes(p.read_bytes()) for p in eml_files(data_dir / "outbox")]
+
+
+# -- disk full ------------------------------------------------------------------
+
+
+def _drop(inbox, count: int, prefix: str = "m") -> None:
+    for n in range(count):
+        drop_mail(inbox, f"{prefix}{n}", item_mail(f"1503{n:02d}-43{n:02d}", f"{prefix}{n}",
+                                                   sender=f"karen{n}@kommune.example"),
+                  at("2027-01-04T08:00") + timedelta(minutes=n))
+
+
+def _cap_pages(engine, limit: dict) -> None:
+    """SQLite's own page limit stands for a full disk: every connection
+    checked out gets ``PRAGMA max_page_count`` (the current size: no growth)."""
+
+    @event.listens_for(engine, "checkout")
+    def _cap(dbapi_connection, _record, _proxy):
+        cursor = dbapi_connection.cursor()
+        size = cursor.execute("PRAGMA page_count").fetchone()[0]
+        cursor.execute(f"PRAGMA max_page_count={size if limit['full'] else 1 << 30}")
+        cursor.close()
+
+
+def _lines(caplog, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_sqlite_disk_full_refuses_new_mail_with_one_line_loses_nothing_and_resumes(tmp_path, monkeypatch, caplog):
+    app, _ = build(tmp_path, "2027-01-04T09:00", monkeypatch)
+    daemon, intake, source = Daemon(app, poll_seconds=0.01), Intake(app), FolderSource(tmp_path / "inbox")
+    limit = {"full": True}
+    _cap_pages(app.engine, limit)
+    app.engine.dispose()  # connections opened before the cap
+    _drop(tmp_path / "inbox", 12)
+    caplog.set_level(logging.INFO)
+    try:
+        for _ in range(POISON_AFTER + 1):  # more rounds than make a failing mail "poison"
+            assert daemon._intake_once(intake, source) is False
+        assert len(eml_files(tmp_path / "inbox")) == 12, "the mail stays in the mailbox"
+        assert not eml_files(tmp_path / "quarantine"), "a full disk is not the mail's fault"
+        [line] = _lines(caplog, "disk full")
+        assert "SQLite database" in line and "nothing is lost" in line
+
+        limit["full"] = False  # space is back
+        app.engine.dispose()
+        assert daemon._intake_once(intake, source) is True
+    finally:
+        intake.close()
+    assert len(_lines(caplog, "disk full")) == 1
+    assert len(_lines(caplog, "disk space is back")) == 1
+    assert not eml_files(tmp_path / "inbox") and len(eml_files(tmp_path / "processed")) == 12
+    with app.transaction() as repo:
+        assert repo.db.scalar(select(func.count()).select_from(Mail)) == 12
+    receipts = [p for p in eml_files(tmp_path / "outbox") if "-receipt-" in p.name]
+    assert len(receipts) == 12
+
+
+def test_outbox_folder_disk_full_waits_past_max_attempts_and_resumes(tmp_path, monkeypatch, caplog):
+    """ENOSPC from the file layer (the outbox folder's fsync), for longer than
+    the entry's attempts would allow: it stays queued, one line is logged,
+    and it goes once there is space."""
+    app, dispatcher = build(tmp_path, "2027-01-04T09:00", monkeypatch)
+    ingest(app, item_mail("150303-4321", "a"), "2027-01-04T09:00")
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    caplog.set_level(logging.INFO)
+    for _ in range(app.config.outbox.max_attempts + 3):
+        dispatcher.run_once()
+        app.clock.advance(timedelta(seconds=app.config.outbox.backoff_max_seconds))
+    receipts = [e for e in _outbox(app) if e[0] == "receipt"]
+    assert receipts and all(status == "pending" for _, status, _ in receipts), receipts
+    assert max(attempts for *_, attempts in receipts) > app.config.outbox.max_attempts
+    assert not list((tmp_path / "outbox").iterdir()), "no half-written file left"
+    [line] = _lines(caplog, "disk full")
+    assert "outbox folder" in line
+
+    monkeypatch.setattr(os, "fsync", real_fsync)  # space is back
+    app.clock.advance(timedelta(seconds=app.config.outbox.backoff_max_seconds))
+    dispatcher.run_once()
+    assert {status for kind, status, _ in _outbox(app) if kind == "receipt"} == {"done"}
+    assert len([p for p in eml_files(tmp_path / "outbox") if "-receipt-" in p.name]) == 1
+    assert len(_lines(caplog, "disk space is back")) == 1
+    assert not _lines(caplog, "failed permanently")

@@ -181,8 +181,7 @@ class Dispatcher:
             self._again_or_fail(entry_id, attempts, None, f"{type(exc).__name__} (unexpected)", report)
             return
         self._mark_done([entry_id])
-        if kind != "calendar":
-            self.disk.end("disk space is back: the outbox is being delivered again")
+        self.disk.end("disk space is back: the outbox is being delivered again")
         if payload.get("about") or payload["type"] == "itip":
             self._sent.append((kind, json.dumps(reached) if reached else recipients, payload))
         report.sent += 1

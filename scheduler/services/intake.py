@@ -133,9 +133,9 @@ class Intake:
         committed: list[bool] = []
         try:
             return self._decide_all(mails, kept(), guarded=False, committed=committed)
-        except Exception:
-            if committed:  # an after-commit callback failed: nothing to decide again
-                raise
+        except Exception as exc:
+            if committed or db.connection_lost(exc) or db.disk_full(exc):
+                raise  # an after-commit callback failed, or the database: nothing to decide again now
             parsed.extend(p for chunk in chunks for p in chunk)  # what the first pass did not reach
             return self._decide_all(mails, [parsed], guarded=True, committed=committed)
 

@@ -161,9 +161,20 @@ def _reason(exc: DBAPIError, engine: Engine) -> str:
     return reason.rstrip(".")[:200]
 
 
-def disk_full(exc: BaseException) -> bool:
+def disk_full(exc: BaseException | None) -> bool:
     """SQLite's "database or disk is full" (SQLITE_FULL), or ENOSPC/EDQUOT
-    from the file system: the disk, not the data, is at fault."""
+    from the file system: the disk, not the data, is at fault. Looks down
+    the chain too: SQLite rolls back on SQLITE_FULL, so what surfaces may be
+    the rollback's own error about a savepoint that is gone."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if _disk_full(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _disk_full(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", exc)
     if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
         return True
