@@ -6,7 +6,8 @@ are in the docstrings: what a method returns, raises, and what it may
 assume about ordering. Adapters
 raise ``TransientError`` for what a retry may cure (a timeout, a busy
 server) and ``PermanentError`` for what it will not (a refused recipient,
-bad credentials); nothing else escapes them.
+bad credentials); nothing else escapes them, but a transport's
+``PartialDelivery`` (some recipients refused, the others served).
 """
 
 from __future__ import annotations
@@ -35,6 +36,28 @@ class DiskFull(TransientError):
 
 class PermanentError(Exception):
     """A failure no retry will cure; it is reported to the administrator."""
+
+
+class PartialDelivery(Exception):
+    """The server took a message for some recipients and refused others.
+
+    ``refused`` maps each refused address to the server's reply code: a 4xx
+    may be retried for that address alone, a 5xx fails it alone. Every
+    recipient not in ``refused`` has the message (``delivered``: it is never
+    sent to them again)."""
+
+    def __init__(self, message: str, refused: Mapping[str, int], delivered: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.refused = dict(refused)
+        self.delivered = tuple(delivered)
+
+    @property
+    def temporary(self) -> tuple[str, ...]:
+        return tuple(a for a, code in self.refused.items() if 400 <= code < 500)
+
+    @property
+    def permanent(self) -> tuple[str, ...]:
+        return tuple(a for a, code in self.refused.items() if not 400 <= code < 500)
 
 
 class Disposition(str, Enum):
@@ -121,8 +144,12 @@ class MailTransport(Protocol):
     def send(self, mail: OutgoingMail) -> None:
         """Deliver ``mail`` to every recipient or raise.
 
-        Raises ``TransientError`` or ``PermanentError``. Sending the same
-        mail twice after a crash is possible; the outbox keeps it rare.
+        Raises ``TransientError`` or ``PermanentError`` when no recipient
+        has it, and ``PartialDelivery`` when the server refused some and
+        took it for the others (SMTP: per-recipient RCPT replies); a
+        transport that cannot tell recipients apart (folder, EWS, Graph)
+        never raises that. Sending the same mail twice after a crash is
+        possible; the outbox keeps it rare.
         """
 
     def close(self) -> None: ...

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.servers.ews",
     "tests.servers.graph",
     "tests.servers.graph_calendar",
+    "tests.servers.faults",
 ]

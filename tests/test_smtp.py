@@ -8,7 +8,7 @@ import pytest
 
 from scheduler.errors import ConfigError
 from scheduler.mail.smtp import SmtpTransport
-from scheduler.ports import MailTransport, OutgoingMail, PermanentError, TransientError
+from scheduler.ports import MailTransport, OutgoingMail, PartialDelivery, PermanentError, TransientError
 from scheduler.tls import client_context
 from tests.servers.smtp import SmtpServer
 
@@ -95,11 +95,30 @@ def test_550_is_permanent(smtp):
     assert smtp.messages == []
 
 
-def test_partial_refusal_is_permanent_and_names_the_count(smtp):
+def test_partial_refusal_names_each_refused_recipient_and_its_code(smtp):
     smtp.refuse("ukendt@kommune.example", "550 5.1.1 No such user")
-    with pytest.raises(PermanentError, match="1 of 3 recipients"):
-        transport(smtp).send(outgoing("a@kommune.example", "ukendt@kommune.example", "b@kommune.example"))
+    smtp.refuse("fuld@kommune.example", "452 4.2.2 Mailbox full")
+    with pytest.raises(PartialDelivery, match="2 of 4 recipients") as partial:
+        transport(smtp).send(outgoing("a@kommune.example", "ukendt@kommune.example", "fuld@kommune.example",
+                                      "b@kommune.example"))
+    assert partial.value.permanent == ("ukendt@kommune.example",)
+    assert partial.value.temporary == ("fuld@kommune.example",)
+    assert partial.value.delivered == ("a@kommune.example", "b@kommune.example")
     assert [m.recipients for m in smtp.messages] == [("a@kommune.example", "b@kommune.example")]
+
+
+def test_all_refused_with_4xx_and_5xx_is_partial_and_421_is_transient(smtp):
+    smtp.refuse("ukendt@kommune.example", "550 5.1.1 No such user")
+    smtp.refuse("travl@kommune.example", "451 4.3.0 Try again later")
+    sender = transport(smtp)
+    with pytest.raises(PartialDelivery) as partial:
+        sender.send(outgoing("ukendt@kommune.example", "travl@kommune.example"))
+    assert partial.value.delivered == () and partial.value.temporary == ("travl@kommune.example",)
+    smtp.refuse("lukker@kommune.example", "421 4.3.2 Shutting down")
+    with pytest.raises(TransientError, match="421"):
+        sender.send(outgoing("a@kommune.example", "lukker@kommune.example"))
+    sender.send(outgoing("a@kommune.example"))  # a new session
+    assert [m.recipients for m in smtp.messages] == [("a@kommune.example",)]
 
 
 def test_bad_password_is_permanent(smtp):

@@ -68,6 +68,8 @@ def dav_errors(what: str) -> Iterator[None]:
         raise TransientError(f"calendar object changed on the server during {what}; retry.") from None
     except dav_error.DAVError as exc:
         status = exc.status or 0
+        if status == 412:  # If-Match failed: someone changed it; the retry reads and merges again
+            raise TransientError(f"calendar object changed on the server during {what}; retry.") from None
         if status >= 500 or status in (408, 409, 423, 429):
             raise TransientError(f"CalDAV server failed {what} (HTTP {status}).") from None
         raise PermanentError(f"CalDAV server refused {what} (HTTP {status or 'error'}: "

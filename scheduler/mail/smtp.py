@@ -5,8 +5,10 @@ loopback address. The connection stays open across sends and is reopened
 once when the server dropped it in between. Replies map onto the ports'
 errors: 4xx and lost connections are ``TransientError``, 5xx (a refused
 recipient, bad credentials) ``PermanentError``; a message some recipients
-refused is a ``PermanentError`` naming how many (the others have it, so
-a retry would send it twice). Messages never reach a log line.
+refused (or all, with both 4xx and 5xx replies) is a ``PartialDelivery``
+naming each refused address and its code, so that the outbox retries only
+the 4xx ones and fails only the 5xx ones (the others have it). Messages
+never reach a log line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import smtplib
 import ssl
 
-from scheduler.ports import OutgoingMail, PermanentError, TransientError
+from scheduler.ports import OutgoingMail, PartialDelivery, PermanentError, TransientError
 from scheduler.tls import client_context, require_tls_or_loopback
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,15 @@ class SmtpTransport:
                     raise TransientError(f"The SMTP server {self.where} closed the connection.") from None
                 log.info("smtp connection lost; reconnecting server=%s", self.where)
         if refused:
-            codes = sorted({code for code, _ in refused.values()})
-            raise PermanentError(
-                f"The SMTP server {self.where} refused {len(refused)} of {len(mail.recipients)} "
-                f"recipients ({', '.join(map(str, codes))}); the others received the message.")
+            raise self._partial(refused, mail)
+
+    def _partial(self, refused: dict, mail: OutgoingMail) -> PartialDelivery:
+        codes = sorted({code for code, _ in refused.values()})
+        return PartialDelivery(
+            f"The SMTP server {self.where} refused {len(refused)} of {len(mail.recipients)} recipients "
+            f"({', '.join(map(str, codes))}); the others received the message.",
+            {address: code for address, (code, _) in refused.items()},
+            [address for address in mail.recipients if address not in refused])
 
     def check(self) -> str:
         """Connect, secure, log in and NOOP (``check-connection``); sends nothing."""
@@ -78,6 +85,11 @@ class SmtpTransport:
             raise
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
+            if 421 in codes:  # the server closed the session: nothing was sent, try it all again
+                self._drop()
+                raise self._by_code(421, "the session") from None
+            if len({code // 100 for code in codes}) > 1:  # 4xx for some, 5xx for others
+                raise self._partial(exc.recipients, mail) from None
             what = f"all {len(exc.recipients)} recipients"
             raise self._by_code(max(codes), what, codes) from None
         except smtplib.SMTPSenderRefused as exc:

@@ -10,7 +10,14 @@ third time.) A simulation (``durable=False``) is a rehearsal: there they
 are committed once a run. Transient failures back off exponentially
 (tenacity's wait, honouring a server's own ``retry_after`` such as EWS
 ``BackOffMilliseconds``); permanent ones, or too many attempts, mark the
-entry failed and queue a report to the administrator.
+entry failed (``sparring outbox --failed``). The administrator gets one
+mail per outage episode (``episodes``), not one per failure or retry.
+
+A mail some recipients refused (``PartialDelivery``) is not sent again to
+those who have it: the entry keeps only the temporarily refused (4xx) and
+retries them at its back-off; the permanently refused (5xx) are split off
+into an entry of their own, failed and reported, so that ``outbox --retry``
+can send it to them alone once their address is mended.
 """
 
 from __future__ import annotations
@@ -28,9 +35,17 @@ from tenacity import wait_exponential
 
 from scheduler.calendars.invitation import invitation_mail
 from scheduler.calendars.serial import meeting_from_json
-from scheduler.mail.compose import text_mail, to_bytes
-from scheduler.ports import (CalendarBackend, DiskFull, MailTransport, OutgoingMail, PermanentError,
-                             TransientError)
+from scheduler.mail.compose import to_bytes
+from scheduler.ports import (
+    CalendarBackend,
+    DiskFull,
+    MailTransport,
+    OutgoingMail,
+    PartialDelivery,
+    PermanentError,
+    TransientError,
+)
+from scheduler.services.episodes import Episodes
 from scheduler.services.outage import Episode
 from scheduler.services.protection import protect
 from scheduler.store.tables import OutboxEntry
@@ -61,6 +76,8 @@ class Dispatcher:
         self.max_attempts = cfg.max_attempts
         self._wait = wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds)
         self._lock = threading.Lock()  # the intake loop and the scheduler's thread share it
+        self.episodes = Episodes(app)
+        self.progress = lambda: None  # called after each attempt: the daemon's watchdog sees the sender move
         self.disk = Episode(log)  # the outbox folder's disk full: logged once, not per entry
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
@@ -104,6 +121,7 @@ class Dispatcher:
         try:
             self.calendar.put_many([meeting_from_json(p["meeting"]) for _, p, _ in puts])
         except TransientError as exc:
+            self.episodes.failed("calendar", self._where("calendar"), _safe(exc), "calendar")
             for entry_id, _, attempts in puts:
                 self._retry_later(entry_id, attempts, exc.retry_after, _safe(exc))
             report.retried += len(puts)
@@ -113,6 +131,7 @@ class Dispatcher:
                 self._attempt(entry_id, "calendar", "[]", payload, attempts, report)
             return
         self._mark_done([entry_id for entry_id, _, _ in puts])
+        self.episodes.succeeded("calendar")
         report.sent += len(puts)
 
     def _claim_due(self, limit: int) -> list[tuple[int, tuple]]:
@@ -161,6 +180,7 @@ class Dispatcher:
         self._done = []
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:
+        target = _target(payload)
         try:
             reached = self._deliver(kind, recipients, payload)
         except DiskFull as exc:  # not the entry's fault: it waits for space, whatever its attempts
@@ -170,21 +190,74 @@ class Dispatcher:
             report.retried += 1
             return
         except TransientError as exc:
-            self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report)
+            self._outage(target, _safe(exc), kind, attempts, exc.retry_after)
+            self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report, kind)
             return
         except PermanentError as exc:
             self._fail(entry_id, _safe(exc), report)
             return
+        except PartialDelivery as exc:
+            self._partial(entry_id, kind, payload, attempts, exc, report)
+            return
         except Exception as exc:  # an adapter's unmapped error or a bug: this entry's alone
             # The class only: an unknown exception's text may hold anything.
             log.error("outbox entry raised unexpectedly id=%s kind=%s error=%s", entry_id, kind, type(exc).__name__)
-            self._again_or_fail(entry_id, attempts, None, f"{type(exc).__name__} (unexpected)", report)
+            error = f"{type(exc).__name__} (unexpected)"
+            self._outage(target, error, kind, attempts, None)
+            self._again_or_fail(entry_id, attempts, None, error, report, kind)
             return
+        finally:
+            self.progress()
         self._mark_done([entry_id])
         self.disk.end("disk space is back: the outbox is being delivered again")
-        if payload.get("about") or payload["type"] == "itip":
-            self._sent.append((kind, json.dumps(reached) if reached else recipients, payload))
+        self.episodes.succeeded(target)
+        self._audit_reached(kind, json.dumps(reached) if reached else recipients, payload)
         report.sent += 1
+
+    def _audit_reached(self, kind: str, recipients: str, payload: dict) -> None:
+        if payload.get("about") or payload["type"] == "itip":
+            self._sent.append((kind, recipients, payload))
+
+    def _partial(self, entry_id: int, kind: str, payload: dict, attempts: int, exc: PartialDelivery,
+                 report) -> None:
+        """Some recipients have it: never again to them. The 5xx ones are
+        split off, failed and reported; the 4xx ones stay, to be retried."""
+        if exc.delivered:
+            self._audit_reached(kind, json.dumps(list(exc.delivered)), payload)
+            report.sent += 1
+        error = _safe(exc)
+        if exc.permanent:
+            self._split_failed(entry_id, exc.permanent, error, report)
+            self.episodes.failed("mail", self._where("mail"), error, kind)
+        with self.app.transaction() as repo:
+            entry = repo.db.get(OutboxEntry, entry_id)
+            entry.recipients = json.dumps(list(exc.temporary))
+        if exc.temporary:
+            self._again_or_fail(entry_id, attempts, None, error, report)
+        else:
+            self._mark_done([entry_id])
+
+    def _split_failed(self, entry_id: int, refused: tuple[str, ...], error: str, report) -> None:
+        """A failed copy of the entry for these recipients alone (``outbox --retry`` sends it to them)."""
+        with self.app.transaction() as repo:
+            entry = repo.db.get(OutboxEntry, entry_id)
+            repo.db.add(OutboxEntry(
+                dedupe_key=f"{entry.dedupe_key}:refused:{entry.attempts}"[-200:], kind=entry.kind,
+                recipients=json.dumps(list(refused)), payload_enc=entry.payload_enc, status="failed",
+                attempts=entry.attempts, next_attempt_at=entry.next_attempt_at, last_error=error[:500],
+                created_at=entry.created_at, purge_after=entry.purge_after))
+        log.error("outbox entry refused for %d recipients id=%s kind=%s error=%s",
+                  len(refused), entry_id, "mail", error)
+        report.failed += 1
+
+    def _outage(self, target: str, error: str, kind: str, attempts: int, retry_after: float | None) -> None:
+        """A retryable failure: the episode's report waits for the mail server's back-off."""
+        not_before = self.app.now() + self.backoff(attempts, retry_after) if target == "mail" else None
+        self.episodes.failed(target, self._where(target), error, kind, not_before)
+
+    def _where(self, target: str) -> str:
+        backend = self.transport if target == "mail" else self.calendar
+        return str(getattr(backend, "where", type(backend).__name__))
 
     def _audit_sent(self) -> None:
         """One audit row per citizen per mail sent with their data (agenda,
@@ -203,8 +276,10 @@ class Dispatcher:
                     repo.audit(f"{kind}-sent", subject=subject, series=series, recipients=to,
                                session_start=datetime.fromisoformat(start), message_id=message_id)
 
-    def _again_or_fail(self, entry_id: int, attempts: int, retry_after: float | None, error: str, report) -> None:
-        if attempts >= self.max_attempts:
+    def _again_or_fail(self, entry_id: int, attempts: int, retry_after: float | None, error: str, report,
+                       kind: str = "") -> None:
+        # An outage's report waits out the outage: it is the one mail that says so.
+        if attempts >= self.max_attempts and kind != "report":
             self._fail(entry_id, f"{error.partition(':')[0]} after {attempts} attempts", report)
         else:
             self._retry_later(entry_id, attempts, retry_after, error)
@@ -268,24 +343,15 @@ class Dispatcher:
             entry = repo.db.get(OutboxEntry, entry_id)
             entry.status, entry.last_error = "failed", error[:500]
             log.error("outbox entry failed permanently id=%s kind=%s error=%s", entry_id, entry.kind, error)
-            if entry.kind != "report":
-                self._report(repo, entry, error)
+            kind = entry.kind
+        target = "calendar" if kind == "calendar" else "mail"
+        self.episodes.failed(target, self._where(target), error, kind)
         report.failed += 1
 
-    def _report(self, repo, entry: OutboxEntry, error: str) -> None:
-        admin = self.app.config.service.admin
-        body = (
-            f"sparring kunne ikke levere en udgående besked (nr. {entry.id}, type {entry.kind}).\n"
-            f"Fejl: {error}\nForsøg: {entry.attempts}\n\n"
-            "Se 'sparring status' og 'sparring outbox --failed'. Beskeden er gemt og kan sendes igen "
-            f"med 'sparring outbox --retry {entry.id}'.\n"
-        )
-        message = text_mail(
-            sender=self.app.forum_address, sender_name=self.app.forum_name, to=[admin],
-            subject=f"sparring: levering mislykkedes (nr. {entry.id})", body=body,
-            sent_at=self.app.now(), language="da",
-        )
-        repo.enqueue_mail(message, kind="report", dedupe_key=f"failure:{entry.id}", recipients=[admin])
+
+def _target(payload: dict) -> str:
+    """The server an entry goes to: the mail server or the calendar server."""
+    return "calendar" if payload["type"].startswith("calendar-") else "mail"
 
 
 _MESSAGE_ID = re.compile(r"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)

@@ -4,7 +4,9 @@ Two listeners share one handler: submission with STARTTLS required before
 anything else and AUTH (PLAIN/LOGIN) only over TLS, and SMTPS (implicit
 TLS). The certificate comes from ``tests/servers/tls.py``. The handler
 keeps every accepted message for assertions and can be told to answer a
-given recipient with a temporary (451) or permanent (550) refusal.
+given recipient with a refusal (421/451/452 temporary, 550/554 permanent),
+for ever or ``times`` times, and the DATA of the next messages likewise.
+Faults on the wire (resets, stalls) are ``tests/servers/faults.py``'s.
 
 Fixtures:
 - ``smtp_server``: session; the running server (``SmtpServer``).
@@ -38,16 +40,26 @@ class Handler:
     """aiosmtpd handler: refusals by recipient, and what was accepted."""
 
     messages: list[Received] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)  # address -> "451 ..." / "550 ..."
+    refuse: dict[str, list] = field(default_factory=dict)  # address -> ["451 ...", times left or None]
+    data_answers: list[str] = field(default_factory=list)  # the next DATA replies, e.g. "554 ..."
+    attempts: list[tuple[str, ...]] = field(default_factory=list)  # RCPTs offered, per DATA
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        answer = self.refuse.get(address.lower())
-        if answer:
+        refusal = self.refuse.get(address.lower())
+        if refusal:
+            answer, left = refusal
+            if left is not None:
+                refusal[1] = left - 1
+                if left <= 1:
+                    del self.refuse[address.lower()]
             return answer
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        self.attempts.append(tuple(envelope.rcpt_tos))
+        if self.data_answers:
+            return self.data_answers.pop(0)
         login = session.auth_data if session.authenticated else None
         self.messages.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos),
                                       bytes(envelope.original_content or envelope.content), login))
@@ -80,13 +92,20 @@ class SmtpServer:
     def messages(self) -> list[Received]:
         return self.handler.messages
 
-    def refuse(self, address: str, answer: str) -> None:
-        """Answer RCPT TO for ``address`` with ``answer``, e.g. "550 5.1.1 No such user"."""
-        self.handler.refuse[address.lower()] = answer
+    def refuse(self, address: str, answer: str, times: int | None = None) -> None:
+        """Answer RCPT TO for ``address`` with ``answer``, e.g. "550 5.1.1 No such user";
+        ``times`` times, or until ``reset``."""
+        self.handler.refuse[address.lower()] = [answer, times]
+
+    def refuse_data(self, *answers: str) -> None:
+        """Answer the next DATA commands with these, one each (e.g. "451 4.3.0 Busy")."""
+        self.handler.data_answers.extend(answers)
 
     def reset(self) -> None:
         self.handler.messages.clear()
         self.handler.refuse.clear()
+        self.handler.data_answers.clear()
+        self.handler.attempts.clear()
 
 
 def _free_port() -> int:

@@ -1,0 +1,124 @@
+"""The outbox under a failing mail server (issue 14, item 2), through the
+fault injector in front of a real aiosmtpd: partial acceptance, outages
+reported once per episode, everything sent once the server is back."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from scheduler.config import load_config
+from scheduler.mail.compose import text_mail
+from scheduler.mail.smtp import SmtpTransport
+from scheduler.services.dispatch import Dispatcher, retry_failed
+from scheduler.services.status import outbox_rows
+from scheduler.store.tables import OutboxEntry
+from scheduler.tls import client_context
+from tests.appkit import CONFIG, build
+
+pytestmark = pytest.mark.servers
+
+ADMIN = "it-drift@kommune.example"
+
+
+def _config(max_attempts: int = 4):
+    config = load_config(CONFIG)
+    outbox = config.outbox.model_copy(update={"max_attempts": max_attempts, "backoff_seconds": 2.0,
+                                              "backoff_max_seconds": 8.0})
+    return config.model_copy(update={"outbox": outbox})
+
+
+def _dispatcher(tmp_path, monkeypatch, faults, smtp, **config):
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config(**config))
+    proxy = faults.smtp
+    transport = SmtpTransport(proxy.host, proxy.port, "starttls", smtp.user, smtp.password,
+                              client_context(smtp.ca_file), timeout=5, local_hostname="localhost")
+    return app, Dispatcher(app, transport, None)
+
+
+def _queue(app, key: str, *to: str) -> None:
+    message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=list(to),
+                        subject=f"Besked {key}", body="Hej.\n", sent_at=app.now(), language="da")
+    with app.transaction() as repo:
+        repo.enqueue_mail(message, kind="alert", dedupe_key=key, recipients=list(to))
+
+
+def _admin_mails(smtp) -> list:
+    return [m for m in smtp.messages if m.recipients == (ADMIN,)]
+
+
+def _statuses(app) -> list[tuple[str, list[str]]]:
+    with app.transaction() as repo:
+        rows = repo.db.execute(select(OutboxEntry.status, OutboxEntry.recipients, OutboxEntry.kind)
+                               .order_by(OutboxEntry.id)).all()
+    return [(status, json.loads(to)) for status, to, kind in rows if kind != "report"]
+
+
+def test_partial_acceptance_retries_only_the_4xx_and_fails_only_the_5xx(tmp_path, monkeypatch, faults, smtp):
+    app, dispatcher = _dispatcher(tmp_path, monkeypatch, faults, smtp)
+    a, busy, unknown = "a@kommune.example", "fuld@kommune.example", "ukendt@kommune.example"
+    smtp.refuse(busy, "452 4.2.2 Mailbox full", times=1)
+    smtp.refuse(unknown, "550 5.1.1 No such user")
+    _queue(app, "k1", a, busy, unknown)
+    dispatcher.run_once()
+    assert [m.recipients for m in smtp.messages] == [(a,)]
+    assert _statuses(app) == [("pending", [busy]), ("failed", [unknown])]
+    [failed] = outbox_rows(app, failed_only=True)
+    assert "to=1" in failed and "550" in failed
+    app.clock.advance(timedelta(seconds=9))  # past the back-off cap
+    dispatcher.run_once()
+    assert [m.recipients for m in smtp.messages if m.recipients != (ADMIN,)] == [(a,), (busy,)]
+    assert len(_admin_mails(smtp)) == 1  # the 550 reported, once
+    assert _statuses(app) == [("done", [busy]), ("failed", [unknown])]
+    smtp.reset()  # the address is mended: the failed copy goes to the refused recipient alone
+    assert retry_failed(app) == 1
+    dispatcher.run_once()
+    assert [m.recipients for m in smtp.messages] == [(unknown,)]
+
+
+def test_an_outage_is_one_admin_mail_and_everything_leaves_when_the_server_returns(
+        tmp_path, monkeypatch, faults, smtp):
+    app, dispatcher = _dispatcher(tmp_path, monkeypatch, faults, smtp, max_attempts=3)
+    faults.smtp.down()
+    for n in range(4):
+        _queue(app, f"k{n}", f"person{n}@kommune.example")
+    for round_ in range(4):  # retries across the back-off; the first four run out of attempts
+        dispatcher.run_once()
+        app.clock.advance(timedelta(seconds=9))
+        if round_ == 1:
+            _queue(app, "late", "late@kommune.example")
+    assert smtp.messages == []
+    statuses = [s for s, _ in _statuses(app)]
+    assert statuses.count("failed") == 4 and statuses.count("pending") == 1
+    faults.smtp.up()
+    dispatcher.run_once()
+    assert len(_admin_mails(smtp)) == 1, "one mail for the whole outage"
+    assert [m.recipients for m in smtp.messages if m.recipients != (ADMIN,)] == [("late@kommune.example",)]
+    assert retry_failed(app) == 4
+    dispatcher.run_once()
+    assert len(smtp.messages) == 6  # nothing lost
+    # A second outage is a second episode: one more mail.
+    faults.smtp.down()
+    _queue(app, "again", "again@kommune.example")
+    dispatcher.run_once()
+    faults.smtp.up()
+    app.clock.advance(timedelta(seconds=9))
+    dispatcher.run_once()
+    assert len(_admin_mails(smtp)) == 2
+
+
+def test_a_connection_cut_mid_data_is_retried_and_sent_once(tmp_path, monkeypatch, faults, smtp):
+    app, dispatcher = _dispatcher(tmp_path, monkeypatch, faults, smtp)
+    dispatcher.run_once()  # nothing queued; the transport is not even opened
+    _queue(app, "k1", "a@kommune.example")
+    faults.smtp.toxic("reset_peer", stream="upstream", after_bytes=900)  # past EHLO/STARTTLS, inside DATA
+    dispatcher.run_once()
+    assert smtp.messages == [] and _statuses(app) == [("pending", ["a@kommune.example"])]
+    faults.smtp.heal()
+    app.clock.advance(timedelta(seconds=9))
+    dispatcher.run_once()
+    assert [m.recipients for m in smtp.messages if m.recipients != (ADMIN,)] == [("a@kommune.example",)]
+    assert len(_admin_mails(smtp)) == 1
