@@ -27,6 +27,7 @@ from scheduler.mail.smtp import SmtpTransport
 from scheduler.services import deadlines
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import POISON_AFTER, Intake
+from scheduler.store.db import connection_lost
 from scheduler.store.tables import Mail, OutboxEntry, SessionState
 from scheduler.tls import client_context
 from tests.appkit import at, build, ingest, item_mail
@@ -246,3 +247,61 @@ def test_outbox_folder_disk_full_waits_past_max_attempts_and_resumes(tmp_path, m
     assert len([p for p in eml_files(tmp_path / "outbox") if "-receipt-" in p.name]) == 1
     assert len(_lines(caplog, "disk space is back")) == 1
     assert not _lines(caplog, "failed permanently")
+
+
+# -- PostgreSQL lost, and failed over -----------------------------------------
+
+
+class _Cutter:
+    """Kills the PostgreSQL backend of the connection a batch runs on, from
+    another connection (``pg_terminate_backend``), just before the batch's
+    ``at``-th statement: the server side of "lost mid-transaction"."""
+
+    def __init__(self, engine, cluster) -> None:
+        self.cluster, self.at, self.count, self.cuts = cluster, set(), 0, 0
+        event.listen(engine, "before_cursor_execute", self._before)
+
+    def arm(self, *at: int) -> None:
+        self.at, self.count = set(at), 0
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.count += 1
+        if self.count in self.at:
+            self.cuts += 1
+            self.cluster.sql(f"SELECT pg_terminate_backend({conn.connection.dbapi_connection.info.backend_pid}, 10000)")
+
+
+def _postgres_app(tmp_path, monkeypatch, cluster):
+    cluster.sql("CREATE DATABASE sparring")
+    return build(tmp_path, "2027-01-04T09:00", monkeypatch, db_url=cluster.url("sparring"))
+
+
+def test_postgresql_lost_mid_batch_decides_the_batch_again_and_nothing_twice(tmp_path, monkeypatch, own_postgres):
+    """The connection killed at several points of a batch, round after
+    round: each round rolls back whole (no per-mail pass, which would blame
+    each mail), the mail stays in the inbox, never counted as poison, and
+    the round after the server holds decides every mail once, with one
+    receipt each."""
+    app, dispatcher = _postgres_app(tmp_path, monkeypatch, own_postgres)
+    intake, source = Intake(app), FolderSource(tmp_path / "inbox")
+    _drop(tmp_path / "inbox", 8)
+    cutter = _Cutter(app.engine, own_postgres)
+    try:
+        for statement in (3, 9, 15, 21):  # early and late in the batch, and in a per-mail pass
+            cutter.arm(statement, statement + 6)
+            with pytest.raises(Exception) as raised:
+                intake.run(source)
+            assert connection_lost(raised.value), raised.value
+            assert len(eml_files(tmp_path / "inbox")) == 8
+        cutter.arm()
+        assert len(intake.run(source)) == 8
+    finally:
+        intake.close()
+    assert cutter.cuts >= 4
+    assert not eml_files(tmp_path / "inbox") and not eml_files(tmp_path / "quarantine")
+    with app.transaction() as repo:
+        assert repo.db.scalar(select(func.count()).select_from(Mail)) == 8
+        receipts = [e for e in repo.db.scalars(select(OutboxEntry)) if e.kind == "receipt"]
+    assert len(receipts) == 8 and len({e.dedupe_key for e in receipts}) == 8
+    dispatcher.run_once()
+    assert len([p for p in eml_files(tmp_path / "outbox") if "-receipt-" in p.name]) == 8
