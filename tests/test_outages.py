@@ -15,6 +15,8 @@ import email
 import errno
 import logging
 import os
+import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -29,9 +31,11 @@ from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import POISON_AFTER, Intake
 from scheduler.store.db import connection_lost
 from scheduler.store.tables import Mail, OutboxEntry, SessionState
+from scheduler.store.keys import new_key
 from scheduler.tls import client_context
 from tests.appkit import at, build, ingest, item_mail
-from tests.daemonkit import drop_mail, eml_files
+from tests.daemonkit import CPR_LIKE, Proc, drop_mail, eml_files, environment, outbox_kind, wait_for, write_config
+from tests.servers.postgres import standby_of
 
 SESSION = "unge/2027-01-07"  # its deadline: Monday 2027-01-04 12:00
 COORDINATOR = "koordinator.unge@kommune.example"
@@ -305,3 +309,51 @@ def test_postgresql_lost_mid_batch_decides_the_batch_again_and_nothing_twice(tmp
     assert len(receipts) == 8 and len({e.dedupe_key for e in receipts}) == 8
     dispatcher.run_once()
     assert len([p for p in eml_files(tmp_path / "outbox") if "-receipt-" in p.name]) == 8
+
+
+def test_failover_to_a_promoted_standby_within_the_lease_time(tmp_path, own_postgres):
+    """``storage.url`` names both servers (``host=`` twice) with
+    ``target_session_attrs=read-write``; the primary dies, the synchronous
+    standby is promoted (``pg_ctl promote``), and the running daemon carries
+    on against it inside its lease's TTL: nothing it committed is lost, the
+    mail that came meanwhile is answered, and it never gives up its lease."""
+    ttl, renew = 10, 1
+    primary = own_postgres
+    primary.sql("CREATE DATABASE sparring")
+    standby = standby_of(primary)
+    try:
+        url = (f"postgresql+psycopg://{primary.user}@/sparring?host=127.0.0.1:{primary.port}"
+               f"&host=127.0.0.1:{standby.port}&target_session_attrs=read-write")
+        config = write_config(tmp_path / "sparring.toml", storage_url=url)
+        env = environment(new_key(), SPARRING_LEASE_TTL=str(ttl), SPARRING_LEASE_RENEW=str(renew))
+        data = tmp_path / "var"
+        daemon = Proc(data, "run", env=env, config=config, log_path=tmp_path / "daemon.log")
+        try:
+            daemon.wait_log(r'msg="running holder=', 60)
+            drop_mail(data / "inbox", "before", item_mail("150303-4321", "f1"))
+            wait_for(lambda: len(outbox_kind(data, "receipt")) == 1, 30, "the first receipt")
+            primary.stop()  # immediate: as if it died
+            lost = time.monotonic()
+            daemon.wait_log("database unreachable", renew + 10)
+            standby.promote()
+            drop_mail(data / "inbox", "after", item_mail("110698-2345", "f2"))
+            wait_for(lambda: len(outbox_kind(data, "receipt")) == 2 and not eml_files(data / "inbox"),
+                     ttl, "the mail answered against the promoted standby")
+            assert time.monotonic() - lost < ttl
+            daemon.wait_log("database reachable again", 10)
+            assert daemon.running()
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(20) == 0
+        finally:
+            daemon.close()
+        log = daemon.log()
+        assert "lease lost" not in log and "lease lapsed" not in log
+        assert log.count("database unreachable") == 1
+        assert not CPR_LIKE.search(log)
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=standby.port, user=standby.user, dbname="sparring") as conn:
+            assert conn.execute("SELECT count(*) FROM mails").fetchone()[0] == 2
+            assert conn.execute("SELECT count(*) FROM outbox WHERE kind = 'receipt'").fetchone()[0] == 2
+    finally:
+        standby.remove()

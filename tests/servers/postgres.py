@@ -148,7 +148,7 @@ def standby_of(primary: PgCluster) -> PgCluster:
     lost when the standby is promoted."""
     standby = _new_root(primary.user, primary.bin_dir)
     standby.run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", primary.user,
-                "-D", str(standby.data_dir), "-R", "-X", "stream", "--no-sync")
+                "-D", str(standby.data_dir), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast")
     _configure(standby, "cluster_name = 'standby'")
     standby.start()
     primary.sql("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
