@@ -2,10 +2,13 @@
 
 Wiring: configuration → adapters → jobs. The main thread runs the intake
 loop (IMAP IDLE, or polling) and renews the lease; APScheduler runs the
-timed jobs (agendas at deadlines, publishing, purge, outbox) from a job
-store in the same database, so they survive restarts and missed ones run
-once, late, when the service is back: after the mail that waited in the
+timed jobs (agendas at deadlines, publishing, purge) from a job store in
+the same database, so they survive restarts and missed ones run once,
+late, when the service is back: after the mail that waited in the
 mailbox has been taken in, so items that arrived in time are on them.
+The outbox has a thread of its own (``sender``): a failing or stalled
+mail server never holds up intake or the jobs. The systemd watchdog is
+fed by the intake loop, and only while the sender is not stuck.
 SIGTERM/SIGINT stop it after the current job.
 """
 
@@ -24,6 +27,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from scheduler import jobs, systemd
+from scheduler.sender import Sender
 from scheduler.ports import PermanentError, TransientError
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
@@ -56,7 +60,11 @@ class Daemon:
         self.dispatcher = Dispatcher(app, make_transport(self.config, app.data_dir, app.clock),
                                      make_calendar(self.config, app.data_dir))
         self.scheduler: BackgroundScheduler | None = None
+        self.sender: Sender | None = None
+        # No progress inside a send round for this long is a hang (every adapter has socket timeouts).
+        self.stall_after = 2.0 * self.config.outbox.smtp.timeout_seconds + 30
         self._renewed = time.monotonic()
+        self._stall_logged = False
         self.lease_lost = False
         # Logged once each, when they begin and when they end, not every round.
         self.database = Episode(logging.getLogger("sparring.database"))
@@ -111,14 +119,19 @@ class Daemon:
         if self.stopping.is_set():
             return 0
         try:
+            self.sender = Sender(self.app, self.dispatcher, self.stopping)
             self._start_scheduler()
+            self.sender.start()
             systemd.notify("READY=1", "STATUS=running")
             log.info("running holder=%s source=%s", self.holder, self.config.intake.source)
             self._intake_loop()
         finally:
             systemd.notify("STOPPING=1")
+            self.stopping.set()
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=True)
+            if self.sender is not None:
+                self.sender.stop(timeout=self.config.outbox.smtp.timeout_seconds + 5.0)
             self._release()
             log.info("stopped")
         return LEASE_LOST if self.lease_lost else 0
@@ -138,7 +151,8 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=tz,
         )
-        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler, database=self.database)
+        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler, sender=self.sender,
+                                    database=self.database)
         # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
         # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
@@ -190,7 +204,7 @@ class Daemon:
                 took = self._intake_once(intake, source)
                 if not self._keep_lease():
                     return
-                systemd.notify("WATCHDOG=1")
+                self._feed_watchdog()
                 if took:
                     continue  # more may wait (a burst): fetch again before idling
                 timeout = min(self.poll, watchdog or self.poll, lease.RENEW_EVERY.total_seconds())
@@ -198,6 +212,18 @@ class Daemon:
         finally:
             source.close()
             intake.close()
+
+    def _feed_watchdog(self) -> None:
+        """WATCHDOG=1 while the jobs progress: a sender stuck past every
+        socket timeout is not fed for, so systemd restarts the service."""
+        stuck = self.sender.stalled(self.stall_after) if self.sender is not None else None
+        if stuck is None:
+            self._stall_logged = False
+            systemd.notify("WATCHDOG=1")
+        elif not self._stall_logged:
+            self._stall_logged = True
+            log.error("the outbox sender has made no progress for %.0f s; the systemd watchdog is "
+                      "no longer fed", stuck)
 
     def _keep_lease(self) -> bool:
         """Renew the lease when due. While the database cannot be asked (a
@@ -259,11 +285,9 @@ class Daemon:
             self.disk.end("disk space is back: taking in mail again")
             self.database.end("database reachable again: sparring carries on")
             log.info("intake mails=%d", len(outcomes))
-            try:
-                while self.dispatcher.run_once().sent:  # answer now, not at the next dispatch job
+            if self.sender is not None:
+                self.sender.wake()  # answer now, on the sender's thread: never waited for here
+            else:
+                while self.dispatcher.run_once().sent:
                     pass
-            except Exception as exc:  # the database went away meanwhile: the dispatch job retries
-                if not (connection_lost(exc) or disk_full(exc)):
-                    raise
-                self._intake_failed(exc)
         return bool(outcomes)

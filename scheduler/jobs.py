@@ -26,6 +26,15 @@ class Runtime:
     scheduler: object = None
     extra: dict = field(default_factory=dict)
     database: Episode = field(default_factory=lambda: Episode(logging.getLogger("sparring.database")))
+    sender: object = None  # the outbox thread (``sparring run``); None: send here and now
+
+    def send(self, limit: int = 200) -> None:
+        """Have what was queued sent: the sender woken, or (``--once``) sent now.
+        A job never waits for a mail server: a stalled one holds up only the sender."""
+        if self.sender is not None:
+            self.sender.wake()
+        else:
+            self.dispatcher.run_once(limit=limit)
 
 
 RUNTIME: Runtime | None = None
@@ -63,7 +72,7 @@ def agenda(session_key: str) -> None:
     rt = _runtime()
     if deadlines.send_agenda(rt.app, session_key):
         log.info("agenda queued session=%s", session_key)
-        rt.dispatcher.run_once()
+        rt.send()
 
 
 @_outlasts_outages
@@ -71,7 +80,7 @@ def reminder(session_key: str) -> None:
     """Remind the caseworkers' list of a coming deadline."""
     rt = _runtime()
     if deadlines.send_reminder(rt.app, session_key):
-        rt.dispatcher.run_once()
+        rt.send()
 
 
 @_outlasts_outages
@@ -81,7 +90,7 @@ def publish() -> None:
     app = rt.app
     publishing.publish_horizon(app)
     schedule_agendas(rt)
-    rt.dispatcher.run_once(limit=5000)
+    rt.send(limit=5000)
 
 
 def schedule_agendas(rt: Runtime) -> None:
@@ -109,7 +118,7 @@ def cooperation() -> None:
     booked = meetings.book_cooperation(rt.app)
     if booked:
         log.info("cooperation meetings booked count=%d", len(booked))
-    rt.dispatcher.run_once()
+    rt.send()
 
 
 @_outlasts_outages
@@ -126,7 +135,8 @@ def catch_up() -> None:
 
 @_outlasts_outages
 def dispatch() -> None:
-    _runtime().dispatcher.run_once()
+    """The stored periodic job of earlier versions: now only a wake-up (the sender keeps its own times)."""
+    _runtime().send()
 
 
 @_outlasts_outages

@@ -5,7 +5,7 @@ reported once per episode, everything sent once the server is back."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -122,3 +122,87 @@ def test_a_connection_cut_mid_data_is_retried_and_sent_once(tmp_path, monkeypatc
     dispatcher.run_once()
     assert [m.recipients for m in smtp.messages if m.recipients != (ADMIN,)] == [("a@kommune.example",)]
     assert len(_admin_mails(smtp)) == 1
+
+
+# -- the other servers: their own back-off honoured, one report per outage ---
+
+
+def _waits(app) -> float:
+    """Seconds until the queued mail's next attempt."""
+    with app.transaction() as repo:
+        due = repo.db.scalar(select(OutboxEntry.next_attempt_at).where(OutboxEntry.kind == "alert"))
+    due = due if due.tzinfo else due.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    return (due - app.now()).total_seconds()
+
+
+def _reports(app) -> int:
+    with app.transaction() as repo:
+        return len(repo.db.scalars(select(OutboxEntry).where(OutboxEntry.kind == "report")).all())
+
+
+def test_graph_429_waits_its_retry_after_and_an_expired_token_is_renewed(
+        tmp_path, monkeypatch, graph_server, graph):
+    from scheduler.graph.mailbox import GraphTransport
+    from tests.servers.graph import MAILBOX
+    from tests.test_graph_mailbox import graph_client
+
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config())
+    slept: list[float] = []
+    dispatcher = Dispatcher(app, GraphTransport(graph_client(graph_server, sleep=slept.append), MAILBOX), None)
+    graph.fail_next("POST", "/sendMail$", 429, retry_after=600, times=3)
+    _queue(app, "k1", "a@kommune.example")
+    dispatcher.run_once()
+    assert slept == [] and not graph.mailbox().sent  # 600 s is not slept inside the sender's round
+    assert _waits(app) >= 599  # Graph's Retry-After, above our own back-off cap (8 s)
+    app.clock.advance(timedelta(seconds=601))
+    graph.expire_tokens()
+    dispatcher.run_once()  # 401: the token renewed, then 429 again
+    app.clock.advance(timedelta(seconds=601))
+    dispatcher.run_once()
+    app.clock.advance(timedelta(seconds=601))
+    dispatcher.run_once()
+    assert len(graph.mailbox().sent) == 2  # the mail and the one report
+    assert _reports(app) == 1
+
+
+def test_ews_server_busy_waits_its_back_off(tmp_path, monkeypatch, ews_server, ews):
+    from exchangelib.protocol import Protocol
+
+    from scheduler.exchange.account import build_account
+    from scheduler.exchange.mailbox import ExchangeTransport
+    from tests.test_exchange_calendar import exchange_config
+
+    Protocol.clear_cache()
+    account = build_account(exchange_config(ews_server.url), "hemmeligt", max_wait=2)
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config())
+    dispatcher = Dispatcher(app, ExchangeTransport(account), None)
+    ews.fail_next("CreateItem", backoff_ms=120_000)
+    _queue(app, "k1", "a@kommune.example")
+    dispatcher.run_once()
+    assert not ews.in_folder("sentitems")
+    assert _waits(app) >= 119  # the server's BackOffMilliseconds, above our own back-off cap (8 s)
+    app.clock.advance(timedelta(seconds=121))
+    dispatcher.run_once()
+    assert len(ews.in_folder("sentitems")) == 2  # the mail and the one report
+
+
+def test_caldav_503_412_and_a_cut_are_retried_and_reported_once(tmp_path, monkeypatch, faults, radicale_server):
+    from scheduler.services.publishing import publish_horizon
+    from tests.servers.faults import http_reply
+    from tests.test_caldav import make_backend
+
+    app, folder = build(tmp_path, "2027-01-04T08:00", monkeypatch, config=_config(max_attempts=10))
+    backend = make_backend(faults.caldav.url)
+    dispatcher = Dispatcher(app, folder.transport, backend)
+    faults.caldav.answer(r"^PUT ", http_reply(503, "Service Unavailable"), close=True, times=2)
+    faults.caldav.answer(r"^PUT ", http_reply(412, "Precondition Failed"), close=True, times=1)
+    faults.caldav.answer(r"^PUT ", http_reply(507, "Insufficient Storage"), close=True, times=1)
+    publish_horizon(app)
+    for _ in range(8):
+        dispatcher.run_once()
+        app.clock.advance(timedelta(seconds=9))
+    with app.transaction() as repo:
+        statuses = set(repo.db.scalars(select(OutboxEntry.status).where(OutboxEntry.kind == "calendar")))
+    assert statuses == {"done"} and faults.caldav.stats.answered == 4
+    assert _reports(app) == 1
+    backend.close()

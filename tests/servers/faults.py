@@ -282,6 +282,10 @@ class Proxy:
         """Refuse connections and cut the open ones (Toxiproxy's ``enabled=false``)."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone would not free the port)
+            except OSError:
+                pass
             listener.close()
         for link in list(self._links):
             link.close(reset=False, cut=True)
