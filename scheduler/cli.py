@@ -2,7 +2,7 @@
 
 Global options come before the subcommand. Errors a user can cause are
 printed as one sentence on stderr with a non-zero exit code, never a
-traceback.
+traceback; so is any other error, by its class and place only (exit 70).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from scheduler.commands import (
 )
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
+from scheduler.faults import describe
 from scheduler.planning.sessions import Planner
 from scheduler.ports import PermanentError, TransientError
 
@@ -216,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: its text and traceback may quote a mail, so neither is shown
+        print(f"sparring: unexpected error {describe(exc)}; nothing of the input is shown; "
+              "please report the error and its place.", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -19,6 +19,20 @@ def _check_range(command: str, first: date, last: date) -> None:
         raise UserError(f"{command}: --to {last} lies before --from {first}.")
 
 
+def _check_booking(ctx) -> None:
+    """The bounds a meeting request by mail has (scheduler.mail.requests), for ``book`` too."""
+    from scheduler.mail.requests import MAX_AHEAD, period_allowed
+
+    args, today = ctx.args, ctx.clock.now().astimezone(ctx.config.tz).date()
+    if not period_allowed(args.first, args.last, today):
+        raise UserError(f"book: the period {args.first} to {args.last} must end no earlier than today ({today}) "
+                        f"and at most {MAX_AHEAD} days ahead.")
+    cap = ctx.config.booking.max_externals
+    if len(args.external) > cap:
+        raise UserError(f"book: --external names {len(args.external)} people; at most {cap} "
+                        f"(booking.max_externals) may be invited.")
+
+
 # A session still counts as "next" until it has ended.
 _SESSION_GRACE = timedelta(hours=2)
 
@@ -245,6 +259,7 @@ def cmd_book(ctx) -> int:
 
     args = ctx.args
     _check_range("book", args.first, args.last)
+    _check_booking(ctx)
     app = ctx.app()
     calendar = make_calendar(ctx.config, ctx.data_dir)
     request = BookingRequest(kind=args.kind, first=args.first, last=args.last,

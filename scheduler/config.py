@@ -214,6 +214,8 @@ class IntakeConfig(Section):
     parse_workers: Annotated[int, Field(ge=0, le=8)] = 1
     # The receiving server whose Authentication-Results (RFC 8601) are trusted; "" ignores them all.
     authserv_id: str = ""
+    # Mails from one sender within an hour; beyond it they are quarantined unanswered.
+    rate_limit_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 200
     imap: ImapConfig = ImapConfig()
 
 
@@ -320,6 +322,7 @@ class BookingConfig(Section):
     strategy: Literal["earliest", "spread"] = "earliest"
     rooms: tuple[Address, ...] = ()  # room mailboxes, tried in this order
     default_duration: Annotated[int, Field(ge=10, le=480)] = 60
+    max_externals: Annotated[int, Field(ge=0, le=500)] = 20  # external participants of one meeting
     cooperation: CooperationConfig = CooperationConfig()
     acute: AcuteBookingConfig = AcuteBookingConfig()
 

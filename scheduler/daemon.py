@@ -27,8 +27,9 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from scheduler import jobs, systemd
-from scheduler.sender import Sender
+from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
+from scheduler.sender import Sender
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
@@ -260,7 +261,7 @@ class Daemon:
         elif connection_lost(exc):
             self._database_lost()
         else:
-            log.error("intake round failed error=%s", type(exc).__name__)
+            log.error("intake round failed error=%s", describe(exc))
 
     def _intake_once(self, intake: Intake, source) -> bool:
         """One fetch-decide-settle round; True if any mail was taken in."""
@@ -277,7 +278,7 @@ class Daemon:
             log.error("mail source refused us: %s", exc)
             self.stopping.wait(300)
             return False
-        except Exception as exc:  # a mail that broke its decision: logged, kept, retried
+        except Exception as exc:  # not a mail's fault (those are quarantined by Intake): retried
             self._intake_failed(exc)
             self.stopping.wait(min(self.poll, 30, lease.RENEW_EVERY.total_seconds()))
             return False

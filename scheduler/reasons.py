@@ -50,6 +50,11 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "The mail could not be read because its structure (MIME) is invalid; "
               "send the item again as plain text.",
     },
+    "header_too_long": {
+        "da": "Mailens emnelinje er længere end {max} tegn og er ikke læst; skriv et kort emne og send mailen igen.",
+        "en": "The mail's subject line is longer than {max} characters and was not read; write a short subject "
+              "and send the mail again.",
+    },
     "too_large": {
         "da": "Mailen er større end grænsen på {limit}; send punktet igen som almindelig tekst uden bilag.",
         "en": "The mail is larger than the limit of {limit}; send the item again as plain text "
@@ -65,6 +70,23 @@ _REASONS: dict[str, dict[str, str]] = {
         "da": "Mødeanmodningen mangler en periode; skriv fx »Periode: 2027-02-01 - 2027-02-14« og send mailen igen.",
         "en": "The meeting request has no period; write for example \"Periode: 2027-02-01 - 2027-02-14\" and send "
               "the mail again.",
+    },
+    "request_period_range": {
+        "da": "Perioden skal ligge fra i dag og højst {max} dage frem; ret »Periode:« og send mailen igen.",
+        "en": "The period must lie between today and at most {max} days ahead; correct \"Periode:\" and send "
+              "the mail again.",
+    },
+    "too_many_externals": {
+        "da": "Mødeanmodningen nævner {count} eksterne deltagere, men højst {max} kan inviteres; "
+              "send en anmodning med færre.",
+        "en": "The meeting request names {count} external participants, but at most {max} can be invited; "
+              "send a request with fewer.",
+    },
+    "rate_limited": {
+        "da": "Der er kommet mere end {max} mails fra dig på en time; de næste behandles ikke, før der "
+              "er gået en time uden så mange.",
+        "en": "More than {max} mails from you arrived within an hour; the next ones are not processed "
+              "until an hour has passed without that many.",
     },
     "request_duration": {
         "da": "Varigheden skal være et antal minutter mellem 10 og 480; ret »Varighed:« og send mailen igen.",
@@ -112,6 +134,12 @@ _REASONS: dict[str, dict[str, str]] = {
     "not_an_item": {
         "da": "Mailen er genkendt som en automatisk besked og er ikke behandlet som et punkt.",
         "en": "The mail was recognised as an automatic message and was not processed as an item.",
+    },
+    "failed": {
+        "da": "Mailen kunne ikke behandles på grund af en fejl i sparring; den er lagt til side, og driften er "
+              "orienteret.",
+        "en": "The mail could not be processed because of an error in sparring; it has been put aside and "
+              "operations have been told.",
     },
     "duplicate": {
         "da": "Mailen er allerede behandlet; der er ikke sket mere.",

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 
+from scheduler.faults import describe
 from scheduler.services.dispatch import next_due
 
 log = logging.getLogger("sparring.outbox")
@@ -68,7 +69,7 @@ class Sender:
                 pass
             due = next_due(self.app)
         except Exception as exc:  # the database away, or a bug: logged, tried again soon
-            log.error("outbox round failed error=%s", type(exc).__name__)
+            log.error("outbox round failed error=%s", describe(exc))
             return AFTER_ERROR
         finally:
             self._busy = False

@@ -14,7 +14,7 @@ from scheduler.config import load_config
 from scheduler.mail.compose import text_mail
 from scheduler.mail.smtp import SmtpTransport
 from scheduler.services.dispatch import Dispatcher, retry_failed
-from scheduler.services.status import outbox_rows
+from scheduler.services.status import outbox_rows, status_lines
 from scheduler.store.tables import OutboxEntry
 from scheduler.tls import client_context
 from tests.appkit import CONFIG, build
@@ -91,6 +91,8 @@ def test_an_outage_is_one_admin_mail_and_everything_leaves_when_the_server_retur
         if round_ == 1:
             _queue(app, "late", "late@kommune.example")
     assert smtp.messages == []
+    assert any(line.startswith("outage: mail server failing since 2027-01-04T08:00")
+               for line in status_lines(app))
     statuses = [s for s, _ in _statuses(app)]
     assert statuses.count("failed") == 4 and statuses.count("pending") == 1
     faults.smtp.up()
@@ -100,6 +102,7 @@ def test_an_outage_is_one_admin_mail_and_everything_leaves_when_the_server_retur
     assert retry_failed(app) == 4
     dispatcher.run_once()
     assert len(smtp.messages) == 6  # nothing lost
+    assert not any(line.startswith("outage:") for line in status_lines(app))
     # A second outage is a second episode: one more mail.
     faults.smtp.down()
     _queue(app, "again", "again@kommune.example")

@@ -423,14 +423,14 @@ def test_deadline_reminder_once_to_the_series_list(tmp_path, monkeypatch):
     assert not deadlines.send_reminder(app, "unge/2027-01-07"), "after the deadline: too late to remind"
 
 
-def test_a_mail_that_breaks_is_rolled_back_alone_then_quarantined(tmp_path, monkeypatch):
-    import pytest
-
+def test_a_mail_that_breaks_is_quarantined_at_once_and_the_admin_told_once(tmp_path, monkeypatch):
+    """Not left in the inbox to fail every round (under ``run --once`` for ever):
+    rolled back alone, quarantined in the same round, the others taken in."""
     from scheduler.mail.folder import FolderSource
     from scheduler.services import intake as intake_module
     from scheduler.services.intake import Intake
 
-    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for name, cpr in (("a.eml", "150303-4321"), ("b.eml", "110698-2345"), ("c.eml", "0507015555")):
@@ -439,20 +439,21 @@ def test_a_mail_that_breaks_is_rolled_back_alone_then_quarantined(tmp_path, monk
 
     def breaking(raw, **kwargs):
         if b"110698" in raw:
-            raise RuntimeError("a bug")
+            raise RuntimeError("a bug quoting the mail: 110698-2345")
         return real(raw, **kwargs)
 
     monkeypatch.setattr(intake_module, "parse_mail", breaking)
-    intake, source = Intake(app), FolderSource(inbox)
-    for attempt in range(intake_module.POISON_AFTER - 1):
-        with pytest.raises(RuntimeError):
-            intake.run(source)
-        assert [p.name for p in inbox.glob("*.eml")] == ["b.eml"], "the others are in and moved"
-    with pytest.raises(RuntimeError):
-        intake.run(source)  # the last failure: quarantined for a person, not lost, not retried
+    outcomes = Intake(app).run(FolderSource(inbox))
+    assert sorted((o.outcome, o.extra.get("code")) for o in outcomes) == [
+        ("accepted", None), ("accepted", None), ("quarantined", "failed")]
     assert not list(inbox.glob("*.eml")) and (tmp_path / "quarantine" / "b.eml").exists()
     with app.transaction() as repo:
         assert len(repo.pending_sessions(app.now() - timedelta(days=400))) >= 1  # a and c are in
+    dispatcher.run_once()
+    alerts = [m for m in outbox_messages(tmp_path) if m["To"] == app.config.service.admin]
+    assert len(alerts) == 1
+    text = alerts[0].get_content()
+    assert "RuntimeError" in text and "110698" not in text and "a bug" not in text
 
 
 def test_sessions_from_a_day_match_the_planner_across_years(tmp_path, monkeypatch):
@@ -488,15 +489,15 @@ def test_a_decision_that_breaks_after_writing_leaves_no_trace_and_the_rest_commi
         return real(self, item_id, placement, content)
 
     monkeypatch.setattr(Notices, "placed", breaking)
-    with pytest.raises(RuntimeError):
-        Intake(app).run(FolderSource(inbox))
+    outcomes = Intake(app).run(FolderSource(inbox))
+    assert [o.outcome for o in outcomes] == ["accepted", "quarantined", "accepted"]
     assert calls.count("1503034321") == 2, "decided twice: straight through, then mail by mail"
     with app.transaction() as repo:
         assert len(repo.db.scalars(select(Item)).all()) == 2
         assert len(repo.db.scalars(select(Mail)).all()) == 2
         keys = repo.db.scalars(select(OutboxEntry.dedupe_key).where(OutboxEntry.kind == "receipt")).all()
         assert len(keys) == 2
-    assert [p.name for p in inbox.glob("*.eml")] == ["b.eml"]
+    assert not list(inbox.glob("*.eml")) and (tmp_path / "quarantine" / "b.eml").exists()
 
 
 def test_an_invitation_sent_again_keeps_its_message_id(tmp_path, monkeypatch):

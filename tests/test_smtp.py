@@ -121,6 +121,17 @@ def test_all_refused_with_4xx_and_5xx_is_partial_and_421_is_transient(smtp):
     assert [m.recipients for m in smtp.messages] == [("a@kommune.example",)]
 
 
+def test_data_refused_451_is_transient_and_554_permanent(smtp):
+    smtp.refuse_data("451 4.3.0 Queue full", "554 5.6.0 Message rejected")
+    sender = transport(smtp)
+    with pytest.raises(TransientError, match="451"):
+        sender.send(outgoing("a@kommune.example"))
+    with pytest.raises(PermanentError, match="554"):
+        sender.send(outgoing("a@kommune.example"))
+    sender.send(outgoing("a@kommune.example"))
+    assert [m.recipients for m in smtp.messages] == [("a@kommune.example",)]
+
+
 def test_bad_password_is_permanent(smtp):
     with pytest.raises(PermanentError, match="refused the login"):
         transport(smtp, password="wrong").send(outgoing("a@kommune.example"))

@@ -59,7 +59,8 @@ class MailKind(str, Enum):
     READ_RECEIPT = "read_receipt"
     CALENDAR_REPLY = "calendar_reply"
     TOO_LARGE = "too_large"
-    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on
+    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on, or anything else that broke
+    HEADER_TOO_LONG = "header_too_long"  # a Subject over MAX_HEADER characters: not decoded
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
 
 
@@ -105,6 +106,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _BULK = {"bulk", "junk", "list", "auto_reply"}
 _DAEMONS = {"mailer-daemon", "postmaster"}
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+_PRINTABLE_ID = re.compile(r"[!-;=?-~]{1,250}")  # printable ASCII without space and <>
+# Header values longer than this are not decoded: the stdlib's decode_header
+# takes time in the square of the number of encoded words. A longer Subject
+# makes the mail unreadable, a longer From leaves it without sender.
+MAX_HEADER = 8_192
 
 
 def _unbytes(data: bytes, charset: str | None = None) -> str:
@@ -137,7 +143,7 @@ def _is_charset(name: str) -> bool:
     character) or are no charset at all (``idna``, ``punycode``)."""
     try:
         codec = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError, TypeError):  # ValueError: a NUL byte in the name
         return False
     return codec not in _NOT_CHARSETS
 
@@ -158,8 +164,9 @@ def _raw_text(value: str) -> str:
 
 
 def _decoded(value: str) -> str:
-    """A header value with RFC 2047 encoded words decoded."""
-    value = _raw_text(value)
+    """A header value with RFC 2047 encoded words decoded; cut at
+    ``MAX_HEADER`` characters first, for decode_header's sake."""
+    value = _raw_text(value[:MAX_HEADER])
     if "=?" not in value:
         return value.strip()
     try:
@@ -170,33 +177,60 @@ def _decoded(value: str) -> str:
     return " ".join(text.split())
 
 
+_REPEATED_FROM = "\0from"  # a key no header name can be: a second From header was seen
+
+
 def _headers(msg: Message) -> dict[str, str]:
+    """The first value of each header by lower-cased name."""
     headers: dict[str, str] = {}
     for name, value in msg.raw_items():
-        headers.setdefault(name.lower(), value if isinstance(value, str) else str(value))
+        key = name.lower()
+        if key in headers:
+            if key == "from":
+                headers[_REPEATED_FROM] = ""
+            continue
+        headers[key] = value if isinstance(value, str) else str(value)
     return headers
 
 
 def _message_id(headers: dict[str, str], raw: bytes) -> str:
-    value = _raw_text(headers.get("message-id", "")).strip()
+    """The Message-ID without <>. It goes back out in In-Reply-To, so one
+    that is not printable ASCII (or absurdly long) is replaced by a hash of
+    itself: copies of the same mail still share it."""
+    value = _raw_text(headers.get("message-id", "")[:MAX_HEADER * 4]).strip()
     found = _MESSAGE_ID.search(value)
     mid = found.group(1) if found else value.strip("<> \t")
-    return mid if mid else "sha256:" + hashlib.sha256(raw).hexdigest()
+    if not mid:
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+    if not _PRINTABLE_ID.fullmatch(mid):
+        return "sha256:" + hashlib.sha256(mid.encode("utf-8", "surrogateescape")).hexdigest()
+    return mid
 
 
 def _sender(headers: dict[str, str]) -> tuple[str, str]:
-    raw = _raw_text(headers.get("from") or headers.get("sender") or "")
-    name, address = parse_address(raw)
-    return address.strip().lower(), _decoded(name).strip('" ')
+    """(address, display name) of the one address in From (or Sender); ("", "")
+    unless there is exactly one From header holding exactly one valid address."""
+    if _REPEATED_FROM in headers:
+        return "", ""
+    raw = headers.get("from") or headers.get("sender") or ""
+    if len(raw) > MAX_HEADER:
+        return "", ""
+    name, address = parse_address(_raw_text(raw))
+    if not address:
+        return "", ""
+    return address.lower(), _decoded(name).strip('" ')
 
 
 def _date(headers: dict[str, str]) -> datetime | None:
-    value = _raw_text(headers.get("date", ""))
+    """The Date header, or None if it is not a date that can be shown in any zone."""
+    value = _raw_text(headers.get("date", "")[:MAX_HEADER])
     try:
         moment = parse_date(value)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment.astimezone(timezone.utc)  # OverflowError at the ends of the calendar (year 9999 -1200)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment
 
 
 def _auto_reason(headers: dict[str, str], subject: str) -> str | None:
@@ -310,7 +344,10 @@ def _calendar_reply(texts: list[str]) -> CalendarReply | None:
         except Exception:  # icalendar raises ValueError and more on bad input
             continue
         for event in events:
-            reply = _reply_of(event)
+            try:
+                reply = _reply_of(event)
+            except Exception:  # a broken property (RECURRENCE-ID:notadate) raises on access
+                continue
             if reply is not None:
                 return reply
     return None
@@ -324,6 +361,9 @@ def _reply_of(event) -> CalendarReply | None:
     address = _MAILTO.sub("", str(attendee)).strip().lower()
     partstat = str(getattr(attendee, "params", {}).get("PARTSTAT", "NEEDS-ACTION")).upper()
     recurrence = event.get("RECURRENCE-ID")
+    recurrence_id = getattr(recurrence, "dt", None) if recurrence is not None else None
+    if not isinstance(recurrence_id, (date, datetime)):
+        recurrence_id = None
     try:
         sequence = int(event.get("SEQUENCE", 0))
     except (TypeError, ValueError):
@@ -332,7 +372,7 @@ def _reply_of(event) -> CalendarReply | None:
         uid=str(event.get("UID", "")),
         attendee=address,
         partstat=partstat,
-        recurrence_id=getattr(recurrence, "dt", None),
+        recurrence_id=recurrence_id,
         sequence=sequence,
     )
 
@@ -343,7 +383,21 @@ _REQUEST = re.compile(r"\b(netværksmøde|netvaerksmoede|koordineringsmøde|koor
 
 
 def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
-    """Parse and classify one mail; never raises on malformed input."""
+    """Parse and classify one mail; never raises. A mail that trips anything
+    below is read again for its headers alone and becomes UNREADABLE (or,
+    if even that fails, an UNREADABLE mail without sender: nobody to answer)."""
+    try:
+        return _parse(raw, max_bytes)
+    except Exception:
+        pass
+    try:
+        return _header_only(raw, MailKind.UNREADABLE)
+    except Exception:
+        return ParsedMail(message_id="sha256:" + hashlib.sha256(raw).hexdigest(), sender="",
+                          kind=MailKind.UNREADABLE, size=len(raw))
+
+
+def _parse(raw: bytes, max_bytes: int) -> ParsedMail:
     if len(raw) > max_bytes:
         return _header_only(raw, MailKind.TOO_LARGE)
     try:
@@ -361,6 +415,8 @@ def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
         kind, reason, reply = automatic
         return ParsedMail(**common, kind=kind, auto_reason=reason, calendar_reply=reply,
                           attachments=attachments)
+    if _long_subject(headers):
+        return ParsedMail(**common, kind=MailKind.HEADER_TOO_LONG, attachments=attachments)
     text = _body_text(parts)
     request = _REQUEST.search(common["subject"])
     if request:
@@ -379,13 +435,17 @@ def parse_mail(raw: bytes, max_bytes: int = 1_000_000) -> ParsedMail:
     )
 
 
+def _long_subject(headers: dict[str, str]) -> bool:
+    return len(headers.get("subject", "")) > MAX_HEADER
+
+
 def _common(headers: dict[str, str], raw: bytes) -> dict:
     sender, name = _sender(headers)
     return {
         "message_id": _message_id(headers, raw),
         "sender": sender,
         "sender_name": name,
-        "subject": _decoded(headers.get("subject", "")),
+        "subject": "" if _long_subject(headers) else _decoded(headers.get("subject", "")),
         "date_header": _date(headers),
         "size": len(raw),
     }
@@ -427,4 +487,6 @@ def _header_only(raw: bytes, kind: MailKind) -> ParsedMail:
     if msg.get_content_type() == "multipart/report" or _daemon(common["sender"]):
         return ParsedMail(**common, kind=MailKind.BOUNCE, auto_reason="multipart/report or daemon")
     reason = _auto_reason(headers, common["subject"])
-    return ParsedMail(**common, kind=MailKind.AUTO_REPLY if reason else kind, auto_reason=reason)
+    if reason:
+        return ParsedMail(**common, kind=MailKind.AUTO_REPLY, auto_reason=reason)
+    return ParsedMail(**common, kind=MailKind.HEADER_TOO_LONG if _long_subject(headers) else kind)

@@ -11,14 +11,19 @@
 Internal participants (Deltagere, Valgfri) are booked by free/busy; the
 sender takes part too. Addresses outside the allowlist named as internal
 are invited as external. Labels in Danish or English, any case.
+
+An outsider can write anything here, so the period must end no earlier
+than the day the mail arrived and no later than ``MAX_AHEAD`` days after
+it, and at most ``max_externals`` people are invited from outside.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
+from scheduler.mail.headerforms import VALID_ADDRESS
 from scheduler.mail.parse import ParsedMail
 from scheduler.planning.items import Rejection
 
@@ -34,6 +39,7 @@ _LINE = re.compile(r"^\s*([A-Za-zÆØÅæøå]+)\s*[:\-]\s*(.*)$")
 _ADDRESS = re.compile(r"[^\s,;<>]+@[^\s,;<>]+\.[A-Za-z]{2,}")
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})|(\d{1,2})[-./](\d{1,2})[-./](\d{4})")
 _CPR_SHAPE = re.compile(r"\d{6}[- ]?\d{4}")
+MAX_AHEAD = 366  # days: how far ahead of its arrival a request may reach
 
 
 @dataclass(frozen=True)
@@ -48,17 +54,23 @@ class MeetingRequest:
     title: str | None
 
 
-def parse_request(parsed: ParsedMail, internal) -> MeetingRequest | Rejection:
-    """``internal(address) -> bool`` tells who may be looked up by free/busy."""
+def parse_request(parsed: ParsedMail, internal, today: date, max_externals: int = 20) -> MeetingRequest | Rejection:
+    """``internal(address) -> bool`` tells who may be looked up by free/busy;
+    ``today`` is the day the mail arrived."""
     fields = _fields(parsed.request_lines)
     kind = "coordination" if "koordinering" in parsed.subject.lower() else "network"
     period = _period(fields.get("period", ""))
     if period is None:
         return Rejection("request_period", {})
+    if not period_allowed(*period, today):
+        return Rejection("request_period_range", {"max": MAX_AHEAD})
     required = [parsed.sender, *_addresses(fields.get("required", ""))]
     optional = _addresses(fields.get("optional", ""))
     external = _addresses(fields.get("external", ""))
     external += [a for a in required + optional if not internal(a)]
+    external = list(dict.fromkeys(external))
+    if len(external) > max_externals:
+        return Rejection("too_many_externals", {"count": len(external), "max": max_externals})
     required = [a for a in dict.fromkeys(required) if internal(a)]
     optional = [a for a in dict.fromkeys(optional) if internal(a) and a not in required]
     duration = fields.get("duration", "").split()[0] if fields.get("duration") else ""
@@ -68,7 +80,12 @@ def parse_request(parsed: ParsedMail, internal) -> MeetingRequest | Rejection:
     if title and _CPR_SHAPE.search(title):
         title = None  # a title is shown in calendars: never a CPR number
     return MeetingRequest(kind, *period, int(duration) if duration else None, tuple(required),
-                          tuple(optional), tuple(dict.fromkeys(external)), title)
+                          tuple(optional), tuple(external), title)
+
+
+def period_allowed(first: date, last: date, today: date) -> bool:
+    """A period that does not lie in the past and reaches at most ``MAX_AHEAD`` days ahead."""
+    return today <= last <= today + timedelta(days=MAX_AHEAD) and first <= last
 
 
 def _fields(lines) -> dict[str, str]:
@@ -85,7 +102,10 @@ def _fields(lines) -> dict[str, str]:
 
 
 def _addresses(text: str) -> list[str]:
-    return [a.lower().strip(".") for a in _ADDRESS.findall(text)]
+    """The valid addresses in ``text``; anything else shaped like one
+    (``mor@\x00examp¾e.org``) is dropped: it could not be written in an invitation."""
+    found = (a.lower().strip(".") for a in _ADDRESS.findall(text))
+    return [a for a in found if VALID_ADDRESS.fullmatch(a)]
 
 
 def _period(text: str) -> tuple[date, date] | None:

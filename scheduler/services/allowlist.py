@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from scheduler.mail.headerforms import VALID_ADDRESS as _VALID_ADDRESS
+
 
 class Allowlist:
     def __init__(self, entries: Iterable[str]) -> None:
@@ -17,9 +19,11 @@ class Allowlist:
         self.domains = frozenset(e.lstrip("@") for e in cleaned if "@" not in e)
 
     def permits(self, address: str | None) -> bool:
-        if not address or address.count("@") != 1:
+        """Whether ``address``, one syntactically valid address and nothing
+        else (``a@x.example <evil@y.org>`` is not), is on the list."""
+        if not address or not _VALID_ADDRESS.fullmatch(address):
             return False
-        address = address.strip().lower()
+        address = address.lower()
         local, domain = address.split("@")
         if not local or not domain:
             return False

@@ -66,7 +66,8 @@ class App:
         ``repo.after_commit`` callbacks run once the commit has succeeded:
         work that talks to servers (free/busy for a booking) never holds a
         database transaction open, and never runs for a decision that was
-        rolled back.
+        rolled back. Each runs on its own: one that raises is logged and
+        reported to the administrator, and the others still run.
         """
         with self._sessionmaker() as db:
             repo = Repository(db, self.cipher, self)
@@ -78,7 +79,12 @@ class App:
                 db.rollback()
                 raise
         for callback in repo.after_commit:
-            callback()
+            try:
+                callback()
+            except Exception as exc:
+                from scheduler.services.alerts import task_failed
+
+                task_failed(self, _task_name(callback), exc)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -137,3 +143,9 @@ class App:
     @property
     def forum_name(self) -> str:
         return self.config.service.mailbox_name
+
+
+def _task_name(callback) -> str:
+    """A task's function name (through ``functools.partial``), for the log and the alert."""
+    function = getattr(callback, "func", callback)
+    return getattr(function, "__name__", "task")[:40]

@@ -231,9 +231,11 @@ class Dispatcher:
             self.episodes.failed("mail", self._where("mail"), error, kind)
         with self.app.transaction() as repo:
             entry = repo.db.get(OutboxEntry, entry_id)
-            entry.recipients = json.dumps(list(exc.temporary))
+            entry.recipients = json.dumps(list(exc.temporary or exc.delivered))  # done: whom it reached
+        if exc.delivered and not exc.permanent:
+            self.episodes.succeeded("mail")  # the server works; some mailboxes are busy
         if exc.temporary:
-            self._again_or_fail(entry_id, attempts, None, error, report)
+            self._again_or_fail(entry_id, attempts, None, error, report, kind)
         else:
             self._mark_done([entry_id])
 
@@ -246,8 +248,9 @@ class Dispatcher:
                 recipients=json.dumps(list(refused)), payload_enc=entry.payload_enc, status="failed",
                 attempts=entry.attempts, next_attempt_at=entry.next_attempt_at, last_error=error[:500],
                 created_at=entry.created_at, purge_after=entry.purge_after))
+            kind = entry.kind
         log.error("outbox entry refused for %d recipients id=%s kind=%s error=%s",
-                  len(refused), entry_id, "mail", error)
+                  len(refused), entry_id, kind, error)
         report.failed += 1
 
     def _outage(self, target: str, error: str, kind: str, attempts: int, retry_after: float | None) -> None:

@@ -7,26 +7,36 @@ out of the inbox (``MailSource.settle``).
 A crash in between makes the source hand the mails out again; their
 Message-IDs are then recognised as already processed, and each goes to the
 folder of its first decision (``_duplicate``).
+
+A mail whose decision raises (a bug, or input nobody foresaw) is rolled
+back alone and quarantined at once, and the administrator is told once
+(``_failed``): it is never tried again in a loop, and the rest of the
+batch goes on. Who is answered at all is ``Floodgate``'s to say (own
+addresses, floods, repeated rejections).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
+from scheduler.faults import describe, error_ref
 from scheduler.mail.parallel import ParallelParser
-from scheduler.mail.parse import MailKind, ParsedMail, parse_mail
+from scheduler.mail.parse import MAX_HEADER, MailKind, ParsedMail, parse_mail
 from scheduler.mail.requests import parse_request
 from scheduler.planning.allocation import Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
 from scheduler.services import meetings
+from scheduler.services.alerts import queue_admin_alert
 from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
+from scheduler.services.floodgate import RATE_LIMITED, Floodgate
 from scheduler.services.notices import Notices
 from scheduler.services.protection import screen
 from scheduler.store import db
@@ -45,8 +55,6 @@ _FOLDER_OF = {  # a stored outcome's folder, for a mail handed out again
     "accepted": Disposition.PROCESSED, "moved": Disposition.PROCESSED, "withdrawn": Disposition.PROCESSED,
     "rejected": Disposition.REJECTED, "quarantined": Disposition.QUARANTINE,
 }
-# A mail whose decision raised this many times is quarantined, not retried.
-POISON_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class Intake:
     def __init__(self, app: App) -> None:
         self.app = app
         self.allow = Allowlist(app.config.intake.allow)
-        self._failures: Counter[str] = Counter()  # refs that raised, for POISON_AFTER
+        self.gate = Floodgate(app.config)
         self._parser = ParallelParser(app.config.intake.max_bytes, app.config.intake.parse_workers)
 
     def start(self) -> None:
@@ -92,24 +100,27 @@ class Intake:
         self._parser.close()
 
     def process(self, mail: IncomingMail) -> Outcome:
-        """One mail in its own transaction (``ingest --eml``, ``simulate``)."""
-        with self.app.transaction() as repo:
-            return self._decide_one(repo, mail)
+        """One mail in its own transaction (``ingest --eml``); one that raises
+        is rolled back and quarantined, in a transaction of its own."""
+        try:
+            with self.app.transaction() as repo:
+                self.gate.begin()
+                return self._decide_one(repo, mail)
+        except Exception as exc:
+            with self.app.transaction() as repo:
+                return self._failed(repo, mail, None, exc)
 
     def run(self, source: MailSource, limit: int = 500) -> list[Outcome]:
         """Fetch what waits, decide the batch in one transaction, then move the mails in one go.
 
-        A mail that fails is rolled back alone and stays in the source; the
-        others are committed and settled, and then the error is raised.
+        A mail that fails is rolled back alone and quarantined; the others
+        are committed, and all are settled.
         """
         mails = source.fetch(limit)
-        outcomes, moves, failure = self._decide_batch(mails) if mails else ([], {}, None)
-        self._quarantine_poison(mails, moves)
+        outcomes, moves = self._decide_batch(mails) if mails else ([], {})
         if moves:
             source.settle(moves)
             self.app.set_meta("last_intake", self.app.now().isoformat())
-        if failure is not None:
-            raise failure
         return outcomes
 
     def _decide_batch(self, mails: list[IncomingMail]):
@@ -153,13 +164,13 @@ class Intake:
         is enough, and it is committed together with the decisions."""
         outcomes: list[Outcome] = []
         moves: dict[Disposition, list[str]] = {}
-        failure: Exception | None = None
         handlers, changes = self.app.change_handlers, _Changes()
         self.app.change_handlers = [changes.note]
         try:
             with self.app.transaction() as repo:
                 repo.after_commit.append(lambda: committed.append(True))  # runs first
                 repo.begin_batch()
+                self.gate.begin()
                 if not guarded:
                     repo.defer_writes()
                 remaining = iter(mails)
@@ -168,47 +179,48 @@ class Intake:
                     for parsed_mail in chunk:
                         mail = next(remaining)
                         outcome = self._decide_in_batch(repo, mail, parsed_mail, guarded, changes)
-                        if isinstance(outcome, Exception):
-                            failure = failure or outcome
-                            continue
                         outcomes.append(outcome)
                         moves.setdefault(outcome.disposition, []).append(mail.ref)
                 self.app.change_handlers = handlers
                 changes.replay(handlers, repo)
         finally:
             self.app.change_handlers = handlers
-        return outcomes, moves, failure
+        return outcomes, moves
 
     def _decide_in_batch(self, repo: Repository, mail: IncomingMail, parsed, guarded: bool,
-                         changes: _Changes) -> Outcome | Exception:
+                         changes: _Changes) -> Outcome:
         """One mail of a batch. Unguarded, a failure is raised (the batch is
         then decided again, guarded); guarded, it rolls back this mail alone
-        (its savepoint), which stays in the source, and is returned."""
+        (its savepoint), which is quarantined."""
         callbacks = len(repo.after_commit)
         try:
             with repo.db.begin_nested() if guarded else nullcontext():
                 outcome = self._decide_one(repo, mail, parsed)
         except Exception as exc:
             if not guarded or db.connection_lost(exc) or db.disk_full(exc):
-                raise  # the database's or the disk's fault, not this mail's: never counted towards poison
-            log.error("intake: mail left in the source after an error ref=%s error=%s",
-                      mail.ref, type(exc).__name__)
+                raise  # the database's or the disk's fault, not this mail's: never quarantined for it
             repo.forget_batch_cache()
             del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
             changes.discard()
-            self._failures[mail.ref] += 1
-            return exc
+            return self._failed(repo, mail, parsed, exc)
         changes.keep()
         return outcome
 
-    def _quarantine_poison(self, mails: list[IncomingMail], moves: dict) -> None:
-        """A mail that failed ``POISON_AFTER`` times goes to quarantine for a
-        person to look at, instead of failing every round for ever."""
-        for mail in mails:
-            if self._failures.get(mail.ref, 0) >= POISON_AFTER:
-                log.error("intake: mail quarantined after repeated errors ref=%s", mail.ref)
-                moves.setdefault(Disposition.QUARANTINE, []).append(mail.ref)
-                del self._failures[mail.ref]
+    def _failed(self, repo: Repository, mail: IncomingMail, parsed, exc: Exception) -> Outcome:
+        """A mail whose decision raised and was rolled back: quarantined at
+        once, the administrator told once (the error's class and place, the
+        arrival time: nothing of the mail). Not recorded as seen, so that it
+        is decided anew when a person puts it back in the inbox."""
+        log.error("intake: mail quarantined after an error ref=%s error=%s", mail.ref, describe(exc))
+        message_id = parsed.message_id if isinstance(parsed, ParsedMail) else _message_id(mail)
+        try:
+            with repo.db.begin_nested():
+                queue_admin_alert(self.app, repo, "alert_failed.txt.j2", f"failed:{repo.message_key(message_id)}",
+                                  error=type(exc).__name__, ref=error_ref(exc), received_at=mail.received_at)
+        except Exception as second:
+            log.error("intake: the administrator could not be told error=%s", describe(second))
+        return Outcome(message_id, "quarantined", Disposition.QUARANTINE,
+                       reason=self._reason("failed"), extra={"code": "failed"})
 
     def _parse(self, mail: IncomingMail) -> ParsedMail | Exception:
         """Parsed ahead of the batch's transaction; a failure is that mail's alone."""
@@ -228,7 +240,10 @@ class Intake:
             return self._duplicate(parsed, mail, *earlier)
         repo.begin_mail(parsed, mail, self.app.now())
         outcome = self._decide(repo, parsed, mail)
-        repo.finish_mail(outcome.outcome, outcome.extra.get("code"))
+        code = outcome.extra.get("code")
+        repo.finish_mail(outcome.outcome, code)
+        self.gate.note(repo, parsed.sender, mail.received_at, outcome.outcome, code,
+                       outcome.extra.get("answered", False))
         return outcome
 
     def _duplicate(self, parsed: ParsedMail, mail: IncomingMail, ref: str, outcome: str) -> Outcome:
@@ -253,15 +268,21 @@ class Intake:
             if parsed.kind is MailKind.CALENDAR_REPLY and reply:
                 refusal = meetings.reply_refusal(repo, reply, parsed.sender, self.allow)
                 if refusal is None:
-                    repo.after_commit.append(lambda: meetings.on_reply(self.app, reply))
+                    repo.after_commit.append(partial(meetings.on_reply, self.app, reply))
                 code = refusal or code
             return Outcome(parsed.message_id, "ignored", Disposition.IGNORED, extra={"code": code})
+        if self.gate.is_own(parsed.sender):  # never answer ourselves: a loop
+            return Outcome(parsed.message_id, "ignored", Disposition.IGNORED, extra={"code": "own_address"})
         if not self.allow.permits(parsed.sender):
             return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
                            reason=self._reason("not_allowed"), extra={"code": "not_allowed"})
         notices = Notices(self.app, repo, parsed, mail.received_at)
+        if self.gate.over_limit(repo, parsed.sender, mail.received_at):
+            return self._flooded(repo, notices, parsed, mail)
         if parsed.kind is MailKind.TOO_LARGE:
             return self._reject(notices, parsed, "too_large", {"limit": self.app.config.intake.max_bytes})
+        if parsed.kind is MailKind.HEADER_TOO_LONG:
+            return self._reject(notices, parsed, "header_too_long", {"max": MAX_HEADER})
         if parsed.kind is MailKind.WITHDRAW:
             return self._withdraw(repo, notices, parsed, mail)
         if parsed.kind is MailKind.BOOKING_REQUEST:
@@ -284,7 +305,7 @@ class Intake:
         item_id = repo.place_item(result, request, content, parsed, mail.received_at, self.app)
         notices.placed(item_id, result, content)
         if content.acute:
-            repo.after_commit.append(lambda: meetings.acute(self.app, item_id))
+            repo.after_commit.append(partial(meetings.acute, self.app, item_id))
         return Outcome(parsed.message_id, "moved" if why else "accepted", Disposition.PROCESSED,
                        series=result.session.series_id, session_start=result.session.start,
                        acute=content.acute, reason=self._reason(f"moved_{why}") if why else None,
@@ -292,12 +313,13 @@ class Intake:
 
     def _request(self, repo, notices, parsed) -> Outcome:
         """A meeting request: booked after commit, answered with the result."""
-        request = parse_request(parsed, self.allow.permits)
+        request = parse_request(parsed, self.allow.permits, notices.received_at.date(),
+                                self.app.config.booking.max_externals)
         if isinstance(request, Rejection):
             return self._reject(notices, parsed, request.code, request.params)
         key = repo.message_key(parsed.message_id)
         repo.after_commit.append(
-            lambda: meetings.from_mail(self.app, request, parsed.sender, parsed.message_id, key))
+            partial(meetings.from_mail, self.app, request, parsed.sender, parsed.message_id, key))
         return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, extra={"code": "request"})
 
     def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
@@ -314,13 +336,37 @@ class Intake:
                        series=first.series_id, session_start=first.session_start.astimezone(self.app.tz))
 
     def _reject(self, notices, parsed, code: str, params: dict) -> Outcome:
+        """Rejected with a receipt, unless the sender had this very rejection
+        within the hour (a responder answering each receipt makes no loop)."""
         sentence = self._reason(code, **params)
-        notices.rejected(sentence)
+        answered = not self.gate.answered_before(notices.repo, parsed.sender, code, notices.received_at)
+        if answered:
+            notices.rejected(sentence)
         return Outcome(parsed.message_id, "rejected", Disposition.REJECTED,
-                       reason=sentence, extra={"code": code})
+                       reason=sentence, extra={"code": code, "answered": answered})
+
+    def _flooded(self, repo, notices, parsed, mail) -> Outcome:
+        """Over the sender's hourly limit: quarantined unanswered; the first of
+        an episode tells the sender and the administrator."""
+        limit = self.gate.limit
+        sentence = self._reason(RATE_LIMITED, max=limit)
+        if self.gate.new_episode(repo, parsed.sender, mail.received_at):
+            log.warning("intake: sender over the hourly limit, quarantining limit=%d", limit)
+            notices.rate_limited(sentence, limit)
+        return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
+                       reason=sentence, extra={"code": RATE_LIMITED})
 
     def _reason(self, code: str, **params) -> str:
         return reason(code, self.app.config.service.language, **params)
+
+
+def _message_id(mail: IncomingMail) -> str:
+    """The Message-ID of a mail whose parse is not at hand (``parse_mail`` never
+    raises, but this runs when something did)."""
+    try:
+        return parse_mail(mail.raw).message_id
+    except Exception:
+        return "sha256:" + hashlib.sha256(mail.raw).hexdigest()
 
 
 class _Changes:

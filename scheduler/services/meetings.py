@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from scheduler.mail.compose import text_mail
 from scheduler.ports import PermanentError, TransientError
 from scheduler.render import render_mail
+from scheduler.services.alerts import task_failed
 from scheduler.services.booking import BookingRequest
 from scheduler.store.repository import PENDING
 
@@ -38,6 +39,9 @@ def from_mail(app, request, sender: str, message_id: str, key: str) -> None:
         result = app.booker().book(booking, joint=False)
     except (TransientError, PermanentError) as exc:
         log.warning("booking by mail failed: %s", type(exc).__name__)
+        result = None
+    except Exception as exc:  # a bug must not cost the sender their answer
+        task_failed(app, "from_mail", exc)
         result = None
     _mail(app, "receipt_booking.txt.j2", [sender], f"receipt:{key}", reply_to=message_id,
           result=result, request=booking)

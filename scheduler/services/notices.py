@@ -149,3 +149,13 @@ class Notices:
     def app_changed(self, session_keys: set[str], extra_items: list[int]) -> None:
         for handler in getattr(self.app, "change_handlers", []):
             handler(self.repo, session_keys, extra_items)
+
+    # -- floods (services/floodgate.py) ---------------------------------------
+
+    def rate_limited(self, sentence: str, per_hour: int) -> None:
+        """The first mail over a sender's hourly limit: one notice to them, one to the administrator."""
+        key = self.repo.message_key(self.parsed.message_id)
+        self._send("notice_rate_limited.txt.j2", [self.parsed.sender], f"rate:{key}", "receipt", True,
+                   reason=sentence)
+        self._send("alert_rate_limited.txt.j2", [self.app.config.service.admin], f"rate-alert:{key}", "alert",
+                   False, per_hour=per_hour, sender=self.parsed.sender, received_at=self.received_at)

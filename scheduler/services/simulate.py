@@ -49,14 +49,16 @@ class Summary:
 
 
 def _received_at(raw: bytes, fallback: datetime, tz) -> datetime:
-    header = BytesHeaderParser().parsebytes(raw).get("Date")
+    """The Date header's time, or ``fallback`` for a missing or unreadable one
+    (8-bit bytes, the year 9999: a hostile mail must not stop the simulation)."""
     try:
-        moment = parsedate_to_datetime(header) if header else None
-    except (TypeError, ValueError):
-        moment = None
-    if moment is None:
+        header = BytesHeaderParser().parsebytes(raw).get("Date")
+        moment = parsedate_to_datetime(str(header)) if header else None
+        if moment is None:
+            return fallback
+        return moment.astimezone(tz) if moment.tzinfo else moment.replace(tzinfo=tz)
+    except Exception:
         return fallback
-    return moment.astimezone(tz) if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 def simulate(app, dispatcher, first: date, last: date) -> Summary:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
+from scheduler.services.episodes import TARGETS
 from scheduler.store.tables import OutboxEntry
 
 
@@ -48,6 +49,10 @@ def status_lines(app) -> list[str]:
             select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)).all())
         lines.append(f"outbox: pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}, "
                      f"done {counts.get('done', 0)}")
+        for target in TARGETS:  # an open outage episode (services/episodes.py): reported once, still on
+            since = repo.get_meta(f"outage:{target}")
+            if since:
+                lines.append(f"outage: {target} server failing since {since}; sending waits and retries")
         try:
             jobs = repo.db.execute(text(
                 "SELECT id, next_run_time FROM apscheduler_jobs ORDER BY next_run_time LIMIT 5")).all()

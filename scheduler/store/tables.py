@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -92,6 +93,9 @@ class Mail(Base):
     reason_code: Mapped[str | None] = mapped_column(String(32))
     sender: Mapped[str | None] = mapped_column(String(320))
     purge_after: Mapped[datetime] = mapped_column(index=True)
+
+    # A sender's mails of the last hour: the rate limit and repeated rejections.
+    __table_args__ = (Index("ix_mails_sender_received_at", "sender", "received_at"),)
 
 
 class Item(Base):
