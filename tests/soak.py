@@ -41,7 +41,7 @@ from scheduler.config import load_config
 from scheduler.mail.imap import ImapSource
 from scheduler.mail.smtp import SmtpTransport
 from scheduler.services import deadlines, meetings, publishing
-from scheduler.services.dispatch import Dispatcher, next_due
+from scheduler.services.dispatch import Dispatcher, next_due, retry_failed
 from scheduler.services.intake import Intake
 from scheduler.store.tables import Mail, OutboxEntry
 from scheduler.tls import client_context
@@ -49,7 +49,9 @@ from scheduler.wiring import make_app, make_calendar
 
 TZ = ZoneInfo("Europe/Copenhagen")
 CONFIG = Path(__file__).parent.parent / "config" / "sparring.toml"
-FIRST, LAST = date(2027, 1, 4), date(2027, 4, 2)  # thirteen weeks
+# Thirteen weeks, in the past: Dovecot gives a mail APPENDed with an
+# INTERNALDATE in the future the time of the APPEND instead.
+FIRST, LAST = date(2026, 1, 5), date(2026, 4, 3)
 MAILS = 150
 CLIENT_TIMEOUT = 1.5  # seconds: how long a stalled server is waited for (real time)
 IMAP_FAULTS = ("down", "reset", "stall", "no_fetch", "bye_fetch", "no_move", "bye_move")
@@ -57,7 +59,7 @@ SMTP_FAULTS = ("down", "reset", "stall", "451_rcpt", "421_data", "451_data", "ou
 # The faults that may leave a message delivered but its sending unrecorded.
 MAY_DUPLICATE = {"smtp:reset", "smtp:stall"}
 _LATE = re.compile(r" \(sendt efter fristen\)| \(sent after the deadline\)")
-_SLOT_UID = re.compile(r"sparring-slot-[a-z0-9]+@")  # random per booking: not part of the comparison
+_SLOT_UID = re.compile(r"(sparring-[a-z]+-)[a-z0-9]+@")  # random per event: not part of the comparison
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Injector:
         self.operations = 0
         self.outage_until: datetime | None = None  # an SMTP outage, in simulated time
         self.refuse_next: str | None = None
+        self.transport: FaultyTransport | None = None
 
     def arm(self, service: str) -> str | None:
         self.operations += 1
@@ -284,7 +287,7 @@ def run_quarter(servers: Servers, data_dir: Path, rate: float, seed: int, mails=
     source = FaultySource(ImapSource(imap.host, imap.port, "none", servers.dovecot.user, servers.dovecot.password,
                                      idle=False, timeout=CLIENT_TIMEOUT), injector)
     smtp = servers.smtp_proxy
-    transport = FaultyTransport(SmtpTransport(smtp.host, smtp.port, "starttls", servers.smtp.user,
+    transport = injector.transport = FaultyTransport(SmtpTransport(smtp.host, smtp.port, "starttls", servers.smtp.user,
                                               servers.smtp.password, client_context(servers.smtp.ca_file),
                                               timeout=CLIENT_TIMEOUT, local_hostname="localhost"), injector)
     dispatcher = Dispatcher(app, transport, make_calendar(config, data_dir))
@@ -337,6 +340,24 @@ def _replay(app, servers, source, dispatcher, intake, events, injector) -> None:
         following = events[n + 1][0] if n + 1 < len(events) else moment + timedelta(days=2)
         _deliver(app, dispatcher, until=following)
     _deliver(app, dispatcher, until=app.clock.now() + timedelta(days=30))
+    _administrator_retries(app, dispatcher, injector)
+
+
+def _administrator_retries(app, dispatcher, injector) -> None:
+    """What the one mail per outage asks of the administrator: entries that
+    ran out of attempts (``sparring outbox --failed``) are counted as reported
+    failures of the fault they met, then sent again (``outbox --retry``)."""
+    with app.transaction() as repo:
+        failed = [(e.kind, repo.cipher.decrypt_json(e.payload_enc, context="outbox.payload"))
+                  for e in repo.db.scalars(select(OutboxEntry).where(OutboxEntry.status == "failed"))]
+    for kind, payload in failed:
+        if kind == "report":
+            continue
+        key = payload.get("message_id") or _message_id(payload.get("message", "").encode("utf-8", "surrogateescape"))
+        fault = injector.transport.failed_under.get(key, ("smtp:unattributed", None))[0]
+        injector.tally[fault].failed += 1
+    if retry_failed(app):
+        _deliver(app, dispatcher, until=app.clock.now() + timedelta(days=30))
 
 
 def _take_in(intake, source) -> None:
@@ -377,9 +398,6 @@ def _result(app, servers, data_dir: Path, injector: Injector, backoff_cap: float
         sent[_normalised(received.recipients, message)] += 1
     with app.transaction() as repo:
         decisions = {m.message_key: (m.outcome, m.reason_code) for m in repo.db.scalars(select(Mail))}
-        for entry in repo.db.scalars(select(OutboxEntry).where(OutboxEntry.status == "failed")):
-            if entry.kind != "report":
-                injector.tally["reported"].failed += 1
     return Run(sent, by_id, reports, decisions, _calendar(data_dir), dict(injector.tally), injector.operations,
                backoff_cap)
 
@@ -395,7 +413,7 @@ def _normalised(recipients, message) -> tuple:
             text = "\n".join(line for line in text.splitlines()
                              if not line.startswith("DTSTAMP") and "efter fristen" not in line
                              and "after the deadline" not in line)
-            parts.append(_SLOT_UID.sub("sparring-slot-@", text))
+            parts.append(_SLOT_UID.sub(r"\1@", text))
     return (tuple(sorted(recipients)), _LATE.sub("", str(message["Subject"])), str(message["In-Reply-To"]),
             tuple(parts))
 
@@ -405,7 +423,7 @@ def _calendar(data_dir: Path) -> list[str]:
     folder = data_dir / "calendar"
     if not folder.is_dir():
         return []
-    return sorted(_SLOT_UID.sub("sparring-slot-@", "\n".join(
+    return sorted(_SLOT_UID.sub(r"\1@", "\n".join(
         line for line in p.read_text().splitlines() if not line.startswith(("DTSTAMP", "LAST-MODIFIED", "CREATED"))))
         for p in folder.glob("*.ics"))
 

@@ -30,16 +30,17 @@ def test_a_quarter_with_random_faults_ends_as_one_without(tmp_path, monkeypatch,
     reference = run_quarter(servers, tmp_path / "reference", rate=0.0, seed=SEED)
     faulty = run_quarter(servers, tmp_path / "faulty", rate=RATE, seed=SEED)
     injected = {kind: t.injected for kind, t in faulty.tally.items() if t.injected}
-    print(f"soak: {faulty.operations} operations, faults {injected}")
+    failed = {kind: t.failed for kind, t in faulty.tally.items() if t.failed}
+    print(f"soak: {faulty.operations} operations, faults {injected}; duplicates {faulty.duplicates}; "
+          f"ran out of attempts (then retried as the administrator would) {failed}")
 
     assert reference.duplicates == 0 and reference.reports == 0
     assert sum(injected.values()) >= 10, injected
     assert {k.split(":")[0] for k in injected} == {"imap", "smtp"}
     assert faulty.decisions == reference.decisions
-    import sys; sys.path.insert(0, "/tmp"); import fb_soakdbg; fb_soakdbg.dump(reference, faulty)
     assert set(faulty.sent) == set(reference.sent)
     assert compare(reference, faulty)["lost"] == 0
     assert faulty.calendar == reference.calendar
     cuts = sum(t.injected for kind, t in faulty.tally.items() if kind in MAY_DUPLICATE)
     assert faulty.duplicates <= cuts
-    assert faulty.tally.get("reported") is None or faulty.tally["reported"].failed == 0
+    assert set(failed) <= {"smtp:outage"}, failed  # only an outage longer than the attempts fails an entry
