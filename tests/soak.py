@@ -59,6 +59,7 @@ SMTP_FAULTS = ("down", "reset", "stall", "451_rcpt", "421_data", "451_data", "ou
 # The faults that may leave a message delivered but its sending unrecorded.
 MAY_DUPLICATE = {"smtp:reset", "smtp:stall"}
 _LATE = re.compile(r" \(sendt efter fristen\)| \(sent after the deadline\)")
+_LATE_HTML = re.compile(r"<p><strong>[^<]*(?:efter fristen|after the deadline)[^<]*</strong></p>")
 _SLOT_UID = re.compile(r"(sparring-[a-z]+-)[a-z0-9]+@")  # random per event: not part of the comparison
 
 
@@ -80,10 +81,20 @@ class Run:
     tally: dict[str, Tally]
     operations: int
     backoff_cap: float
+    faults_met: dict[str, list[str]] = field(default_factory=dict)  # Message-ID -> faults of its failed sends
 
     @property
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.by_message_id.values() if n > 1)
+
+    def duplicates_by_fault(self) -> Counter:
+        """Each extra copy, under the last fault its message met before it went."""
+        found = Counter()
+        for message_id, copies in self.by_message_id.items():
+            if copies > 1:
+                met = self.faults_met.get(message_id) or ["unattributed"]
+                found[met[-1]] += copies - 1
+        return found
 
 
 class Servers:
@@ -108,6 +119,9 @@ class Injector:
         self.operations += 1
         if service == "smtp" and self._in_outage():
             return "smtp:outage"
+        if self.outage_until is not None:  # over (in simulated time): the server is back
+            self.outage_until = None
+            self.servers.smtp_proxy.up()
         if self.rng.random() >= self.rate:
             return None
         kind = self.rng.choice(IMAP_FAULTS if service == "imap" else SMTP_FAULTS)
@@ -224,7 +238,8 @@ class FaultyTransport:
 
     def __init__(self, transport: SmtpTransport, injector: Injector) -> None:
         self.transport, self.injector = transport, injector
-        self.failed_under: dict[str, tuple[str, datetime]] = {}  # Message-ID -> (fault, when it ended)
+        self.failed_under: dict[str, tuple[str, datetime]] = {}  # Message-ID -> (last fault, when it ended)
+        self.met: dict[str, list[str]] = defaultdict(list)  # Message-ID -> faults its failed sends met
         self.where = transport.where if hasattr(transport, "where") else "smtp"
 
     def send(self, mail) -> None:
@@ -238,7 +253,8 @@ class FaultyTransport:
         try:
             self.transport.send(mail)
         except Exception:
-            if fault and key not in self.failed_under:
+            if fault:
+                self.met[key].append(fault)
                 self.failed_under[key] = (fault, self._ended(fault))
             raise
         finally:
@@ -354,7 +370,8 @@ def _administrator_retries(app, dispatcher, injector) -> None:
         if kind == "report":
             continue
         key = payload.get("message_id") or _message_id(payload.get("message", "").encode("utf-8", "surrogateescape"))
-        fault = injector.transport.failed_under.get(key, ("smtp:unattributed", None))[0]
+        # Its sending after the retry is the administrator's doing: not a recovery.
+        fault = injector.transport.failed_under.pop(key, ("smtp:unattributed", None))[0]
         injector.tally[fault].failed += 1
     if retry_failed(app):
         _deliver(app, dispatcher, until=app.clock.now() + timedelta(days=30))
@@ -399,7 +416,7 @@ def _result(app, servers, data_dir: Path, injector: Injector, backoff_cap: float
     with app.transaction() as repo:
         decisions = {m.message_key: (m.outcome, m.reason_code) for m in repo.db.scalars(select(Mail))}
     return Run(sent, by_id, reports, decisions, _calendar(data_dir), dict(injector.tally), injector.operations,
-               backoff_cap)
+               backoff_cap, dict(injector.transport.met))
 
 
 def _normalised(recipients, message) -> tuple:
@@ -409,9 +426,9 @@ def _normalised(recipients, message) -> tuple:
     parts = []
     for part in message.walk():
         if part.get_content_maintype() == "text":
-            text = part.get_content()
+            text = _LATE_HTML.sub("", part.get_content())
             text = "\n".join(line for line in text.splitlines()
-                             if not line.startswith("DTSTAMP") and "efter fristen" not in line
+                             if line.strip() and not line.startswith("DTSTAMP") and "efter fristen" not in line
                              and "after the deadline" not in line)
             parts.append(_SLOT_UID.sub(r"\1@", text))
     return (tuple(sorted(recipients)), _LATE.sub("", str(message["Subject"])), str(message["In-Reply-To"]),
