@@ -201,7 +201,7 @@ def run_pipeline(server, now: datetime, data_dir: Path, stages: Stages,
         app = make_app(config, FixedClock(now), data_dir)
         intake = Intake(app)
         intake.start()  # as ``sparring run`` does when it starts
-        source = make_source(config, data_dir)
+        source = make_source(config, data_dir, cipher=app.cipher)
         outcomes: list = []
         began = time.perf_counter()
         while batch := intake.run(source, limit=FETCH_BATCH):

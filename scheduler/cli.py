@@ -24,6 +24,7 @@ from scheduler.commands import (
     cmd_check_connection,
     cmd_ingest,
     cmd_keygen,
+    cmd_mail_show,
     cmd_outbox,
     cmd_plan,
     cmd_publish,
@@ -144,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--json", action="store_true")
     book.set_defaults(run=cmd_book)
     _data_protection(commands)
+
+    mail = commands.add_parser("mail", help="read a settled mail kept encrypted in the data directory")
+    mail_commands = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")
+    show = mail_commands.add_parser("show", help="decrypt a processed/, rejected/, quarantine/ or ignored/ "
+                                                 "mail (*.eml.enc) to standard output")
+    show.add_argument("path", metavar="PATH")
+    show.set_defaults(run=cmd_mail_show)
     return parser
 
 

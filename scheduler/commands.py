@@ -13,6 +13,7 @@ from pathlib import Path
 
 from scheduler.clock import FixedClock, parse_now
 from scheduler.errors import UserError
+from scheduler.localtime import local, people_span, people_time
 
 def _check_range(command: str, first: date, last: date) -> None:
     if last < first:
@@ -91,12 +92,13 @@ def cmd_plan(ctx) -> int:
         json.dump(rows, sys.stdout, ensure_ascii=False, indent=1)
         print()
         return 0
+    tz = ctx.config.tz
     print(f"{'series':<10} {'start':<17} {'end':<6} {'deadline':<17} {'slots':>5}  status")
     for s in sessions:
         note = f"  ({s.note})" if s.note else ""
         print(
-            f"{s.series_id:<10} {s.start:%Y-%m-%d %H:%M} {s.end:%H:%M}  "
-            f"{s.deadline:%Y-%m-%d %H:%M} {s.capacity:>5}  {s.status.value}{note}"
+            f"{s.series_id:<10} {people_time(s.start, tz)} {local(s.end, tz):%H:%M}  "
+            f"{people_time(s.deadline, tz)} {s.capacity:>5}  {s.status.value}{note}"
         )
     return 0
 
@@ -119,7 +121,7 @@ def cmd_ingest(ctx) -> int:
     else:
         from scheduler.wiring import make_source
 
-        source = make_source(ctx.config, ctx.data_dir, app)
+        source = make_source(ctx.config, ctx.data_dir, app, cipher=app.cipher)
         intake.start()
         try:
             outcomes = intake.run(source)
@@ -131,7 +133,8 @@ def cmd_ingest(ctx) -> int:
         if ctx.args.json:
             print(json.dumps(outcome.as_json(), ensure_ascii=False))
         else:
-            where = f" {outcome.series} {outcome.session_start:%Y-%m-%d %H:%M}" if outcome.session_start else ""
+            when = people_time(outcome.session_start, app.tz)
+            where = f" {outcome.series} {when}" if outcome.session_start else ""
             why = f": {outcome.reason}" if outcome.reason else ""
             print(f"{outcome.outcome:<11} {outcome.message_id}{where}{why}")
     return 0
@@ -239,7 +242,10 @@ def cmd_simulate(ctx) -> int:
     app.calendar_factory = lambda: calendar
     dispatcher = Dispatcher(app, make_transport(ctx.config, ctx.data_dir, ctx.clock, durable=False), calendar,
                             durable=False)
-    summary = simulate(app, dispatcher, ctx.args.first, ctx.args.last)
+    from scheduler.mail.folder import FolderSource
+
+    folders = FolderSource(ctx.data_dir / "inbox", cipher=app.cipher, durable=False)  # a rehearsal: no fsync
+    summary = simulate(app, dispatcher, ctx.args.first, ctx.args.last, folders)
     print(summary.table(list(app.series)))
     return 0
 
@@ -253,12 +259,50 @@ def cmd_purge(ctx) -> int:
     return 0
 
 
+_TITLE_PROBLEMS = {
+    "control": "holds a line break or another control character",
+    "cpr": "holds what looks like a CPR number; a title is shown in every attendee's calendar",
+    "empty": "is empty",
+}
+
+
+def _check_title(title: str | None) -> None:
+    from scheduler.planning.titles import title_problem
+
+    problem = title_problem(title) if title is not None else None
+    if problem:
+        raise UserError(f"book: --title {_TITLE_PROBLEMS[problem]}; give a short title without it.")
+
+
+def cmd_mail_show(ctx) -> int:
+    """An administrator's look at a settled mail: the raw mail on stdout."""
+    import os
+
+    from scheduler.store.crypto import FieldCipher, open_mail
+    from scheduler.store.keys import load_key
+
+    path = Path(ctx.args.path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"mail show: cannot read {path} ({exc.strerror}).") from None
+    key, _ = load_key(os.environ, ctx.config.service.key_file or None, ctx.data_dir, ctx.args.demo)
+    try:
+        raw = open_mail(FieldCipher(key), data)
+    except UserError as exc:
+        raise UserError(f"mail show: {path}: {exc}") from None
+    sys.stdout.buffer.write(raw)
+    sys.stdout.flush()
+    return 0
+
+
 def cmd_book(ctx) -> int:
     from scheduler.services.booking import Booker, BookingRequest
     from scheduler.wiring import make_calendar
 
     args = ctx.args
     _check_range("book", args.first, args.last)
+    _check_title(args.title)
     _check_booking(ctx)
     app = ctx.app()
     calendar = make_calendar(ctx.config, ctx.data_dir)
@@ -267,20 +311,23 @@ def cmd_book(ctx) -> int:
                              optional=args.optional, external=args.external, title=args.title)
     result = Booker(app, calendar).book(request, dry_run=args.dry_run, joint=args.joint)
     if not args.dry_run and result.meeting is not None:
-        ctx.dispatcher().run_once()
+        report = ctx.dispatcher().run_once()
+        if report.failed:  # never "booked" while its calendar write or invitation failed
+            raise UserError(f"book: the meeting was saved, but {report.failed} calendar write(s) or invitation(s) "
+                            "failed; see `sparring outbox --failed`.")
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
     elif result.candidate is None:
         print(result.reason)
     else:
         verb = "found" if args.dry_run else "booked"
-        print(f"{verb} {result.candidate.start:%Y-%m-%d %H:%M}-{result.candidate.end:%H:%M}; "
+        print(f"{verb} {people_span(result.candidate.start, result.candidate.end, app.tz)}; "
               f"optional free {result.candidate.optional_free}; invited {', '.join(result.invited)}")
         for warning in result.warnings:
             print(f"warning: {warning}")
         if result.joint is not None:
             print(f"joint conversation {'booked' if args.joint and not args.dry_run else 'offered'}: "
-                  f"{result.joint.start:%Y-%m-%d %H:%M}-{result.joint.end:%H:%M}")
+                  f"{people_span(result.joint.start, result.joint.end, app.tz)}")
     return 0 if result.candidate is not None else 3
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from scheduler.config_checks import security_problems
 from scheduler.config_errors import describe, locate
 from scheduler.errors import ConfigError
 from scheduler.model import (
@@ -409,8 +410,16 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(path, text, exc)) from None
+    problems = [_sentence(path, text, loc, problem) for loc, problem in security_problems(config)]
+    if problems:
+        raise ConfigError("\n".join(problems))
     _require_graph_ids(path, text, config)
     return config.model_copy(update={"source": path})
+
+
+def _sentence(path: Path, text: str, loc: tuple[str, ...], problem: str) -> str:
+    line = locate(text, (".".join(loc[:-1]), loc[-1]))  # [intake.imap] is one table
+    return f"{path}: {f'line {line}: ' if line else ''}{'.'.join(loc)}: {problem}."
 
 
 _GRAPH_IDS = {"tenant_id": "the Directory (tenant) ID", "client_id": "the Application (client) ID"}

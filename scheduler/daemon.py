@@ -98,7 +98,7 @@ class Daemon:
             jobs.publish()
             jobs.cooperation()
             intake = Intake(self.app)
-            source = make_source(self.config, self.app.data_dir, self.app)
+            source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher)
             try:
                 self._drain(intake, source)
             finally:
@@ -191,7 +191,7 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         intake.start()
-        source = make_source(self.config, self.app.data_dir, self.app)
+        source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher)
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
         self._renewed = time.monotonic()

@@ -9,10 +9,9 @@ this is the net under it.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
-CPR_SHAPE = re.compile(r"(?<!\d)(\d{6})[- ]?\d{4}(?!\d)")
+from scheduler.planning.cpr import CPR_IN_TEXT as CPR_SHAPE  # every form, dashes and blanks of all kinds
 
 
 def mask_cpr(text: str) -> str:

@@ -14,6 +14,8 @@ from datetime import date, datetime, time, timedelta
 from enum import Enum
 from functools import cached_property
 
+from scheduler.planning.cpr import has_cpr, mask_cprs
+
 
 class Cadence(str, Enum):
     WEEKLY = "weekly"
@@ -171,7 +173,9 @@ class Meeting:
     rises with every change that is sent. With ``recurrence`` the event is a
     series; with ``recurrence_id`` it is one changed or cancelled occurrence
     of the series ``uid``. Summary, description and location never carry a
-    CPR number or case text: invitations are not the place for them.
+    CPR number or case text: invitations are not the place for them; as the
+    last guard before any calendar (``.ics``, CalDAV, EWS, iTIP), a number
+    that got into them anyway is masked here, on construction.
     """
 
     uid: str
@@ -188,6 +192,15 @@ class Meeting:
     recurrence: Recurrence | None = None
     recurrence_id: datetime | None = None
     categories: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("summary", "description", "location", "organizer_name"):
+            text = getattr(self, name)
+            if has_cpr(text):
+                object.__setattr__(self, name, mask_cprs(text))
+        if any(has_cpr(a.name) for a in self.attendees):
+            object.__setattr__(self, "attendees", tuple(
+                Attendee(a.address, mask_cprs(a.name), a.required) for a in self.attendees))
 
 
 # Hex digits written as letters: a random run of ten digits would read as a

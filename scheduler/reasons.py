@@ -93,6 +93,12 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "The duration must be a number of minutes from 10 to 480; correct \"Varighed:\" and send the "
               "mail again.",
     },
+    "request_title": {
+        "da": "Titlen indeholder et CPR-nummer eller et kontroltegn, men den står i alle deltageres kalender; "
+              "skriv »Titel:« uden og send mailen igen.",
+        "en": "The title holds a CPR number or a control character, but it is shown in every attendee's "
+              "calendar; write \"Titel:\" without it and send the mail again.",
+    },
     "moved_late": {
         "da": "Mailen kom efter fristen for det første møde, borgeren kunne komme på, og punktet er derfor sat "
               "på det næste møde.",

@@ -3,18 +3,27 @@
 Templates are looked up in the requested language first, then in Danish.
 HTML templates (``*.html.j2``) are autoescaped; text templates are not.
 Set ``SPARRING_TEMPLATES`` to use a municipality's own copies.
+
+Every time a person reads is shown in the service's zone (``tz``,
+``service.timezone``): the ``clock`` and ``long_date`` filters convert
+first, so a mail that arrived at 11:30 UTC in winter reads "kl. 12.30".
+``localtime.people_time`` is the same rule for Python code (``status``, the CLI).
 """
 
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import jinja2
 
+from scheduler.localtime import local
+
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_ZONE = ZoneInfo("Europe/Copenhagen")  # service.timezone's default
 
 _WEEKDAYS = {
     "da": ("mandag", "tirsdag", "onsdag", "torsdag", "fredag", "lørdag", "søndag"),
@@ -32,8 +41,10 @@ def templates_dir() -> Path:
     return Path(os.environ.get("SPARRING_TEMPLATES") or DEFAULT_DIR)
 
 
-def long_date(day: date | datetime, language: str = "da") -> str:
+def long_date(day: date | datetime, language: str = "da", tz: tzinfo | None = None) -> str:
     """'onsdag den 13. januar 2027' / 'Wednesday 13 January 2027'."""
+    if isinstance(day, datetime):
+        day = local(day, tz or DEFAULT_ZONE)
     weekday = _WEEKDAYS[language][day.weekday()]
     month = _MONTHS[language][day.month - 1]
     if language == "da":
@@ -41,13 +52,14 @@ def long_date(day: date | datetime, language: str = "da") -> str:
     return f"{weekday} {day.day} {month} {day.year}"
 
 
-def clock(moment: datetime) -> str:
-    """'14.00' in Danish usage, '14:00' in English; the filter is per language."""
-    return f"{moment:%H.%M}"
+def clock(moment: datetime, language: str = "da", tz: tzinfo | None = None) -> str:
+    """'14.00' in Danish usage, '14:00' in English, in the service's zone."""
+    moment = local(moment, tz or DEFAULT_ZONE)
+    return f"{moment:%H.%M}" if language == "da" else f"{moment:%H:%M}"
 
 
-@lru_cache(maxsize=4)
-def environment(language: str = "da") -> jinja2.Environment:
+@lru_cache(maxsize=8)
+def environment(language: str = "da", tz: tzinfo = DEFAULT_ZONE) -> jinja2.Environment:
     base = templates_dir()
     search = [str(base / language)] + ([str(base / "da")] if language != "da" else [])
     env = jinja2.Environment(
@@ -59,18 +71,19 @@ def environment(language: str = "da") -> jinja2.Environment:
         keep_trailing_newline=True,
         auto_reload=False,  # read once: no stat() per mail; a restart picks up edits
     )
-    env.filters["long_date"] = lambda d: long_date(d, language)
-    env.filters["clock"] = clock if language == "da" else (lambda m: f"{m:%H:%M}")
+    env.filters["long_date"] = lambda d: long_date(d, language, tz)
+    env.filters["clock"] = lambda m: clock(m, language, tz)
     return env
 
 
-def render(template: str, language: str = "da", **context: object) -> str:
-    return environment(language).get_template(template).render(**context)
+def render(template: str, language: str = "da", *, tz: tzinfo = DEFAULT_ZONE, **context: object) -> str:
+    return environment(language, tz).get_template(template).render(**context)
 
 
-def render_mail(template: str, language: str = "da", **context: object) -> tuple[str, str]:
+def render_mail(template: str, language: str = "da", *, tz: tzinfo = DEFAULT_ZONE,
+                **context: object) -> tuple[str, str]:
     """Subject and body of a mail template; the subject is the template's
     top-level ``{% set subject = ... %}`` so that it is translated with it."""
-    module = environment(language).get_template(template).make_module(context)
+    module = environment(language, tz).get_template(template).make_module(context)
     body = str(module).lstrip("\n")
     return str(module.subject).strip(), body

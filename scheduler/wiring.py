@@ -27,8 +27,9 @@ def make_app(config: Config, clock: Clock, data_dir: Path, *, demo: bool = False
              announce=print) -> App:
     key, origin = load_key(os.environ, config.service.key_file or None, data_dir, demo)
     if demo and "demo" in origin:
-        announce(f"sparring: {origin}")
-    data_dir.mkdir(parents=True, exist_ok=True)
+        announce(f"sparring: {origin}. --demo keeps the encryption key beside the data it protects: "
+                 "for trying sparring only, never for real CPR numbers or health data.")
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing one keeps the mode it was given
     engine = make_engine(database_url(config.storage.url, data_dir))
     migrate(engine)
     app = App(config, clock, FieldCipher(key), session_factory(engine), data_dir)
@@ -57,13 +58,17 @@ def _folders(section) -> dict[Disposition, str]:
     }
 
 
-def make_source(config: Config, data_dir: Path, state: StateStore | None = None) -> MailSource:
-    """``state`` (the App) keeps a source's position where it has one (Graph's delta link)."""
+def make_source(config: Config, data_dir: Path, state: StateStore | None = None, *,
+                cipher: FieldCipher | None = None) -> MailSource:
+    """``state`` (the App) keeps a source's position where it has one (Graph's delta link);
+    ``cipher`` seals the mails the folder source keeps once settled (required for it)."""
     kind = config.intake.source
     if kind == "folder":
         from scheduler.mail.folder import FolderSource
 
-        return FolderSource(data_dir / "inbox")
+        if cipher is None:
+            raise ValueError("the folder source keeps settled mails sealed: it needs the data key")
+        return FolderSource(data_dir / "inbox", cipher=cipher)
     if kind == "imap":
         from scheduler.mail.imap import ImapSource
         from scheduler.tls import client_context

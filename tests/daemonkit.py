@@ -161,10 +161,13 @@ def drop_mail(inbox: Path, name: str, raw: bytes, received: datetime | None = No
 
 
 def eml_files(folder: Path) -> list[Path]:
-    """Finished ``.eml`` files (not hidden temporaries), by name."""
+    """Finished mails (not hidden temporaries), by name: ``.eml`` in the
+    inbox, sealed ``.eml.enc`` once settled, named here as they arrived
+    (``.enc`` dropped: the path names the mail, read it with ``mail show``)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix == ".eml" and not p.name.startswith("."))
+    return sorted(folder / p.name.removesuffix(".enc") for p in folder.iterdir()
+                  if p.name.endswith((".eml", ".eml.enc")) and not p.name.startswith("."))
 
 
 def read_mail(path: Path) -> EmailMessage:

@@ -10,6 +10,9 @@ import contextlib
 import email
 import io
 import json
+import re
+
+import pytest
 from pathlib import Path
 
 from icalendar import Calendar
@@ -115,3 +118,45 @@ def test_bad_arguments_are_one_sentence(tmp_path, monkeypatch, capsys):
     code, _ = run(data, "book", "network", "--from", "2027-02-05", "--to", "2027-02-01", "--duration", "60",
                   "--required", A)
     assert code == 1
+
+
+@pytest.mark.parametrize("title", ["Møde om 120502-4127", "Møde om 120502\u20134127", "Møde om 1205024127",
+                                   "Hej\r\nBcc: evil@x.org", "Hej\nBcc: evil@x.org"])
+def test_a_title_with_a_cpr_or_a_line_break_is_refused_in_one_sentence(tmp_path, monkeypatch, title):
+    data = setup(tmp_path, monkeypatch)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--config", CONFIG, "--data-dir", str(data), "--now", "2027-01-28T08:00", "book", "network",
+                     "--from", "2027-02-01", "--to", "2027-02-05", "--duration", "60", "--required", f"{A},{B}",
+                     "--title", title])
+    assert code == 1 and "booked" not in out.getvalue()
+    assert err.getvalue().startswith("sparring: book: --title ") and err.getvalue().count("\n") == 1
+    assert "4127" not in err.getvalue()
+    assert not (data / "outbox").exists() or not list((data / "outbox").iterdir())
+
+
+def test_a_hostile_title_past_the_command_line_is_still_one_header_and_masked(tmp_path, monkeypatch):
+    """The composer and the meeting are the last guards: a title that reached
+    the booker unchecked writes no Bcc and no CPR into the invitation."""
+    from datetime import date, timedelta
+
+    from scheduler.services.booking import Booker, BookingRequest
+    from tests.appkit import build
+
+    setup(tmp_path, monkeypatch)
+    app, dispatcher = build(tmp_path, "2027-01-28T08:00", monkeypatch)
+    request = BookingRequest(kind="network", first=date(2027, 2, 1), last=date(2027, 2, 5),
+                             duration=timedelta(minutes=60), required=(A, B),
+                             title="Møde om 120502\u20134127\r\nBcc: evil@x.org")
+    assert Booker(app, dispatcher.calendar).book(request).meeting is not None
+    report = dispatcher.run_once()
+    assert report.failed == 0 and report.sent >= 2
+    files = list((tmp_path / "outbox").glob("*.eml")) + list((tmp_path / "calendar").glob("*.ics"))
+    for path in files:
+        raw = path.read_bytes()
+        assert b"\r\nBcc:" not in raw.partition(b"\r\n\r\n")[0]
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        texts = [str(message["Subject"] or "")] + [
+            part.get_payload(decode=True).decode("utf-8") for part in message.walk() if not part.is_multipart()]
+        assert not any(re.search(r"120502[^0-9x]{0,6}4127", text) for text in texts), path.name
+        assert "Bcc" not in str(message.keys())

@@ -56,3 +56,30 @@ def test_a_single_part_is_written_as_the_generator_writes_it(body, subject, name
     assert to_bytes(message) == generated(message)
     message.set_payload("line one\rline two\r\n\r\nlast\n")  # bare CR and LF as the generator splits them
     assert to_bytes(message) == generated(message)
+
+
+def _headers(wire: bytes) -> list[bytes]:
+    return wire.partition(b"\r\n\r\n")[0].split(b"\r\n")
+
+
+def test_no_header_value_carries_a_line_break_onto_the_wire():
+    """A title with CR LF (``book --title $'Hej\\r\\nBcc: evil@x.org'``) would start a header of its own."""
+    for hostile in ("Hej\r\nBcc: evil@x.org", "Hej\nBcc: evil@x.org", "Hej\rBcc: evil@x.org",
+                    "Hæj\r\nBcc: evil@x.org", "Hej\u2028Bcc: evil@x.org", "Hej\x00\x0bBcc: evil@x.org"):
+        wire = to_bytes(text_mail(
+            sender="sparring@kommune.example", sender_name=hostile, to=["karen@kommune.example"],
+            subject=hostile, body="Hej", sent_at=datetime(2027, 1, 4, 8, tzinfo=timezone.utc)))
+        lines = _headers(wire)
+        assert not any(line.lower().startswith(b"bcc") for line in lines)
+        assert all(not line[:1].isspace() for line in lines), "nothing folded in: every line is one header"
+        assert all(32 <= byte < 127 for line in lines for byte in line)
+        message = email.message_from_bytes(wire, policy=email.policy.default)
+        assert message["Bcc"] is None and "Bcc: evil@x.org" in str(message["Subject"])
+
+
+def test_an_address_with_a_line_break_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError):
+        text_mail(sender="sparring@kommune.example", sender_name="", to=["a@k.example\r\nBcc: evil@x.org"],
+                  subject="Hej", body="Hej", sent_at=datetime(2027, 1, 4, 8, tzinfo=timezone.utc))

@@ -133,3 +133,57 @@ def test_a_port_on_graph_needs_the_app_registration_ids(tmp_path):
     assert message.startswith(f"{path}: line {line}: graph.tenant_id: required when outbox.transport = \"graph\"")
     text = path.read_text().replace('tenant_id = ""', 'tenant_id = "t"').replace('client_id = ""', 'client_id = "c"')
     assert load_config(write(tmp_path, text)).outbox.transport == "graph"
+
+
+# -- issue 11, 19: transport security is checked when the file is loaded ------
+
+INSECURE = [
+    ('host = "127.0.0.1"\nport = 993\nsecurity = "tls"', 'host = "mail.kommune.example"\nport = 993\nsecurity = "none"',
+     "intake.imap.security", "plaintext"),
+    ('host = "127.0.0.1"\nport = 587\nsecurity = "starttls"', 'host = "10.0.0.7"\nport = 587\nsecurity = "none"',
+     "outbox.smtp.security", "plaintext"),
+    ('[calendar.caldav]\nurl = ""', '[calendar.caldav]\nurl = "http://caldav.kommune.example/dav/"',
+     "calendar.caldav.url", "plain http"),
+    ('service_endpoint = ""', 'service_endpoint = "http://mail.kommune.example/EWS/Exchange.asmx"',
+     "exchange.service_endpoint", "plain http"),
+    ("verify_tls = true", "verify_tls = false", "exchange.verify_tls", "certificate"),
+    ('[storage]\nurl = ""', '[storage]\nurl = "postgresql://u:secret@db.kommune.example/db?sslmode=require"',
+     "storage.url", "verify-full"),
+    ('[storage]\nurl = ""', '[storage]\nurl = "postgresql://u:secret@/db?hostaddr=10.0.0.5"', "storage.url",
+     "verify-full"),
+    ('[storage]\nurl = ""', '[storage]\nurl = "postgresql://u:secret@/db?service=sparring"', "storage.url",
+     "verify-full"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "key", "words"), INSECURE, ids=[case[2] for case in INSECURE])
+def test_an_insecure_transport_is_refused_at_load_naming_file_line_and_key(tmp_path, old, new, key, words):
+    path = shipped_with(old, new, tmp_path)
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    changed = next(line for line in new.splitlines() if line.startswith(key.rpartition(".")[2] + " ="))
+    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if text.startswith(changed))
+    assert message.startswith(f"{path}: line {line}: {key}: ") and words in message
+    assert message.endswith(".") and "\n" not in message and "secret" not in message
+
+
+def test_check_config_refuses_what_run_refuses_one_sentence_per_mistake(tmp_path):
+    text = SHIPPED.read_text(encoding="utf-8")
+    for old, new, _, _ in INSECURE[:6]:
+        text = text.replace(old, new, 1)
+    path = write(tmp_path, text)
+    for command in ("check-config", "run"):
+        result = subprocess.run([sys.executable, "-m", "scheduler.cli", "--config", str(path),
+                                 "--data-dir", str(tmp_path / "var"), "--demo", command],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and "OK" not in result.stdout and "Traceback" not in result.stderr
+        lines = result.stderr.removeprefix("sparring: ").splitlines()
+        assert all(line.startswith(f"{path}: line ") for line in lines)
+        assert [line.split(": ")[2] for line in lines] == [case[2] for case in INSECURE[:6]]
+
+
+def test_loopback_plaintext_and_verified_tls_are_accepted(tmp_path):
+    path = shipped_with('security = "tls"', 'security = "none"', tmp_path)  # to 127.0.0.1
+    text = path.read_text(encoding="utf-8").replace(
+        '[storage]\nurl = ""', '[storage]\nurl = "postgresql://u@db.kommune.example/db?sslmode=verify-full"')
+    assert load_config(write(tmp_path, text)).intake.imap.security == "none"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -139,3 +142,60 @@ def test_age_is_monotone_in_the_day(born: date, day: date, step: int) -> None:
     later = day + timedelta(days=step)
     assert cpr.age_on(later) >= cpr.age_on(day)
     assert cpr.age_on(later) - cpr.age_on(day) <= step // 365 + 1
+
+
+# -- the guard: one detector for every form, masking every outgoing text (issue 11, 14) --
+
+from datetime import datetime, timezone  # noqa: E402
+
+from scheduler.mail.compose import text_mail, to_bytes  # noqa: E402
+from scheduler.model import Attendee, Meeting  # noqa: E402
+from scheduler.planning.cpr import has_cpr, mask_cprs  # noqa: E402
+
+_BLANK = st.sampled_from(["", " ", "\t", "\xa0", "\u202f"])
+_DASH = st.sampled_from(["-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2015", "\u2212"])
+# Every separator intake accepts between DDMMYY and XXXX (and more): none, a blank, a dash with blanks round it.
+SEPARATOR = st.one_of(_BLANK, st.tuples(_BLANK, _DASH, _BLANK).map("".join))
+CPRS = st.tuples(st.from_regex(r"\A[0-3][0-9][01][0-9]{3}\Z"), SEPARATOR, st.from_regex(r"\A[0-9]{4}\Z"))
+# Text around it, without digits: what is left of the number's digits is then plain to see.
+AROUND = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs")), max_size=30)
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch in "0123456789")
+
+
+@given(CPRS, AROUND, AROUND)
+def test_no_form_of_a_cpr_survives_the_guard(cpr, before, after):
+    ddmmyy, separator, last = cpr
+    text = f"{before}{ddmmyy}{separator}{last}{after}"
+    assert has_cpr(text)
+    masked = mask_cprs(text)
+    assert _digits(masked) == ddmmyy and f"{ddmmyy}-xxxx" in masked
+    assert mask_cprs(masked) == masked
+
+
+# Six digits and four more with at most six other characters between: a CPR unmasked.
+UNMASKED = re.compile(r"[0-9]{6}[^0-9x]{0,6}[0-9]{4}")
+
+
+@given(CPRS, AROUND)
+def test_no_cpr_reaches_a_mail_or_a_calendar_field(cpr, words):
+    """Subject, display name, body and every calendar text: the number is masked on the way out."""
+    text = f"{words} {''.join(cpr)} {words}"
+    wire = to_bytes(text_mail(
+        sender="sparring@kommune.example", sender_name=text, to=["karen@kommune.example"], subject=text,
+        body=text, html=f"<p>{text}</p>", sent_at=datetime(2027, 1, 4, 8, tzinfo=timezone.utc)))
+    parsed = email.message_from_bytes(wire, policy=email.policy.default)
+    shown = [str(parsed["Subject"]), str(parsed["From"])]
+    shown += [part.get_content() for part in parsed.walk() if not part.is_multipart()]
+    start = datetime(2027, 1, 4, 8, tzinfo=timezone.utc)
+    meeting = Meeting(uid="u", summary=text, start=start, end=start.replace(hour=9), organizer="s@k.example",
+                      organizer_name=text, attendees=(Attendee("a@k.example", text),), description=text,
+                      location=text)
+    shown += [meeting.summary, meeting.description, meeting.location, meeting.organizer_name,
+              meeting.attendees[0].name]
+    for field in shown:
+        assert not UNMASKED.search(field)
+
+

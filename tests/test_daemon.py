@@ -86,12 +86,12 @@ def test_demo_daemon_answers_mail_reports_status_and_stops_on_sigterm(tmp_path):
     replied_to = {str(read_mail(p)["In-Reply-To"]) for p in outbox_kind(data, "receipt")}
     assert replied_to == {f"<e{name[:2]}@mail.kommune.example>" for name in answered}
     for name, (outcome, _, _) in mails.EXPECTED.items():
-        assert [f for f in FOLDERS if (data / f / f"{name}.eml").exists()] == [FOLDER_OF[outcome]], name
+        assert [f for f in FOLDERS if (data / f / f"{name}.eml.enc").exists()] == [FOLDER_OF[outcome]], name
 
     status = cli(data, "status", env=env, demo=True)
     assert status.returncode == 0, status.stderr
     today = datetime.now(TZ).date().isoformat()
-    assert re.search(rf"^last intake: {today}T", status.stdout, re.MULTILINE), status.stdout
+    assert re.search(rf"^last intake: {today} \d\d:\d\d$", status.stdout, re.MULTILINE), status.stdout
     assert re.search(r"^outbox: pending 0, failed 0, done [1-9]\d*$", status.stdout, re.MULTILINE), status.stdout
     assert re.search(rf"^daemon: not running \(last: \S+:{proc.pid}\)$", status.stdout, re.MULTILINE), status.stdout
 
@@ -186,13 +186,13 @@ def test_standby_takes_over_the_lease_when_the_active_instance_is_killed(tmp_pat
 
 
 def test_a_move_cut_short_by_a_crash_leaves_the_mail_in_one_folder(tmp_path):
-    """SIGKILL between the hard link into processed/ and the unlink from the
-    inbox leaves the same file in both; the restart sees it as a duplicate
-    and must only drop the inbox copy, not file it a second time."""
+    """SIGKILL between the sealed copy into processed/ and the unlink from the
+    inbox leaves the mail in both; the restart sees it as a duplicate and
+    must only drop the inbox copy, not file it a second time."""
     data, env = tmp_path / "var", environment(new_key())
     drop_mail(data / "inbox", "cut", item_mail("150303-4321", "c1"), datetime(2027, 1, 8, 9, 0, tzinfo=TZ))
     assert cli(data, "run", "--once", env=env, now="2027-01-08T09:05").returncode == 0
-    os.link(data / "processed" / "cut.eml", data / "inbox" / "cut.eml")  # the state the crash leaves
+    drop_mail(data / "inbox", "cut", item_mail("150303-4321", "c1"), datetime(2027, 1, 8, 9, 0, tzinfo=TZ))
 
     again = cli(data, "run", "--once", env=env, now="2027-01-08T09:10")
     assert again.returncode == 0, again.stderr

@@ -126,8 +126,8 @@ def test_simulate_goes_on_past_every_crasher(tmp_path, monkeypatch, capsys, key)
                              "--to", "2027-01-10")
     assert code == 0 and "Traceback" not in err
     assert not list(inbox.glob("*.eml"))
-    filed = [p.name for p in (tmp_path / "data").glob("*/*.eml") if p.parent.name != "outbox"]
-    assert sorted(filed) == sorted(f"{name}.eml" for name in CRASHERS)
+    filed = [p.name for p in (tmp_path / "data").glob("*/*.eml.enc")]  # settled mails are kept sealed
+    assert sorted(filed) == sorted(f"{name}.eml.enc" for name in CRASHERS)
 
 
 def test_an_unexpected_error_prints_its_class_and_place_never_its_text(tmp_path, monkeypatch, capsys, key):

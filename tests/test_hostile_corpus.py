@@ -196,7 +196,7 @@ def test_simulate_files_every_hostile_mail_in_exactly_one_folder(tmp_path, capsy
     _clean(err, "stderr")
     _clean(caplog.text, "the log")
     left = {p.name for p in inbox.glob("*.eml")}  # dated outside the period: not taken in
-    filed = [p.name for folder in FOLDERS for p in (data / folder).glob("*.eml")]
+    filed = [p.name.removesuffix(".enc") for folder in FOLDERS for p in (data / folder).glob("*.eml.enc")]
     assert len(filed) == len(set(filed)), "no mail in two folders"
     assert set(filed) | left == {f"m{n:04d}.eml" for n in range(len(mails))} and not set(filed) & left
     skipped = re.search(r"left in the inbox \(dated outside the period\): (\d+)", out)

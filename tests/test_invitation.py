@@ -140,5 +140,9 @@ def test_refuses_what_is_not_an_invitation():
 
 
 def test_no_cpr_number_reaches_the_mail():
-    with pytest.raises(ValueError, match="CPR"):
-        send(replace(SLOT, description="Borger 0101901234"))
+    """Masked where the meeting is made (issue 11, 14): the mail and its calendar part show DDMMYY-xxxx."""
+    message = send(replace(SLOT, summary="Møde 010190\u20131234", description="Borger 0101901234"))
+    parts = [subject(message)] + [part.get_payload(decode=True).decode("utf-8") for part in message.walk()
+                                  if not part.is_multipart()]
+    assert all("1234" not in text for text in parts)
+    assert all("010190-xxxx" in text for text in parts)

@@ -168,8 +168,8 @@ def test_a_simulation_write_that_fails_leaves_no_half_mail(tmp_path, monkeypatch
     class Full:
         """A disk that takes the buffered bytes and refuses them on close."""
 
-        def __init__(self, path, mode):
-            self.file = open(path, mode)
+        def __init__(self, path, mode, **options):
+            self.file = open(path, mode, **options)
 
         def write(self, data):
             return len(data)
@@ -187,3 +187,92 @@ def test_a_simulation_write_that_fails_leaves_no_half_mail(tmp_path, monkeypatch
     with pytest.raises(DiskFull):  # ENOSPC: retried once there is space
         transport.send(outgoing())
     assert os.listdir(outbox) == []
+
+
+# -- issue 11, 20: settled mails are kept encrypted, files 0600, folders 0700 --
+
+ITEM = ("From: karen@kommune.example\r\nSubject: Sparring 120502-4127\r\n\r\n"
+        "CPR: 120502-4127\r\nHelbred: Angst og depression.\r\nSociale udfordringer: Gæld.\r\n").encode()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.fixture
+def cipher():
+    from scheduler.store.crypto import FieldCipher
+
+    return FieldCipher(os.urandom(32))
+
+
+def test_settled_mails_are_sealed_private_and_keep_their_arrival(inbox, cipher, monkeypatch):
+    from scheduler.store.crypto import open_mail
+
+    old = os.umask(0o022)  # the usual umask: files 0644, folders 0755 unless sparring says otherwise
+    try:
+        for n, disposition in enumerate(Disposition):
+            drop(inbox, f"{disposition.value}.eml", EPOCH + n, ITEM)
+        source = FolderSource(inbox, cipher=cipher)
+        source.settle({d: [f"{d.value}.eml"] for d in Disposition})
+    finally:
+        os.umask(old)
+    assert not list(inbox.iterdir()), "the originals are gone once sealed"
+    for n, disposition in enumerate(Disposition):
+        folder_path = inbox.parent / disposition.value
+        (kept,) = folder_path.iterdir()
+        assert kept.name == f"{disposition.value}.eml.enc"
+        assert _mode(folder_path) == 0o700 and _mode(kept) == 0o600
+        assert kept.stat().st_mtime == EPOCH + n, "retention counts from arrival"
+        raw = kept.read_bytes()
+        assert raw.startswith(b"sparring-mail\x01")
+        assert not any(secret in raw for secret in (b"120502", b"4127", b"Angst", b"karen"))
+        assert open_mail(cipher, raw) == ITEM
+
+
+def test_a_seal_cut_short_before_the_original_went_is_not_kept_twice(inbox, cipher, monkeypatch):
+    drop(inbox, "a.eml", EPOCH, ITEM)
+    source = FolderSource(inbox, cipher=cipher)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)  # the crash: nothing removed
+    source.settle({Disposition.PROCESSED: ["a.eml"]})
+    monkeypatch.undo()
+    assert (inbox / "a.eml").exists()
+    drop(inbox, "a.eml", EPOCH, b"another mail of the same name")
+    source.settle({Disposition.PROCESSED: ["a.eml"]})  # different content: kept beside it
+    drop(inbox, "a.eml", EPOCH, ITEM)
+    source.settle({Disposition.PROCESSED: ["a.eml"]})  # the same mail again: only the original goes
+    names = sorted(p.name for p in (inbox.parent / "processed").iterdir() if not p.name.startswith("."))
+    assert names == ["a-1.eml.enc", "a.eml.enc"] and not (inbox / "a.eml").exists()
+
+
+def test_mail_show_reads_a_sealed_mail_back_for_an_administrator(tmp_path, monkeypatch, capfdbinary):
+    from scheduler.cli import main
+    from scheduler.store.crypto import FieldCipher
+    from scheduler.store.keys import new_key, parse_key
+
+    key = new_key()
+    monkeypatch.setenv("SPARRING_SECRET_KEY", key)
+    inbox = tmp_path / "inbox"
+    drop(inbox, "a.eml", EPOCH, ITEM)
+    FolderSource(inbox, cipher=FieldCipher(parse_key(key, "test"))).settle({Disposition.QUARANTINE: ["a.eml"]})
+    config = str(Path(__file__).parent.parent / "config" / "sparring.toml")
+    sealed = tmp_path / "quarantine" / "a.eml.enc"
+    assert main(["--config", config, "--data-dir", str(tmp_path), "mail", "show", str(sealed)]) == 0
+    assert capfdbinary.readouterr().out == ITEM
+    monkeypatch.setenv("SPARRING_SECRET_KEY", new_key())
+    assert main(["--config", config, "--data-dir", str(tmp_path), "mail", "show", str(sealed)]) == 1
+    err = capfdbinary.readouterr().err.decode()
+    assert err.count("\n") == 1 and "could not be decrypted" in err and "Traceback" not in err
+
+
+def test_outbox_files_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        for durable in (True, False):
+            outbox = tmp_path / f"outbox-{durable}"
+            FolderTransport(outbox, FixedClock(datetime(2027, 1, 4, 9, tzinfo=timezone.utc)),
+                            durable=durable).send(outgoing())
+            (written,) = outbox.iterdir()
+            assert _mode(outbox) == 0o700 and _mode(written) == 0o600
+    finally:
+        os.umask(old)

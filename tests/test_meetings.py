@@ -224,3 +224,14 @@ def test_cooperation_without_slot_tells_organiser_once(tmp_path, monkeypatch):
     dispatcher.run_once(limit=100)
     notices = [m for m in sent(tmp_path) if "Ingen fælles tid" in str(m["Subject"])]
     assert len(notices) == 1 and notices[0]["To"] == "koordinator.social@kommune.example"
+
+
+def test_a_request_whose_title_holds_a_cpr_in_any_form_is_refused_in_one_sentence(tmp_path, monkeypatch):
+    """Issue 11, 14 and 15: the title goes into subjects and every attendee's calendar."""
+    app, dispatcher = build(tmp_path, "2027-01-28T08:00", monkeypatch)
+    for n, title in enumerate(["Møde om 120502\u20134127", "Møde om 120502 4127", "Møde\x0bom\x1bforløbet"]):
+        body = f"Deltagere: {B}\r\nPeriode: 2027-02-01 - 2027-02-05\r\nTitel: {title}\r\n"
+        outcome = ingest(app, request_mail("Netværksmøde", body, mid=f"t{n}"), "2027-01-28T08:00")
+        assert outcome.outcome == "rejected" and "Titlen" in outcome.reason and "4127" not in outcome.reason
+    dispatcher.run_once(limit=100)
+    assert not events(sent(tmp_path)) and not list((tmp_path / "calendar").glob("*.ics"))

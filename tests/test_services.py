@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -686,3 +687,198 @@ def test_a_mail_handed_out_again_after_its_move_was_lost_goes_to_the_folder_of_i
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*.eml")
                   if p.parent.name != "outbox") == [
         "ignored/z.eml", "processed/a.eml", "quarantine/b.eml", "rejected/c.eml"]
+
+
+# -- issue 11: receipts name the batch's final slot, in local time, masked --
+
+
+def _drop(inbox, name: str, raw: bytes, arrived: str) -> None:
+    """A mail in the inbox whose mtime (its arrival) is ``arrived``, given in UTC."""
+    import os
+    from datetime import datetime
+
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / name).write_bytes(raw)
+    moment = datetime.fromisoformat(arrived).timestamp()
+    os.utime(inbox / name, (moment, moment))
+
+
+def _run_batch(app, tmp_path):
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.intake import Intake
+
+    return Intake(app).run(FolderSource(tmp_path / "inbox"))
+
+
+def _to(messages, address: str, prefix: str):
+    return [m for m in messages if m["To"] == address and str(m["Subject"]).startswith(prefix)]
+
+
+def _slot_line(receipt) -> str:
+    text = receipt.get_body(("plain",)).get_content()
+    return next(line for line in text.splitlines() if line.startswith("Din tid:"))
+
+
+def _invited_start(messages, address: str):
+    starts = [calendar_part(m).walk("VEVENT")[0].decoded("DTSTART") for m in messages
+              if calendar_part(m) and m["To"] == address and str(calendar_part(m)["METHOD"]) == "REQUEST"]
+    return starts[-1]
+
+
+def _agenda_start(app, address: str):
+    from scheduler.services.agenda import build_agenda
+
+    with app.transaction() as repo:
+        agenda = build_agenda(repo, app, app.session_by_key("unge/2027-01-07"), full_cpr=False)
+    return next(line.start for line in agenda.lines if line.sender == address)
+
+
+def _receipt_invitation_and_agenda_agree(app, dispatcher, tmp_path, slot: str) -> None:
+    """Karen's receipt, her invitation's DTSTART and the agenda give one slot."""
+    dispatcher.run_once(limit=200)
+    messages = outbox_messages(tmp_path)
+    (receipt,) = _to(messages, "karen@kommune.example", "Kvittering")
+    invited, listed = _invited_start(messages, "karen@kommune.example"), _agenda_start(app, "karen@kommune.example")
+    assert invited == listed == at(f"2027-01-07T{slot[:5].replace('.', ':')}")
+    assert _slot_line(receipt).startswith(f"Din tid:    kl. {slot}")
+
+
+def test_a_receipt_names_the_slot_an_acute_mail_later_in_the_batch_leaves_it(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T09:00", monkeypatch)
+    inbox = tmp_path / "inbox"
+    _drop(inbox, "a.eml", item_mail("150303-4321", "a"), "2027-01-04T07:00+00:00")
+    _drop(inbox, "b.eml", item_mail("110698-2345", "b", subject="AKUT", sender="ole@kommune.example"),
+          "2027-01-04T07:05+00:00")
+    assert [o.outcome for o in _run_batch(app, tmp_path)] == ["accepted", "accepted"]
+    _receipt_invitation_and_agenda_agree(app, dispatcher, tmp_path, "10.10-10.20")
+
+
+def test_a_receipt_names_the_slot_a_withdrawal_later_in_the_batch_gives_it(tmp_path, monkeypatch):
+    app, dispatcher = build(tmp_path, "2027-01-04T09:00", monkeypatch)
+    ingest(app, item_mail("110698-2345", "x", sender="ole@kommune.example"), "2027-01-04T08:00")
+    inbox = tmp_path / "inbox"
+    _drop(inbox, "a.eml", item_mail("150303-4321", "a"), "2027-01-04T08:10+00:00")
+    withdrawal = item_mail("110698-2345", "w", subject="Træk tilbage", sender="ole@kommune.example")
+    _drop(inbox, "w.eml", withdrawal, "2027-01-04T08:15+00:00")
+    assert [o.outcome for o in _run_batch(app, tmp_path)] == ["accepted", "withdrawn"]
+    _receipt_invitation_and_agenda_agree(app, dispatcher, tmp_path, "10.00-10.10")
+
+
+def test_times_people_read_are_in_the_service_zone_whatever_the_arrival_zone(tmp_path, monkeypatch):
+    """Arrival 11:30 UTC on a winter day is 12:30 in Copenhagen: after the deadline."""
+    app, dispatcher = build(tmp_path, "2027-01-04T13:00", monkeypatch)
+    _drop(tmp_path / "inbox", "late.eml", b"From: karen@kommune.example\r\nTo: sparring@kommune.example\r\n"
+          b"Subject: Sparring\r\nMessage-ID: <late@kommune.example>\r\n\r\nHej\r\n", "2027-01-04T11:30+00:00")
+    assert [o.outcome for o in _run_batch(app, tmp_path)] == ["rejected"]
+    dispatcher.run_once()
+    (receipt,) = _to(outbox_messages(tmp_path), "karen@kommune.example", "Afvist")
+    assert "modtaget mandag den 4. januar 2027 kl. 12.30" in receipt.get_body(("plain",)).get_content()
+
+
+def test_status_shows_every_time_in_the_service_zone(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from scheduler.services import lease
+    from scheduler.services.status import status_lines
+
+    app, dispatcher = build(tmp_path, "2027-01-04T13:00", monkeypatch)
+    app.set_meta("last_intake", datetime(2027, 1, 4, 11, 30, tzinfo=timezone.utc).isoformat())
+    assert lease.acquire(app, "host:1")
+    until = lease.holder_of(app)[1].astimezone(app.tz)  # the lease runs on real time
+    lines = status_lines(app)
+    assert lines[0] == "now: 2027-01-04 13:00 (times in Europe/Copenhagen)"
+    assert f"daemon: host:1 (lease until {until:%Y-%m-%d %H:%M:%S})" in lines
+    assert "last intake: 2027-01-04 12:30" in lines
+    assert not any("UTC" in line or "+00:00" in line for line in lines)
+
+
+def _every_text(tmp_path) -> str:
+    """Everything the outbox and the local calendar hold, decoded as a reader sees it."""
+    texts = []
+    for path in [*(tmp_path / "outbox").glob("*.eml"), *(tmp_path / "calendar").glob("*.ics")]:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        texts += [f"{name}: {value}" for name, value in message.items()]
+        texts += [part.get_payload(decode=True).decode("utf-8") for part in message.walk()
+                  if not part.is_multipart()]
+    return "\n".join(texts)
+
+
+def test_no_cpr_escapes_by_display_name_case_text_or_a_dash_of_another_kind(tmp_path, monkeypatch):
+    """Issue 11, 14: the name "Karen 120502–4127" is not repeated, the bumped caseworker is not
+    addressed by the acute sender's name, the acute alert masks a number in its text, and a
+    meeting title with an en-dash CPR is refused and reaches no subject, SUMMARY or .ics file."""
+    from tests.test_booking import A, B, busy_file
+    from tests.test_meetings import request_mail
+
+    app, dispatcher = build(tmp_path, "2027-01-28T08:00", monkeypatch)
+    for n in range(6):  # a full session: the acute item bumps the latest
+        mail = item_mail(f"0{n + 1}0101-400{n}", f"f{n}",
+                         sender="karen@kommune.example").replace(b"From: karen@kommune.example",
+                                                                 "From: Karen 120502\u20134127 <karen@kommune.example>".encode())
+        assert ingest(app, mail, "2027-02-01T08:00").outcome == "accepted"
+    acute = ("From: Ole Olsen <ole@kommune.example>\r\nTo: sparring@kommune.example\r\nSubject: AKUT\r\n"
+             "Message-ID: <ak@kommune.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+             "CPR: 110698-2345\r\nHelbred: Bror (110698\u20132345) er indlagt.\r\n".encode())
+    assert ingest(app, acute, "2027-02-01T09:00").outcome == "accepted"
+    busy_file(tmp_path, A, ("20270201T090000", "20270201T120000"))
+    busy_file(tmp_path, B, ("20270201T120000", "20270201T150000"))
+    body = (f"Deltagere: {B}\r\nPeriode: 2027-02-08 - 2027-02-12\r\nTitel: Møde om 120502\u20134127\r\n")
+    assert ingest(app, request_mail("Netværksmøde", body), "2027-02-01T09:10").outcome == "rejected"
+    dispatcher.run_once(limit=500)
+    seen = _every_text(tmp_path)
+    assert not re.search(r"120502[^0-9x]{0,6}4127|110698[^0-9x]{0,6}2345", seen)
+    assert "120502-xxxx" not in seen, "the display name is dropped, not repeated masked"
+    bumped = [m for m in outbox_messages(tmp_path) if str(m["Subject"]).startswith("Flyttet")]
+    assert bumped and all(m.get_body(("plain",)).get_content().startswith("Kære sagsbehandler") for m in bumped)
+    receipts = [m for m in outbox_messages(tmp_path) if m["To"] == "karen@kommune.example"
+                and str(m["Subject"]).startswith("Kvittering")]
+    assert len(receipts) == 6 and all("Kære sagsbehandler" in m.get_body(("plain",)).get_content() for m in receipts)
+
+
+def test_settled_mails_and_the_data_dir_are_private_and_purged_after_their_retention(tmp_path, monkeypatch):
+    """Issue 11, 20: nothing of a mail lies in plaintext or readable by others in the data directory."""
+    from scheduler.services.intake import Intake
+    from scheduler.services.retention import purge
+    from scheduler.wiring import make_source
+
+    data = tmp_path / "var"
+    app, dispatcher = build(data, "2027-01-04T09:00", monkeypatch)
+    _drop(data / "inbox", "a.eml", item_mail("150303-4321", "a"), "2027-01-04T07:00+00:00")
+    _drop(data / "inbox", "b.eml", item_mail("150303-432", "b"), "2027-01-04T07:01+00:00")  # rejected
+    assert [o.outcome for o in Intake(app).run(make_source(app.config, data, cipher=app.cipher))] \
+        == ["accepted", "rejected"]
+    dispatcher.run_once(limit=100)
+    mode = lambda path: path.stat().st_mode & 0o777  # noqa: E731
+    assert mode(data) == 0o700 and mode(data / "sparring.db") == 0o600
+    for name in ("processed", "rejected", "outbox", "calendar"):
+        assert mode(data / name) == 0o700, name
+        assert all(mode(path) == 0o600 for path in (data / name).iterdir()), name
+    settled = [*(data / "processed").iterdir(), *(data / "rejected").iterdir()]
+    assert sorted(p.name for p in settled) == ["a.eml.enc", "b.eml.enc"]
+    assert not any(word in path.read_bytes() for path in settled for word in (b"150303", b"Angst", b"karen"))
+    app.clock.set(at("2027-03-01T09:00"))  # the session of 7 January plus 30 days has passed
+    assert purge(app).files >= 2 and not [*(data / "processed").iterdir(), *(data / "rejected").iterdir()]
+
+
+def test_demo_says_its_key_sits_beside_the_data(tmp_path, monkeypatch, capsys):
+    from scheduler.cli import main
+    from tests.appkit import CONFIG
+
+    monkeypatch.delenv("SPARRING_SECRET_KEY", raising=False)
+    assert main(["--config", str(CONFIG), "--data-dir", str(tmp_path / "var"), "--demo", "status"]) == 0
+    err = capsys.readouterr().err
+    assert "beside the data" in err and "for trying sparring only" in err
+
+
+def test_simulate_files_its_mails_sealed_too(tmp_path, monkeypatch, capsys):
+    from scheduler.cli import main
+    from scheduler.store.keys import new_key
+    from tests.appkit import CONFIG
+
+    monkeypatch.setenv("SPARRING_SECRET_KEY", new_key())
+    raw = item_mail("150303-4321", "s1").replace(b"Subject:", b"Date: Mon, 04 Jan 2027 09:00:00 +0100\r\nSubject:")
+    _drop(tmp_path / "inbox", "s1.eml", raw, "2027-01-04T08:00+00:00")
+    assert main(["--config", str(CONFIG), "--data-dir", str(tmp_path), "simulate", "--from", "2027-01-01",
+                 "--to", "2027-01-10"]) == 0
+    (kept,) = (tmp_path / "processed").iterdir()
+    assert kept.name == "s1.eml.enc" and b"150303" not in kept.read_bytes() and b"Angst" not in kept.read_bytes()

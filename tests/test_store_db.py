@@ -56,7 +56,9 @@ def test_database_url_defaults_to_sqlite_in_the_data_dir(tmp_path):
     "postgresql://u@localhost:5433/db",
     "postgresql:///db?host=/var/run/postgresql",
     "postgresql://u:pw@db.kommune.example/db?sslmode=verify-full",
-    "postgresql+psycopg://u:pw@db.kommune.example/db?sslmode=require",
+    "postgresql+psycopg://u:pw@db.kommune.example/db?sslmode=verify-full",
+    "postgresql://u@/db?host=127.0.0.1,::1&hostaddr=127.0.0.1",
+    "postgresql://u@db.kommune.example/db?hostaddr=10.0.0.5&sslmode=verify-full",
 ])
 def test_postgres_urls_accepted_without_connecting(url):
     engine = make_engine(url)
@@ -66,6 +68,14 @@ def test_postgres_urls_accepted_without_connecting(url):
 @pytest.mark.parametrize("url", [
     "postgresql://u:pw@db.kommune.example/db",
     "postgresql://u:pw@10.0.0.5/db?sslmode=prefer",
+    # Issue 11, 19: no certificate check, or a target the old check did not look at.
+    "postgresql+psycopg://u:pw@db.kommune.example/db?sslmode=require",
+    "postgresql://u:pw@db.kommune.example/db?sslmode=verify-ca",
+    "postgresql://u:pw@localhost/db?hostaddr=10.0.0.5",
+    "postgresql://u:pw@/db?hostaddr=10.0.0.5",
+    "postgresql://u:pw@/db?service=sparring",
+    "postgresql://u:pw@/db?host=127.0.0.1,db.kommune.example",
+    "postgresql://u:pw@/db?host=127.0.0.1&host=db.kommune.example",
 ])
 def test_remote_postgres_without_tls_is_refused(url):
     with pytest.raises(ConfigError, match="must use TLS") as caught:

@@ -14,7 +14,6 @@ layout; ``freebusy_home`` changes it). No reachable calendar → UNKNOWN.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -32,25 +31,14 @@ from scheduler.calendars.ical import merge_cancel, merge_put, parse_object
 from scheduler.errors import ConfigError
 from scheduler.model import BusyInterval, Meeting
 from scheduler.ports import PermanentError, TransientError, chunked
-
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+from scheduler.tls import http_url_problem
 
 
 def require_tls(url: str) -> None:
     """https, except to this machine: passwords never cross a network in clear."""
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return
-    host = (parts.hostname or "").lower()
-    loopback = host in _LOOPBACK
-    if not loopback:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            pass
-    if parts.scheme != "http" or not loopback:
-        raise ConfigError(f"calendar.caldav.url must start with https:// (got {parts.scheme or 'no'} "
-                          "scheme); plain http is only allowed to 127.0.0.1.")
+    problem = http_url_problem(url)
+    if problem:
+        raise ConfigError(f"calendar.caldav.url: {problem}.")
 
 
 @contextmanager

@@ -45,8 +45,8 @@ def invitation_mail(
         raise ValueError("an invitation needs at least one recipient")
     ics = to_ical([meeting], method, tz, stamp=stamp)
     context = _context(meeting, method, sender_name, tz)
-    subject, body = render_mail("invitation.txt.j2", language, **context)
-    html = render("invitation.html.j2", language, **context)
+    subject, body = render_mail("invitation.txt.j2", language, tz=tz, **context)
+    html = render("invitation.html.j2", language, tz=tz, **context)
     message = text_mail(
         sender=sender,
         sender_name=sender_name,

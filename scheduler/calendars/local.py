@@ -36,6 +36,7 @@ from icalendar import Calendar, Event
 from scheduler.calendars.freebusy import (busy_by_participant, busy_in, organizer_of, parse_calendar,
                                           unknown)
 from scheduler.calendars.ical import cancel_events, events_of, parse_object, put_events, render
+from scheduler.files import private_dir
 from scheduler.model import BusyInterval, Meeting
 from scheduler.ports import DiskFull, PermanentError, TransientError
 
@@ -221,7 +222,7 @@ class LocalCalendar:
         """The object holding ``events`` (as ``merge_put`` would assemble it), atomically."""
         data = render(events, self.tz)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
             if not self.durable:  # a rehearsal: nobody reads the folder while it runs
                 path.write_bytes(data)
                 self._own.forget(path)

@@ -132,7 +132,7 @@ class GraphCalendar:
     def _cancel_request(self, event_id: str, meeting: Meeting, start: datetime, *, occurrence: bool) -> dict:
         if not meeting.attendees:  # nobody to tell: cancel is for meetings only
             return {"method": "DELETE", "url": self._events(event_id)}
-        comment = render("calendar_cancel_comment.txt.j2", self.language, summary=meeting.summary,
+        comment = render("calendar_cancel_comment.txt.j2", self.language, tz=self.tz, summary=meeting.summary,
                          start=start.astimezone(self.tz), occurrence=occurrence).strip()
         return {"method": "POST", "url": self._events(event_id) + "/cancel", "headers": _JSON,
                 "body": {"comment": comment}}

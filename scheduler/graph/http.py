@@ -12,23 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
 from scheduler.errors import ConfigError
 from scheduler.ports import PermanentError, TransientError
-from scheduler.tls import is_loopback
+from scheduler.tls import http_url_problem
 
 
 def check_url(url: str, key: str) -> str:
     """``url`` if it is https (or http to a loopback IP), else one ConfigError sentence."""
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{key} must be an https URL, not {url!r}.")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ConfigError(f"{key}: plain http is allowed only to 127.0.0.1, not {parts.hostname}; use https.")
+    problem = http_url_problem(url)
+    if problem:
+        raise ConfigError(f"{key}: {problem}.")
     return url
 
 

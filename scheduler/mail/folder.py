@@ -2,9 +2,12 @@
 
 ``FolderSource`` reads ``<data-dir>/inbox/`` and files each settled mail
 into a sibling folder (``processed/``, ``rejected/``, ``quarantine/``,
-``ignored/``); nothing is ever deleted. ``FolderTransport`` writes each
-outgoing message atomically to ``<data-dir>/outbox/`` as
-``<timestamp>-<kind>-<n>.eml``.
+``ignored/``) encrypted with the data key (``<name>.eml.enc``, see
+``store.crypto.seal_mail``; ``sparring mail show`` reads one back), with
+its arrival time as mtime for the retention purge; the inbox original is
+removed once the sealed copy is durable. Folders are 0700, files 0600.
+``FolderTransport`` writes each outgoing message atomically to
+``<data-dir>/outbox/`` as ``<timestamp>-<kind>-<n>.eml``.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+from scheduler.files import FILE_MODE, fsync_path, private_dir
 from scheduler.ports import Clock, Disposition, DiskFull, IncomingMail, OutgoingMail, PermanentError
+from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, FieldCipher, open_mail, seal_mail
 
 POLL_STEP = 0.25  # seconds between looks at the inbox while waiting
+FSYNC_THREADS = 16  # sealed copies flushed side by side: one journal commit serves many
 _OUTBOX_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z0-9_-]+-(\d+)\.eml$")
 
 
@@ -33,6 +40,11 @@ def _ready(entry: os.DirEntry) -> bool:
         and name.lower().endswith(".eml")
         and entry.is_file(follow_symlinks=False)
     )
+
+
+def _private(path, flags: int) -> int:
+    """``open``'s opener for a new file only its owner may read (0600)."""
+    return os.open(path, flags, FILE_MODE)
 
 
 def _place(source: Path, target: Path) -> None:
@@ -55,8 +67,10 @@ def _place(source: Path, target: Path) -> None:
 class FolderSource:
     """ports.MailSource over a directory of ``.eml`` files."""
 
-    def __init__(self, inbox: Path) -> None:
+    def __init__(self, inbox: Path, *, cipher: FieldCipher | None = None, durable: bool = True) -> None:
         self.inbox = Path(inbox)
+        self.cipher = cipher  # None (tests of the moves alone): settled mails stay plaintext
+        self.durable = durable  # False only for simulation: no fsync
         self._backlog = False  # the last fetch left ready files behind
         self._known: set[str] | None = None  # ready files at the last fetch
 
@@ -93,15 +107,20 @@ class FolderSource:
         for disposition, refs in moves.items():
             if not refs:
                 continue
-            target = self.inbox.parent / Disposition(disposition).value
-            target.mkdir(parents=True, exist_ok=True)
+            target = private_dir(self.inbox.parent / Disposition(disposition).value)
+            if self.cipher is not None:
+                self._seal_all(refs, target)
+                continue
             for ref in refs:
                 self._move(ref, target)
 
-    def _move(self, ref: str, target: Path) -> None:
+    def _source(self, ref: str) -> Path:
         if Path(ref).name != ref or ref in ("", ".", ".."):
             raise PermanentError("a folder mail reference must be a plain file name.")
-        source = self.inbox / ref
+        return self.inbox / ref
+
+    def _move(self, ref: str, target: Path) -> None:
+        source = self._source(ref)
         if not source.exists():
             return  # already moved: settling twice is harmless
         if self._placed_before(source, ref):
@@ -119,6 +138,67 @@ class FolderSource:
             except FileNotFoundError:
                 return  # moved by someone else between the check and the link
         source.unlink(missing_ok=True)
+
+    def _seal_all(self, refs: Sequence[str], target: Path) -> None:
+        """Keep the mails encrypted in ``target``, then remove the originals.
+
+        Each is written aside (0600) and linked to a name no other file
+        has; the originals go only once those copies and names are durable
+        (their fsyncs run side by side, the file system commits them
+        together, and one fsync of the folder covers the names). A crash
+        before leaves the originals: settled again, a complete sealed copy
+        is recognised by its content and only the original removed; a copy
+        cut short is not, and the mail is sealed once more beside it."""
+        done = [pair for ref in refs if (pair := self._seal(ref, target)) is not None]
+        if done and self.durable:
+            with ThreadPoolExecutor(max_workers=FSYNC_THREADS) as pool:
+                list(pool.map(fsync_path, [copy for _, copy in done if copy is not None]))
+            fsync_path(target)
+        for source, _ in done:
+            source.unlink(missing_ok=True)
+
+    def _seal(self, ref: str, target: Path) -> tuple[Path, Path | None] | None:
+        """The original to remove and its new sealed copy (None: one was
+        there already); None when the original is gone."""
+        source = self._source(ref)
+        try:
+            raw, info = source.read_bytes(), source.stat()
+        except FileNotFoundError:
+            return None  # already settled, or moved by someone else meanwhile
+        if self._sealed_before(target, ref, raw):
+            return source, None
+        return source, self._write_sealed(target, ref, seal_mail(self.cipher, raw), info.st_mtime_ns)
+
+    def _write_sealed(self, target: Path, ref: str, sealed: bytes, arrived_ns: int) -> Path:
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target)  # mkstemp: mode 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(sealed)
+            os.utime(tmp, ns=(arrived_ns, arrived_ns))  # the retention purge counts from arrival
+            stem, suffix = os.path.splitext(ref)
+            candidate, n = target / f"{ref}{MAIL_SUFFIX}", 1
+            while True:
+                try:
+                    _place(Path(tmp), candidate)
+                    return candidate
+                except FileExistsError:
+                    candidate, n = target / f"{stem}-{n}{suffix}{MAIL_SUFFIX}", n + 1
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _sealed_before(self, target: Path, ref: str, raw: bytes) -> bool:
+        """True when a sealed copy of exactly this mail is in ``target``
+        already. Looked for only where its first name is taken: rare."""
+        if not (target / f"{ref}{MAIL_SUFFIX}").exists():
+            return False
+        stem, suffix = os.path.splitext(ref)
+        for candidate in target.glob(f"{glob.escape(stem)}*{glob.escape(suffix)}{MAIL_SUFFIX}"):
+            try:
+                if open_mail(self.cipher, candidate.read_bytes()) == raw:
+                    return True
+            except (OSError, DecryptionError):
+                continue  # unreadable or another key's: not this mail's copy
+        return False
 
     def _placed_before(self, source: Path, ref: str) -> bool:
         """True when the very file (same inode) already sits in a settled
@@ -169,6 +249,7 @@ class FolderTransport:
         self.clock = clock
         self.durable = durable  # False only for simulation: no fsync, no temporary file
         self._last = self._highest_number()
+        self._private = False  # the folder made 0700 once, at the first send
 
     def _highest_number(self) -> int:
         try:
@@ -187,7 +268,9 @@ class FolderTransport:
             raise
 
     def _send(self, mail: OutgoingMail) -> None:
-        self.outbox.mkdir(parents=True, exist_ok=True)
+        if not self._private:  # agendas hold health text: the folder is this user's alone
+            private_dir(self.outbox)
+            self._private = True
         stamp = self.clock.now().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kind = re.sub(r"[^a-z0-9_-]+", "-", mail.kind.lower()).strip("-") or "mail"
         if not self.durable:  # a rehearsal: nobody reads the folder while it runs
@@ -208,7 +291,7 @@ class FolderTransport:
             self._last += 1
             try:
                 path = self.outbox / f"{stamp}-{kind}-{self._last}.eml"
-                handle = open(path, "xb")
+                handle = open(path, "xb", opener=_private)
             except FileExistsError:
                 self._last = max(self._last, self._highest_number())
                 continue

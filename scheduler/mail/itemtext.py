@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from scheduler.planning import cpr
+
 _SEP = r"(?:[ \t]?[-\u2010-\u2015][ \t]?|[ \t])?"
 _NUMBER = re.compile(rf"(?<![0-9])([0-9]{{6}}){_SEP}([0-9]{{4}})(?![0-9])")
 _CPR_LABEL = re.compile(r"\bcpr(?:[ .\-]*(?:nummer|nr)\b\.?)?[ \t]*[:\-\u2013.]?[ \t]*", re.IGNORECASE)
@@ -84,7 +86,7 @@ def own_lines(text: str) -> list[str]:
 
 def mask_cprs(text: str) -> str:
     """``text`` with the last four digits of every CPR-shaped number masked."""
-    return _NUMBER.sub(lambda number: f"{number[1]}-xxxx", text)
+    return cpr.mask_cprs(text)
 
 
 def _own_lines(lines: list[str]) -> list[str]:

@@ -6,7 +6,8 @@
     Eksterne: mor@example.org
     Periode: 2027-02-01 - 2027-02-14      (or 01-02-2027 til 14-02-2027)
     Varighed: 60                          (minutes; default from the config)
-    Titel: Netværksmøde om forløbet       (optional; never the citizen's name or CPR)
+    Titel: Netværksmøde om forløbet       (optional; never the citizen's name or CPR:
+                                          a CPR number or control character refuses the request)
 
 Internal participants (Deltagere, Valgfri) are booked by free/busy; the
 sender takes part too. Addresses outside the allowlist named as internal
@@ -26,6 +27,7 @@ from datetime import date, timedelta
 from scheduler.mail.headerforms import VALID_ADDRESS
 from scheduler.mail.parse import ParsedMail
 from scheduler.planning.items import Rejection
+from scheduler.planning.titles import title_problem
 
 _LABELS = {
     "required": ("deltagere", "deltager", "participants", "required"),
@@ -38,7 +40,6 @@ _LABELS = {
 _LINE = re.compile(r"^\s*([A-Za-zÆØÅæøå]+)\s*[:\-]\s*(.*)$")
 _ADDRESS = re.compile(r"[^\s,;<>]+@[^\s,;<>]+\.[A-Za-z]{2,}")
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})|(\d{1,2})[-./](\d{1,2})[-./](\d{4})")
-_CPR_SHAPE = re.compile(r"\d{6}[- ]?\d{4}")
 MAX_AHEAD = 366  # days: how far ahead of its arrival a request may reach
 
 
@@ -77,8 +78,8 @@ def parse_request(parsed: ParsedMail, internal, today: date, max_externals: int 
     if duration and (not duration.isdigit() or not 10 <= int(duration) <= 480):
         return Rejection("request_duration", {})
     title = fields.get("title") or None
-    if title and _CPR_SHAPE.search(title):
-        title = None  # a title is shown in calendars: never a CPR number
+    if title and title_problem(title):  # shown in subjects and calendars: refused, not sent
+        return Rejection("request_title", {})
     return MeetingRequest(kind, *period, int(duration) if duration else None, tuple(required),
                           tuple(optional), tuple(external), title)
 

@@ -13,6 +13,15 @@ from datetime import date
 
 _SHAPE = re.compile(r"\s*([0-9]{6})[ \-\u2010-\u2015]?([0-9]{4})\s*")
 
+# The guard's detector: six digits, then any separator a person or a mail
+# client may put there (blanks of every width, invisible characters, any
+# dash or minus, each possibly repeated and mixed), then four digits. Wider
+# than what intake accepts on purpose (any decimal digits, too): it must
+# catch every such form.
+_DASHES = "\\-\u00ad\u058a\u05be\u1806\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63\uff0d"
+_BLANKS = " \\t\u00a0\u1680\u2000-\u200d\u202f\u205f\u2060\u3000\ufeff"
+CPR_IN_TEXT = re.compile(rf"(?<!\d)(\d{{6}})[{_DASHES}{_BLANKS}]{{0,6}}(\d{{4}})(?!\d)")
+
 
 class CprError(ValueError):
     """A CPR number that cannot be used; ``code`` is format, date or future.
@@ -52,6 +61,17 @@ class Cpr:
         return f"Cpr({self.masked})"
 
     __str__ = __repr__
+
+
+def has_cpr(text: str) -> bool:
+    """True when ``text`` holds something shaped like a CPR number, in any form."""
+    return CPR_IN_TEXT.search(text) is not None
+
+
+def mask_cprs(text: str) -> str:
+    """``text`` with every CPR-shaped number as ``DDMMYY-xxxx``: the one
+    guard for what leaves sparring (mails, subjects, names, calendar fields)."""
+    return CPR_IN_TEXT.sub(lambda number: f"{number[1]}-xxxx", text) if text else text
 
 
 def century(seventh: int, yy: int) -> int:

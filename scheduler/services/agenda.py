@@ -9,9 +9,10 @@ their own item (``only_sender``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from scheduler.model import Series, Session
+from scheduler.planning.cpr import mask_cprs
 from scheduler.render import render, render_mail
 from scheduler.store.repository import ItemView, Repository
 
@@ -39,6 +40,8 @@ class Agenda:
     late: bool = False
     updated: bool = False  # sent again after the deadline: an acute item came
     delayed: bool = False  # late because the mail server was away, not sparring
+    full_cpr: bool = False  # agenda.cpr_display = "full": the numbers stand unmasked
+    tz: tzinfo | None = None  # the service's zone, for every time shown
 
     def context(self, forum_name: str) -> dict:
         return {"series": self.series, "session": self.session, "lines": self.lines,
@@ -68,21 +71,23 @@ def build_agenda(repo: Repository, app, session: Session, *, full_cpr: bool,
     series = app.series[session.series_id]
     items = repo.items_of_session(session.key)
     lines = tuple(_line(n, item, session, series, full_cpr, only_sender) for n, item in enumerate(items))
-    return Agenda(series, session, lines, app.now(), late, updated)
+    return Agenda(series, session, lines, app.now(), late, updated, full_cpr, app.tz)
 
 
 def _line(n: int, item: ItemView, session: Session, series: Series, full_cpr: bool,
           only_sender: str | None) -> AgendaLine:
     start = session.slot_start(n, series.slot_length)
     visible = only_sender is None or item.sender == only_sender
+    # Masked display masks a number written into the case text too.
+    shown = (lambda texts: texts) if full_cpr else (lambda texts: tuple(map(mask_cprs, texts)))
     return AgendaLine(
         number=n + 1,
         start=start,
         end=start + series.slot_length,
         acute=item.acute,
         cpr=(item.cpr.formatted if full_cpr else item.cpr.masked) if visible else None,
-        health=item.health if visible else (),
-        social=item.social if visible else (),
+        health=shown(item.health) if visible else (),
+        social=shown(item.social) if visible else (),
         sender=item.sender,
         own=only_sender is not None and visible,
         item_id=item.id,
@@ -94,11 +99,16 @@ def render_agenda(agenda: Agenda, fmt: str, language: str, forum_name: str) -> s
         import json
 
         return json.dumps(agenda.as_json(), ensure_ascii=False, indent=1) + "\n"
-    return render(f"agenda.{'html' if fmt == 'html' else 'txt'}.j2", language, **agenda.context(forum_name))
+    return render(f"agenda.{'html' if fmt == 'html' else 'txt'}.j2", language, tz=_zone(agenda),
+                  **agenda.context(forum_name))
 
 
 def agenda_mail_parts(agenda: Agenda, language: str, forum_name: str) -> tuple[str, str, str]:
     """Subject, text body and HTML body of the agenda mail."""
-    subject, text = render_mail("agenda.txt.j2", language, **agenda.context(forum_name))
-    html = render("agenda.html.j2", language, **agenda.context(forum_name))
+    subject, text = render_mail("agenda.txt.j2", language, tz=_zone(agenda), **agenda.context(forum_name))
+    html = render("agenda.html.j2", language, tz=_zone(agenda), **agenda.context(forum_name))
     return subject, text, html
+
+
+def _zone(agenda: Agenda) -> tzinfo:
+    return agenda.tz or agenda.session.start.tzinfo

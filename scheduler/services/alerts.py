@@ -20,7 +20,7 @@ log = logging.getLogger("sparring.alerts")
 def queue_admin_alert(app, repo, template: str, key: str, **context) -> None:
     """Queue ``template`` to ``service.admin`` in ``repo``'s transaction."""
     admin = app.config.service.admin
-    subject, body = render_mail(template, app.language, forum_name=app.forum_name, **context)
+    subject, body = render_mail(template, app.language, tz=app.tz, forum_name=app.forum_name, **context)
     message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=[admin], subject=subject,
                         body=body, sent_at=app.now(), language=app.language)
     repo.enqueue_mail(message, kind="alert", dedupe_key=key, recipients=[admin])

@@ -146,13 +146,13 @@ class Booker:
         domain = self.app.forum_address.rpartition("@")[2]
         return Meeting(
             uid=uid or new_uid(req.kind, domain),
-            summary=req.title or render("booking_title.txt.j2", self.app.language, kind=req.kind).strip(),
+            summary=req.title or render("booking_title.txt.j2", self.app.language, tz=self.app.tz, kind=req.kind).strip(),
             start=candidate.start,
             end=candidate.end,
             organizer=self.app.forum_address,
             organizer_name=self.app.forum_name,
             attendees=tuple(Attendee(a, required=a in required) for a in invited),
-            description=render(f"booking_{_body(req.kind)}.txt.j2", self.app.language,
+            description=render(f"booking_{_body(req.kind)}.txt.j2", self.app.language, tz=self.app.tz,
                                kind=req.kind, external=req.external),
             location=candidate.room or req.location,
             categories=(req.kind,),
@@ -187,7 +187,7 @@ class Booker:
         from scheduler.render import render_mail
 
         organiser = self.app.config.booking.cooperation.organiser or self.app.config.service.admin
-        subject, body = render_mail("booking_no_slot.txt.j2", self.app.language, request=req,
+        subject, body = render_mail("booking_no_slot.txt.j2", self.app.language, tz=self.app.tz, request=req,
                                     rebooking=rebooking, forum_name=self.app.forum_name)
         message = text_mail(sender=self.app.forum_address, sender_name=self.app.forum_name, to=[organiser],
                             subject=subject, body=body, sent_at=self.app.now(), language=self.app.language)

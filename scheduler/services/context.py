@@ -63,7 +63,9 @@ class App:
     def transaction(self) -> Iterator[Repository]:
         """One unit of work: committed on success, rolled back on any error.
 
-        ``repo.after_commit`` callbacks run once the commit has succeeded:
+        ``repo.before_commit`` callbacks run when the work is done, still
+        inside the transaction (receipts rendered from a whole batch's
+        final state). ``repo.after_commit`` callbacks run once the commit has succeeded:
         work that talks to servers (free/busy for a booking) never holds a
         database transaction open, and never runs for a decision that was
         rolled back. Each runs on its own: one that raises is logged and
@@ -73,6 +75,8 @@ class App:
             repo = Repository(db, self.cipher, self)
             try:
                 yield repo
+                for callback in repo.before_commit:
+                    callback()
                 repo.flush_writes()
                 db.commit()
             except BaseException:

@@ -100,7 +100,8 @@ def _queue(app, repo, agenda, to: list[str], key: str) -> None:
 def _agenda_mail(app, agenda, to: list[str], message_id: str | None = None):
     subject, text, html = agenda_mail_parts(agenda, app.language, app.forum_name)
     return text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to, subject=subject,
-                     body=text, html=html, sent_at=app.now(), language=app.language, message_id=message_id)
+                     body=text, html=html, sent_at=app.now(), language=app.language, message_id=message_id,
+                     full_cpr=agenda.full_cpr)
 
 
 def in_use_since(app) -> datetime:
@@ -159,7 +160,7 @@ def send_reminder(app, session_key: str) -> bool:
         return False
     with app.transaction() as repo:
         free = session.capacity - len(repo.booked_in(session_key))
-        subject, body = render_mail("reminder.txt.j2", app.language, series=series, session=session,
+        subject, body = render_mail("reminder.txt.j2", app.language, tz=app.tz, series=series, session=session,
                                     free=max(free, 0), forum_name=app.forum_name, mailbox=app.forum_address)
         message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=list(series.remind),
                             subject=subject, body=body, sent_at=app.now(), language=app.language)

@@ -181,6 +181,8 @@ class Intake:
                         outcome = self._decide_in_batch(repo, mail, parsed_mail, guarded, changes)
                         outcomes.append(outcome)
                         moves.setdefault(outcome.disposition, []).append(mail.ref)
+                Notices.run_decided(repo)  # receipts from the batch's final slots; changes noted
+                changes.keep()
                 self.app.change_handlers = handlers
                 changes.replay(handlers, repo)
         finally:
@@ -192,7 +194,7 @@ class Intake:
         """One mail of a batch. Unguarded, a failure is raised (the batch is
         then decided again, guarded); guarded, it rolls back this mail alone
         (its savepoint), which is quarantined."""
-        callbacks = len(repo.after_commit)
+        callbacks, decided = len(repo.after_commit), len(repo.before_commit)
         try:
             with repo.db.begin_nested() if guarded else nullcontext():
                 outcome = self._decide_one(repo, mail, parsed)
@@ -201,6 +203,7 @@ class Intake:
                 raise  # the database's or the disk's fault, not this mail's: never quarantined for it
             repo.forget_batch_cache()
             del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
+            del repo.before_commit[decided:]
             changes.discard()
             return self._failed(repo, mail, parsed, exc)
         changes.keep()

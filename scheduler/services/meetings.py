@@ -21,7 +21,7 @@ log = logging.getLogger("sparring.meetings")
 
 def _mail(app, template: str, to: list[str], key: str, kind: str = "receipt", reply_to: str | None = None,
           **context) -> None:
-    subject, body = render_mail(template, app.language, forum_name=app.forum_name, **context)
+    subject, body = render_mail(template, app.language, tz=app.tz, forum_name=app.forum_name, **context)
     message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to, subject=subject,
                         body=body, sent_at=app.now(), language=app.language, in_reply_to=reply_to,
                         auto="auto-replied" if reply_to else "auto-generated")

@@ -4,21 +4,33 @@ decision's transaction, so a decision and its answers commit together.
 
 Receipts name the citizen only by masked CPR and never repeat health or
 social text. Only the acute alert to the series' coordinators carries the
-item in full: they are the ones who must act on it at once.
+item's text: they are the ones who must act on it at once.
+
+What names a slot (the receipt of a placed item, the bumped caseworker's
+notice, the acute alert) is rendered when the batch has been decided
+(``repo.before_commit``): a later mail of the same batch may move the item
+(an acute one ahead of it, a withdrawal), and the receipt must name the
+slot the invitation and the agenda give it.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+
+from sqlalchemy import select
 
 from scheduler.mail.compose import text_mail
 from scheduler.mail.parse import ParsedMail
-from scheduler.planning.allocation import Placement
-from scheduler.planning.cpr import Cpr
+from scheduler.planning.allocation import Placement, slot_order
+from scheduler.planning.cpr import Cpr, has_cpr
 from scheduler.planning.items import ItemContent
 from scheduler.render import render_mail
 from scheduler.services import deadlines
-from scheduler.store.repository import ItemView, Repository
+from scheduler.store.repository import PENDING, ItemView, Repository
+from scheduler.store.tables import Item
+
+log = logging.getLogger("sparring.notices")
 
 
 class Notices:
@@ -29,14 +41,16 @@ class Notices:
         self.received_at = received_at
 
     def _common(self) -> dict:
+        name = self.parsed.sender_name
         return {
             "forum_name": self.app.forum_name,
-            "sender_name": self.parsed.sender_name,
+            "sender_name": "" if has_cpr(name) else name,  # "Kære sagsbehandler" then
             "max_lines": self.app.config.intake.max_lines,
         }
 
     def _send(self, template: str, to: list[str], key: str, kind: str, reply: bool, about=(), **context) -> None:
-        subject, body = render_mail(template, self.app.language, **self._common(), **context)
+        context = {**self._common(), **context}
+        subject, body = render_mail(template, self.app.language, tz=self.app.tz, **context)
         message = text_mail(
             sender=self.app.forum_address,
             sender_name=self.app.forum_name,
@@ -57,15 +71,23 @@ class Notices:
     def rejected(self, sentence: str) -> None:
         self._receipt("receipt_rejected.txt.j2", reason=sentence, received_at=self.received_at)
 
+    def _when_decided(self, task) -> None:
+        """Run ``task`` once the batch is decided, inside its transaction,
+        after the tasks queued before it (the receipt goes out before the
+        calendar writes it announces). A task that fails is logged (its
+        class only) and costs its own notice, not the batch."""
+        def guarded() -> None:
+            try:
+                task()
+            except Exception as exc:
+                log.error("notice not queued error=%s", type(exc).__name__)
+
+        self.repo.before_commit.append(guarded)
+
     def placed(self, item_id: int, placement: Placement, content: ItemContent) -> None:
         session = placement.session
-        item = ItemView(  # as stored just now: no need to read and decrypt it back
-            id=item_id, series_id=session.series_id, session_key=session.key, session_start=session.start,
-            acute=content.acute, received_at=self.received_at, sender=self.parsed.sender, status="pending",
-            cpr=content.cpr, health=content.health, social=content.social,
-        )
         series = self.app.series[session.series_id]
-        self._receipt(
+        self._when_decided(lambda: self._receipt(
             "receipt_accepted.txt.j2",
             about=[item_id],
             cpr=content.cpr.masked,
@@ -76,16 +98,19 @@ class Notices:
             acute=content.acute,
             replaced=placement.replaces is not None,
             attachments=list(self.parsed.attachments),
-            **self._session_context(item),
-        )
+            **self._session_context(item_id, session.key),
+        ))
         touched = {session.key}
         if placement.bumped is not None:
             touched.add(placement.bumped.to.key)
-            self._bumped(placement)
+            self._when_decided(lambda: self._bumped(placement))
         if content.acute:
-            self._alert(item, placement, content, series)
-            deadlines.queue_update(self.app, self.repo, session, cause=f"item{item_id}")
-        self.app_changed(touched, extra_items=[placement.replaces] if placement.replaces else [])
+            self._when_decided(lambda: self._alert(item_id, placement, content, series))
+            self._when_decided(lambda: deadlines.queue_update(
+                self.app, self.repo, self.app.session_by_key(self._slot(item_id, session.key)[0]),
+                cause=f"item{item_id}"))
+        self._when_decided(lambda: self.app_changed(
+            touched, extra_items=[placement.replaces] if placement.replaces else []))
 
     def withdrawn(self, items: list[ItemView], cpr: Cpr) -> None:
         first = items[0]
@@ -97,7 +122,8 @@ class Notices:
             start=session.start,
             series_name=self.app.series[first.series_id].name,
         )
-        self.app_changed({i.session_key for i in items}, extra_items=[i.id for i in items])
+        self._when_decided(lambda: self.app_changed({i.session_key for i in items},
+                                                    extra_items=[i.id for i in items]))
 
     def _bumped(self, placement: Placement) -> None:
         bump = placement.bumped
@@ -110,32 +136,54 @@ class Notices:
             False,
             about=[victim.id],
             cpr=victim.cpr.masked,
+            sender_name="",  # the victim's own name is not known here, and never the acute sender's
             from_start=self.app.session_by_key(bump.from_key).start,
-            **self._session_context(victim),
+            **self._session_context(victim.id, victim.session_key),
         )
 
-    def _alert(self, item: ItemView, placement: Placement, content: ItemContent, series) -> None:
+    def _alert(self, item_id: int, placement: Placement, content: ItemContent, series) -> None:
         self._send(
             "alert_acute.txt.j2",
             list(series.coordinators),
-            f"acute:{item.id}",
+            f"acute:{item_id}",
             "alert",
             False,
-            about=[item.id],
-            sender=item.sender,
+            about=[item_id],
+            sender=self.parsed.sender,
             cpr=content.cpr.masked,
             health=list(content.health),
             social=list(content.social),
             bumped=placement.bumped is not None,
             bumped_to=placement.bumped.to.start if placement.bumped else None,
-            **self._session_context(item),
+            **self._session_context(item_id, placement.session.key),
         )
 
-    def _session_context(self, item: ItemView) -> dict:
-        session = self.app.session_by_key(item.session_key)
+    def _where(self, item_id: int, placed_in: str) -> tuple[str, bool]:
+        """The item's session now, and whether it still holds a slot there."""
+        row = self.repo.db.execute(select(Item.session_key, Item.status).where(Item.id == item_id)).first()
+        return (row.session_key, row.status == PENDING) if row else (placed_in, False)
+
+    def _slot(self, item_id: int, placed_in: str) -> tuple[str, int | None]:
+        """The item's session now and its place among the session's pending
+        items (None: it holds none), in the order the invitations give
+        slots (``slot_order``, as ``slot_holders``). Read from the batch's
+        occupancy; only an item that left its session is looked up."""
+        order = slot_order(self.repo.booked_in(placed_in))
+        index = next((n for n, booked in enumerate(order) if booked.item_id == item_id), None)
+        if index is not None:
+            return placed_in, index
+        key, pending = self._where(item_id, placed_in)  # bumped, withdrawn or replaced since
+        holders = [holder[0] for holder in self.repo.slot_holders(key)] if pending else []
+        return key, holders.index(item_id) if item_id in holders else None
+
+    def _session_context(self, item_id: int, placed_in: str) -> dict:
+        """The item's session and slot as they stand now. An item already
+        gone again (withdrawn or replaced later in the batch) has no slot
+        to announce."""
+        key, index = self._slot(item_id, placed_in)
+        session = self.app.session_by_key(key)
         series = self.app.series[session.series_id]
-        index = self.repo.slot_index(item)
-        slot_start = session.slot_start(index, series.slot_length)
+        slot_start = session.slot_start(index, series.slot_length) if index is not None else None
         return {
             "series_name": series.name,
             "start": session.start,
@@ -143,8 +191,16 @@ class Notices:
             "deadline": session.deadline,
             "location": series.location,
             "slot_start": slot_start,
-            "slot_end": slot_start + series.slot_length,
+            "slot_end": slot_start + series.slot_length if slot_start is not None else None,
         }
+
+    @staticmethod
+    def run_decided(repo: Repository) -> None:
+        """Run what waited for the decisions (see ``_when_decided``), in order;
+        ``App.transaction`` does it at the end of any transaction still holding some."""
+        tasks, repo.before_commit[:] = list(repo.before_commit), []
+        for task in tasks:
+            task()
 
     def app_changed(self, session_keys: set[str], extra_items: list[int]) -> None:
         for handler in getattr(self.app, "change_handlers", []):

@@ -16,7 +16,7 @@ from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from scheduler.ports import Disposition, IncomingMail
+from scheduler.ports import IncomingMail, MailSource
 from scheduler.services import deadlines, meetings, publishing
 from scheduler.services.intake import Intake
 
@@ -61,8 +61,9 @@ def _received_at(raw: bytes, fallback: datetime, tz) -> datetime:
         return fallback
 
 
-def simulate(app, dispatcher, first: date, last: date) -> Summary:
-    """Run ``first``..``last`` (both included); the app's clock must be settable."""
+def simulate(app, dispatcher, first: date, last: date, folders: MailSource) -> Summary:
+    """Run ``first``..``last`` (both included); the app's clock must be settable.
+    ``folders`` (the folder source over the inbox) files each mail once decided."""
     tz = app.tz
     start = datetime.combine(first, time(0), tzinfo=tz)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
@@ -91,7 +92,7 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     publishing.publish_horizon(app)
     intake = Intake(app)
     try:
-        _replay(app, dispatcher, intake, events, summary)
+        _replay(app, dispatcher, intake, events, summary, _Held(folders))
     finally:
         intake.close()
     app.clock.set(end)
@@ -99,9 +100,8 @@ def simulate(app, dispatcher, first: date, last: date) -> Summary:
     return summary
 
 
-def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary) -> None:
+def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, held: _Held) -> None:
     """The year's events in order, on the simulated clock."""
-    held = _Held(app.data_dir)
     dispatched_on = None
     for moment, kind, payload in events:
         if kind != 1 or moment.date() != dispatched_on:
@@ -125,10 +125,11 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary) -> 
 class _Held:
     """The inbox files that have "arrived" by the simulated clock, served to
     ``Intake.run`` as a mail source: a batch per stretch between other events,
-    each mail with its own arrival time, moved to its folder once decided."""
+    each mail with its own arrival time, filed once decided as the folder
+    source files it (sealed with the data key)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
+    def __init__(self, folders: MailSource) -> None:
+        self.folders = folders  # the folder source: settling files (and seals) the mails
         self.mails: list[IncomingMail] = []
         self.paths: dict[str, Path] = {}
 
@@ -145,12 +146,10 @@ class _Held:
         return self.mails[:limit]
 
     def settle(self, moves) -> None:
-        for disposition, refs in moves.items():
-            target = self.data_dir / _FOLDERS[disposition]
-            target.mkdir(parents=True, exist_ok=True)
-            for ref in refs:
-                self.paths.pop(ref).replace(target / ref)
+        self.folders.settle(moves)
         done = {ref for refs in moves.values() for ref in refs}
+        for ref in done:
+            self.paths.pop(ref, None)
         self.mails = [m for m in self.mails if m.ref not in done]
 
     def wait(self, timeout: float) -> bool:
@@ -159,8 +158,3 @@ class _Held:
     def close(self) -> None:
         pass
 
-
-_FOLDERS = {
-    Disposition.PROCESSED: "processed", Disposition.REJECTED: "rejected",
-    Disposition.QUARANTINE: "quarantine", Disposition.IGNORED: "ignored",
-}

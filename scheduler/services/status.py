@@ -1,4 +1,8 @@
-"""What ``sparring status`` and ``sparring outbox`` show: no personal data."""
+"""What ``sparring status`` and ``sparring outbox`` show: no personal data.
+
+Every time is local time in the service's zone (``people_time``), named
+once in the first line.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
+from scheduler.localtime import people_time
 from scheduler.services.episodes import TARGETS
 from scheduler.store.tables import OutboxEntry
 
@@ -20,7 +25,7 @@ def outbox_rows(app, failed_only: bool = False, limit: int = 50) -> list[str]:
             query = query.where(OutboxEntry.status != "done")
         return [
             f"{e.id:>6} {e.status:<8} {e.kind:<10} attempts={e.attempts} "
-            f"next={e.next_attempt_at:%Y-%m-%d %H:%M} to={len(json.loads(e.recipients))} "
+            f"next={people_time(e.next_attempt_at, app.tz)} to={len(json.loads(e.recipients))} "
             f"{e.last_error or ''}".rstrip()
             for e in repo.db.scalars(query)
         ]
@@ -35,16 +40,16 @@ def status_lines(app) -> list[str]:
     from scheduler.store.tables import SessionState
 
     now = app.now()
-    lines = [f"now: {now:%Y-%m-%d %H:%M %Z}"]
+    lines = [f"now: {people_time(now, app.tz)} (times in {app.config.service.timezone})"]
     holder = lease.holder_of(app)
     # The lease runs on real time, whatever --now says; a stopped or dead holder's has lapsed.
     if holder and holder[1] > datetime.now(timezone.utc):
-        lines.append(f"daemon: {holder[0]} (lease until {holder[1]:%H:%M:%S} UTC)")
+        lines.append(f"daemon: {holder[0]} (lease until {people_time(holder[1], app.tz, seconds=True)})")
     else:
         lines.append(f"daemon: not running (last: {holder[0]})" if holder else "daemon: not running")
     with app.transaction() as repo:
         last = repo.get_meta("last_intake")
-        lines.append(f"last intake: {last or 'never'}")
+        lines.append(f"last intake: {people_time(datetime.fromisoformat(last) if last else None, app.tz)}")
         counts = dict(repo.db.execute(
             select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)).all())
         lines.append(f"outbox: pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}, "
@@ -61,10 +66,10 @@ def status_lines(app) -> list[str]:
             jobs = []
         sent = {s.session_key for s in repo.db.scalars(select(SessionState)) if s.agenda_sent_at}
     for job_id, ts in jobs:
-        when = datetime.fromtimestamp(ts, timezone.utc).astimezone(app.tz) if ts else None
-        lines.append(f"job {job_id}: next {when:%Y-%m-%d %H:%M}" if when else f"job {job_id}: paused")
+        when = datetime.fromtimestamp(ts, timezone.utc) if ts else None
+        lines.append(f"job {job_id}: next {people_time(when, app.tz)}" if when else f"job {job_id}: paused")
     for session in list(agenda_due(app, now, now + timedelta(days=35)))[:4]:
         mark = "sent" if session.key in sent else "due"
-        lines.append(f"agenda {session.key}: {mark} {session.deadline:%Y-%m-%d %H:%M}")
+        lines.append(f"agenda {session.key}: {mark} {people_time(session.deadline, app.tz)}")
     lines.extend(f"failed: {row}" for row in outbox_rows(app, failed_only=True, limit=10))
     return lines

@@ -15,6 +15,10 @@ The associated data binds version, key id and a *context* such as
 ``"items.cpr"``, so a value copied into another column (or another row
 kind) fails to decrypt instead of being read as something else.
 
+Whole files (a settled mail, ``seal_mail``) are one such blob behind a
+small header of their own: ``sparring-mail`` and a format version byte, so
+a file is recognised (and a later format told apart) before decrypting.
+
 Key rotation readiness: ``FieldCipher(new_key, key_id=2, previous={1: old})``
 encrypts with the new key and still decrypts blobs made under key id 1; a
 re-encryption job can then rewrite old rows. Lookup hashes are bound to the
@@ -75,12 +79,19 @@ class FieldCipher:
     # -- text ---------------------------------------------------------------
 
     def encrypt(self, text: str, *, context: str) -> bytes:
-        header = bytes((FORMAT_VERSION, self.key_id))
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aead[self.key_id].encrypt(nonce, text.encode("utf-8"), _aad(header, context))
-        return header + nonce + sealed
+        return self.encrypt_bytes(text.encode("utf-8"), context=context)
 
     def decrypt(self, blob: bytes, *, context: str) -> str:
+        return self.decrypt_bytes(blob, context=context).decode("utf-8")
+
+    # -- bytes --------------------------------------------------------------
+
+    def encrypt_bytes(self, plain: bytes, *, context: str) -> bytes:
+        header = bytes((FORMAT_VERSION, self.key_id))
+        nonce = os.urandom(NONCE_BYTES)
+        return header + nonce + self._aead[self.key_id].encrypt(nonce, plain, _aad(header, context))
+
+    def decrypt_bytes(self, blob: bytes, *, context: str) -> bytes:
         blob = bytes(blob)  # PostgreSQL hands back memoryview
         if len(blob) < _HEADER + 16 or blob[0] != FORMAT_VERSION:
             raise DecryptionError(f"A stored value ({context}) is not in a format sparring can read.")
@@ -95,7 +106,7 @@ class FieldCipher:
             raise DecryptionError(
                 f"A stored value ({context}) could not be decrypted: the secret key is wrong or the data was altered."
             ) from None
-        return plain.decode("utf-8")
+        return plain
 
     # -- JSON ---------------------------------------------------------------
 
@@ -111,6 +122,27 @@ class FieldCipher:
         """Hex HMAC-SHA256 of ``value``, separated per purpose (a CPR hash is no Message-ID hash)."""
         message = purpose.encode("utf-8") + b"\x00" + value.encode("utf-8")
         return hmac.new(self._lookup_key, message, hashlib.sha256).hexdigest()
+
+
+MAIL_MAGIC = b"sparring-mail"
+MAIL_VERSION = 1
+MAIL_SUFFIX = ".enc"  # a settled mail is kept as ``<name>.eml.enc``
+_MAIL_CONTEXT = "mail.raw"
+
+
+def seal_mail(cipher: FieldCipher, raw: bytes) -> bytes:
+    """A raw mail as it is kept on disk once settled: header, then one blob."""
+    return MAIL_MAGIC + bytes((MAIL_VERSION,)) + cipher.encrypt_bytes(raw, context=_MAIL_CONTEXT)
+
+
+def open_mail(cipher: FieldCipher, data: bytes) -> bytes:
+    """The raw mail back from ``seal_mail``'s bytes; ``DecryptionError`` if it is none."""
+    if not data.startswith(MAIL_MAGIC) or len(data) <= len(MAIL_MAGIC):
+        raise DecryptionError("This is not a mail file sparring has stored (no sparring-mail header).")
+    version = data[len(MAIL_MAGIC)]
+    if version != MAIL_VERSION:
+        raise DecryptionError(f"This mail file has format version {version}, which this sparring cannot read.")
+    return cipher.decrypt_bytes(data[len(MAIL_MAGIC) + 1:], context=_MAIL_CONTEXT)
 
 
 def _aad(header: bytes, context: str) -> bytes:

@@ -25,14 +25,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from scheduler.errors import BackendUnavailable, ConfigError
+from scheduler.tls import postgres_url_problem
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
 # pg_advisory_xact_lock key: any constant shared by all sparring instances.
 MIGRATION_LOCK = 0x5350_4152_4D49_47  # "SPARMIG"
-_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
-_TLS_MODES = {"require", "verify-ca", "verify-full"}
 
 
 def database_url(storage_url: str, data_dir: Path) -> str:
@@ -108,19 +107,10 @@ def _hosts(url: URL) -> list[str]:
     return list(named) if isinstance(named, tuple) else [str(named)]
 
 
-def _host_only(host: str) -> str:
-    return host if host.startswith(("/", "[")) or host.count(":") != 1 else host.partition(":")[0]
-
-
 def _postgres_engine(url: URL) -> Engine:
-    for host in _hosts(url):
-        name = _host_only(host)
-        local = not name or name.startswith("/") or name.lower() in _LOOPBACK
-        if not local and url.query.get("sslmode") not in _TLS_MODES:
-            raise ConfigError(
-                f"storage.url: the PostgreSQL server {name} is not on this machine, so the connection must use "
-                "TLS; add ?sslmode=verify-full (or require) to the URL."
-            )
+    problem = postgres_url_problem(url.render_as_string(hide_password=False))
+    if problem:
+        raise ConfigError(f"storage.url: {problem}.")
     try:
         import psycopg  # noqa: F401  (optional dependency: sparring[postgres])
     except ImportError:

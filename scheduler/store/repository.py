@@ -75,6 +75,7 @@ class Repository:
         self.cipher = cipher
         self.app = app
         self.after_commit: list = []  # run by App.transaction once committed
+        self.before_commit: list = []  # run by App.transaction once decided, inside the transaction
         self._booked_cache: Occupancy | None = None  # per batch, see begin_batch
         self._cached_from: datetime | None = None  # the cache holds every session from here on
         self._seen: dict[str, tuple] | None = None  # message key -> (ref, outcome), see begin_batch
