@@ -73,6 +73,11 @@ def _drain(sock: socket.socket) -> str:
             return "\n".join(got)
 
 
+def _all_done(app) -> bool:
+    with app.transaction() as repo:
+        return set(repo.db.scalars(select(OutboxEntry.status))) == {"done"}
+
+
 def _decided(app) -> int:
     with app.transaction() as repo:
         return len(repo.db.scalars(select(Mail)).all())
@@ -111,6 +116,7 @@ def test_a_stalled_mail_server_holds_up_neither_intake_nor_the_retries_after_it_
         wait_for(lambda: len(receipts()) == 2, 20, "both receipts, at their own back-off time")
         wait_for(lambda: "WATCHDOG=1" in _drain(notify), 20, "the watchdog fed again")
         wait_for(lambda: [m for m in smtp.messages if m.recipients == (ADMIN,)], 20, "the outage reported")
+        wait_for(lambda: _all_done(app), 20, "every entry sent (an invitation cut off with the server is retried)")
     finally:
         daemon.stopping.set()
         runner.join(60)
