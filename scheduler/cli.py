@@ -13,13 +13,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from scheduler.clock import FixedClock, SystemClock, parse_now
+from scheduler.clock import RunningClock, SystemClock, parse_now
 from scheduler.commands import (
     cmd_agenda,
     cmd_audit,
     cmd_erase,
     cmd_record_of_processing,
     cmd_book,
+    cmd_decide,
     cmd_check_config,
     cmd_check_connection,
     cmd_ingest,
@@ -33,6 +34,7 @@ from scheduler.commands import (
     cmd_simulate,
     cmd_status,
 )
+from scheduler.casecommands import add_case_parser
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
 from scheduler.faults import describe
@@ -144,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--dry-run", action="store_true", help="only find the slot")
     book.add_argument("--json", action="store_true")
     book.set_defaults(run=cmd_book)
+    _decisions(commands)
     _data_protection(commands)
+    add_case_parser(commands, _date)
 
     mail = commands.add_parser("mail", help="read a settled mail kept encrypted in the data directory")
     mail_commands = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")
@@ -153,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("path", metavar="PATH")
     show.set_defaults(run=cmd_mail_show)
     return parser
+
+
+def _decisions(commands) -> None:
+    """The forum's decisions by command, as by reply to the agenda (issue 15)."""
+    decide = commands.add_parser("decide", help="record the forum's decision on one slot of a session")
+    decide.add_argument("--series", required=True)
+    decide.add_argument("--session", type=_date, required=True, help="the session's date")
+    decide.add_argument("--slot", type=int, required=True, help="the item's number on the agenda")
+    decide.add_argument("--decision", required=True, choices=("start", "no-basis", "postponed", "referred"))
+    decide.add_argument("--receiver", default=None, metavar="ADDR",
+                        help="start: the receiving caseworker (default: the series' receiving address); "
+                             "referred: to whom")
+    decide.add_argument("--note", default=None, help="free text told to the caseworker")
+    decide.add_argument("--json", action="store_true")
+    decide.set_defaults(run=cmd_decide)
 
 
 def _data_protection(commands) -> None:
@@ -183,7 +202,8 @@ class Context:
         self.config: Config = load_config(args.config)
         tz = self.config.tz
         now = args.now or os.environ.get("SPARRING_NOW")
-        self.clock = FixedClock(parse_now(now, tz)) if now else SystemClock(tz)
+        # --now sets where a running clock starts: deadlines after it still come.
+        self.clock = RunningClock(parse_now(now, tz)) if now else SystemClock(tz)
         self.data_dir = Path(args.data_dir or self.config.service.data_dir)
         self._app = None
 

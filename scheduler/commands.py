@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
-from scheduler.clock import FixedClock, parse_now
+from scheduler.clock import FixedClock, RunningClock, parse_now
 from scheduler.errors import UserError
 from scheduler.localtime import local, people_span, people_time
 
@@ -121,7 +122,7 @@ def cmd_ingest(ctx) -> int:
     else:
         from scheduler.wiring import make_source
 
-        source = make_source(ctx.config, ctx.data_dir, app, cipher=app.cipher)
+        source = make_source(ctx.config, ctx.data_dir, app, cipher=app.cipher, clock=ctx.clock)
         intake.start()
         try:
             outcomes = intake.run(source)
@@ -212,7 +213,9 @@ def cmd_publish(ctx) -> int:
 def cmd_run(ctx) -> int:
     from scheduler.daemon import Daemon
     from scheduler.logs import setup_logging
+    from scheduler.services import usage
 
+    usage.claim(ctx.app(), "run")
     setup_logging(ctx.args.log_level)
     daemon = Daemon(ctx.app())
     daemon.install_signals()
@@ -231,12 +234,16 @@ def cmd_simulate(ctx) -> int:
     from scheduler.services.simulate import simulate
 
     _check_range("simulate", ctx.args.first, ctx.args.last)
-    if not isinstance(ctx.clock, FixedClock):
-        ctx.clock = FixedClock(parse_now(f"{ctx.args.first}T00:00", ctx.config.tz))
+    # Simulated time stands still between events: from --now, or the first day.
+    start = ctx.clock.start if isinstance(ctx.clock, RunningClock) else parse_now(
+        f"{ctx.args.first}T00:00", ctx.config.tz)
+    ctx.clock = FixedClock(start)
+    from scheduler.services import usage
     from scheduler.services.dispatch import Dispatcher
     from scheduler.wiring import make_calendar, make_transport
 
     app = ctx.app()
+    usage.claim(app, "simulate")
     # A rehearsal: the embedded default's files need not survive a power cut.
     calendar = make_calendar(ctx.config, ctx.data_dir, durable=False)
     app.calendar_factory = lambda: calendar
@@ -253,9 +260,10 @@ def cmd_simulate(ctx) -> int:
 def cmd_purge(ctx) -> int:
     from scheduler.services.retention import purge
 
-    report = purge(ctx.app())
+    with _mailbox(ctx, "purge", "the database and the data directory are purged") as source:
+        report = purge(ctx.app(), source)  # and the mailbox's settled folders, as the nightly purge does
     print(f"deleted items {report.items}, mail records {report.mails}, "
-          f"outbox entries {report.outbox}, files {report.files}")
+          f"outbox entries {report.outbox}, files {report.files}, closed cases {report.cases}")
     return 0
 
 
@@ -331,6 +339,40 @@ def cmd_book(ctx) -> int:
     return 0 if result.candidate is not None else 3
 
 
+def cmd_decide(ctx) -> int:
+    """``sparring decide``: one decision, as a coordinator's reply would make it."""
+    from scheduler.mail.decisions import DecisionLine
+    from scheduler.reasons import reason
+    from scheduler.services.access import actor
+    from scheduler.services.decisions import DecisionError, Decisions, find_session
+
+    args = ctx.args
+    app = ctx.app()
+    if args.series not in app.series:
+        raise UserError(f"decide: unknown series {args.series!r}; configured: {', '.join(app.series)}.")
+    session = find_session(app, args.series, args.session)
+    if session is None:
+        raise UserError(f"decide: series {args.series!r} has no session on {args.session}.")
+    if args.decision == "referred" and not (args.receiver or args.note):
+        raise UserError("decide: --decision referred needs to whom: give --receiver or --note.")
+    line = DecisionLine(args.slot, args.decision, receiver=args.receiver if args.decision == "start" else None,
+                        referred_to=args.receiver if args.decision == "referred" else None, note=args.note)
+    try:
+        with app.transaction() as repo:
+            decided = Decisions(app, repo).decide(session, line, actor())
+    except DecisionError as exc:
+        where = f"slot {args.slot} of {args.series} {args.session}"
+        raise UserError(f"decide: {where}: {reason(exc.code, 'en', **exc.params)}") from None
+    ctx.dispatcher().run_once()
+    if args.json:
+        print(json.dumps(decided.as_json(), ensure_ascii=False))
+    else:
+        print(f"{decided.series} {decided.session_start:%Y-%m-%d} slot {decided.slot}: {decided.decision}"
+              + (f", case {decided.case}" if decided.case else "")
+              + (f"; told {', '.join(decided.notified)}" if decided.notified else ""))
+    return 0
+
+
 def cmd_audit(ctx) -> int:
     """``audit --verify``: check the trail's chain; ``audit --cpr``: a
     citizen's access answer (art. 15), itself audited."""
@@ -369,10 +411,11 @@ def cmd_audit(ctx) -> int:
 
 
 def cmd_erase(ctx) -> int:
-    from scheduler.services.access import erase
+    from scheduler.services.access import erase, erase_in_mailbox
 
     done = erase(ctx.app(), ctx.args.cpr)
-    _erase_in_mailbox(ctx, done)
+    with _mailbox(ctx, "erase", "the database and the data directory are erased") as source:
+        erase_in_mailbox(source, done)  # the moved mails in the mailbox's folders, after the database
     if ctx.args.json:
         print(json.dumps(done.as_json()))
     else:
@@ -382,21 +425,24 @@ def cmd_erase(ctx) -> int:
     return 0
 
 
-def _erase_in_mailbox(ctx, done) -> None:
-    """The moved mails in an IMAP mailbox's folders, after the database."""
+@contextmanager
+def _mailbox(ctx, command: str, done_already: str):
+    """The intake mailbox (IMAP, Exchange, Graph) for one command, or None for
+    the folder source (Graph keeps its delta link in the database: the state).
+    A failure is one sentence: what is done already, and to run it again."""
     if ctx.config.intake.source == "folder":
+        yield None
         return
     from scheduler.errors import BackendUnavailable
     from scheduler.ports import PermanentError, TransientError
-    from scheduler.services.access import erase_in_mailbox
     from scheduler.wiring import make_source
 
-    source = make_source(ctx.config, ctx.data_dir)
+    source = make_source(ctx.config, ctx.data_dir, ctx.app())
     try:
-        erase_in_mailbox(source, done)
+        yield source
     except (TransientError, PermanentError, BackendUnavailable) as exc:
-        raise UserError(f"erase: the database and the data directory are erased, but the mailbox could not be "
-                        f"cleaned ({exc}); run the same erase again.") from None
+        raise UserError(f"{command}: {done_already}, but the mailbox could not be cleaned ({exc}); "
+                        f"run the same {command} again.") from None
     finally:
         source.close()
 

@@ -112,6 +112,7 @@ class SeriesConfig(Section):
     location: str = ""
     remind: tuple[Address, ...] = ()
     encryption: Literal["tls-only", "smime"] = "tls-only"  # agendas and alerts: S/MIME per recipient
+    receiving: Address | None = None  # the receiving caseworker of an opstart without "modtager:"
 
     @model_validator(mode="after")
     def _consistent(self) -> SeriesConfig:
@@ -334,6 +335,18 @@ class BookingConfig(Section):
         return self
 
 
+class FollowupConfig(Section):
+    """After the forum (issue 15): the case's meetings, in working days and minutes."""
+
+    coordination_within_days: Annotated[int, Field(ge=1, le=60)] = 10
+    coordination_minutes: Annotated[int, Field(ge=15, le=240)] = 60
+    joint_within_days: Annotated[int, Field(ge=1, le=60)] = 10
+    joint_minutes: Annotated[int, Field(ge=15, le=240)] = 60
+    followup_minutes: Annotated[int, Field(ge=10, le=240)] = 30
+    followup_window_days: Annotated[int, Field(ge=1, le=20)] = 5  # working days from the plan's date
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30  # after a case closes
+
+
 class Config(Section):
     """The whole configuration file."""
 
@@ -349,6 +362,7 @@ class Config(Section):
     smime: SmimeConfig = SmimeConfig()
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
+    followup: FollowupConfig = FollowupConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)
     source: Path | None = Field(default=None, exclude=True)
 

@@ -20,13 +20,17 @@ import signal
 import socket
 import threading
 import time
-from datetime import timedelta
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 
 from scheduler import jobs, systemd
+from scheduler.clock import on_the_wall, wall_offset
 from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
 from scheduler.sender import Sender
@@ -45,6 +49,26 @@ class _NoScheduler:
 
     def add_job(self, *args, **kwargs) -> None:
         return None
+
+
+class TimelineTrigger(BaseTrigger):
+    """A trigger read on the clock's timeline (``--now``), fired on the wall
+    clock APScheduler reads: its times shifted by the clock's offset."""
+
+    def __init__(self, trigger: BaseTrigger, offset: timedelta) -> None:
+        self.trigger = trigger
+        self.offset = offset
+
+    def get_next_fire_time(self, previous_fire_time, now):
+        previous = self._on_timeline(previous_fire_time) if previous_fire_time else None
+        following = self.trigger.get_next_fire_time(previous, self._on_timeline(now))
+        return on_the_wall(following, self.offset) if following else None
+
+    def _on_timeline(self, wall: datetime) -> datetime:
+        return wall.astimezone(timezone.utc) + self.offset
+
+    def __str__(self) -> str:
+        return f"{self.trigger} shifted by {self.offset}"
 
 
 MAX_RETRY_AFTER = 900  # seconds: the longest a server's Retry-After keeps the intake away
@@ -97,8 +121,11 @@ class Daemon:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
             jobs.publish()
             jobs.cooperation()
+            jobs.cases()
+            jobs.coordination()
             intake = Intake(self.app)
-            source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher)
+            source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher,
+                                 clock=self.app.clock)
             try:
                 self._drain(intake, source)
             finally:
@@ -157,15 +184,17 @@ class Daemon:
         # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
         # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
-        self.scheduler.add_job("scheduler.jobs:publish", "cron", hour=2, minute=0, id="publish",
-                               replace_existing=True)
-        self.scheduler.add_job("scheduler.jobs:purge", "cron", hour=3, minute=0, id="purge",
-                               replace_existing=True)
+        daily = lambda hour: TimelineTrigger(CronTrigger(hour=hour, minute=0, timezone=tz),  # noqa: E731
+                                             wall_offset(self.app.clock))
+        self.scheduler.add_job("scheduler.jobs:publish", daily(2), id="publish", replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:purge", daily(3), id="purge", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:catch_up", "interval", seconds=60, id="catch_up",
                                replace_existing=True)
-        self.scheduler.add_job("scheduler.jobs:cooperation", "cron", hour=6, minute=0, id="cooperation",
+        self.scheduler.add_job("scheduler.jobs:cooperation", daily(6), id="cooperation", replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:cases", "cron", minute=5, id="cases", replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:coordination", "interval", hours=1, id="coordination",
                                replace_existing=True)
         jobs.publish()
         jobs.cooperation()
@@ -191,7 +220,9 @@ class Daemon:
     def _intake_loop(self) -> None:
         intake = Intake(self.app)
         intake.start()
-        source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher)
+        source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher,
+                             clock=self.app.clock)
+        log.info("watching %s", self._watched())
         jobs.RUNTIME.extra["source"] = source
         watchdog = systemd.watchdog_interval()
         self._renewed = time.monotonic()
@@ -213,6 +244,15 @@ class Daemon:
         finally:
             source.close()
             intake.close()
+
+    def _watched(self) -> str:
+        """Where mail is taken from, for the operator who drops a mail in."""
+        intake = self.config.intake
+        if intake.source == "folder":
+            return f"folder={(self.app.data_dir / 'inbox').resolve()}"
+        if intake.source == "imap":
+            return f"imap={intake.imap.host}:{intake.imap.port}/{intake.imap.folder}"
+        return f"{intake.source}=inbox"
 
     def _feed_watchdog(self) -> None:
         """WATCHDOG=1 while the jobs progress: a sender stuck past every
@@ -285,7 +325,8 @@ class Daemon:
         if outcomes:  # written to the database: it is there, with room
             self.disk.end("disk space is back: taking in mail again")
             self.database.end("database reachable again: sparring carries on")
-            log.info("intake mails=%d", len(outcomes))
+            counts = Counter(outcome.outcome for outcome in outcomes)
+            log.info("intake mails=%d %s", len(outcomes), " ".join(f"{k}={n}" for k, n in sorted(counts.items())))
             if self.sender is not None:
                 self.sender.wake()  # answer now, on the sender's thread: never waited for here
             else:

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from scheduler.services import deadlines, meetings, publishing, retention
+from scheduler.clock import on_the_wall, wall_offset
+from scheduler.services import casework, deadlines, decisions, meetings, publishing, retention
 from scheduler.services.outage import Episode
 from scheduler.store.db import connection_lost, disk_full, where
 
@@ -97,15 +98,17 @@ def schedule_agendas(rt: Runtime) -> None:
     app = rt.app
     now = app.now()
     end = now + timedelta(days=31 * app.config.calendar.horizon_months)
+    shift = wall_offset(app.clock)  # APScheduler fires on the wall clock, not on --now's timeline
     for session in deadlines.agenda_due(app, now, end):
         rt.scheduler.add_job(
-            "scheduler.jobs:agenda", "date", run_date=session.deadline, args=[session.key],
+            "scheduler.jobs:agenda", "date", run_date=on_the_wall(session.deadline, shift),
+            args=[session.key],
             id=f"agenda:{session.key}", replace_existing=True,
             misfire_grace_time=None, coalesce=True,
         )
     for session, moment in deadlines.reminders_due(app, now, end):
         rt.scheduler.add_job(
-            "scheduler.jobs:reminder", "date", run_date=moment, args=[session.key],
+            "scheduler.jobs:reminder", "date", run_date=on_the_wall(moment, shift), args=[session.key],
             id=f"reminder:{session.key}", replace_existing=True,
             misfire_grace_time=3600, coalesce=True,  # a reminder hours late is still useful; days late is not
         )
@@ -131,6 +134,25 @@ def catch_up() -> None:
     for key in deadlines.missed_agendas(app, since, settled_after=deadlines.LATE_AFTER):
         log.warning("agenda missed at its deadline; sending late session=%s", key)
         agenda(key)
+
+
+@_outlasts_outages
+def cases() -> None:
+    """Cases: meetings that have ended are held, a case whose last follow-up
+    was held closes, agreement overdue is told to the coordinators (hourly)."""
+    rt = _runtime()
+    due = casework.tick(rt.app)
+    if due.closed or due.escalated:
+        log.info("cases closed=%d escalated=%d", len(due.closed), len(due.escalated))
+    rt.dispatcher.run_once()
+
+
+@_outlasts_outages
+def coordination() -> None:
+    """Book the koordineringsmøder still missing for opened cases (hourly)."""
+    rt = _runtime()
+    if decisions.book_pending(rt.app):
+        rt.dispatcher.run_once()
 
 
 @_outlasts_outages

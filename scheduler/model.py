@@ -8,11 +8,12 @@ local wall time is the truth for recurring things, UTC only on the wire.
 from __future__ import annotations
 
 import uuid
-
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import Enum
 from functools import cached_property
+from typing import Literal
 
 from scheduler.planning.cpr import has_cpr, mask_cprs
 
@@ -212,3 +213,94 @@ def new_uid(kind: str, domain: str) -> str:
     """A UID for a new event: random (122 bits), so never one an earlier
     event had, and without digits."""
     return f"sparring-{kind}-{uuid.uuid4().hex.translate(_LETTERS)}@{domain}"
+
+
+# -- meeting requests and slot search (the CLI, mails and the slot finder) ---
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    """A meeting to book: from the CLI, a meeting-request mail or the
+    cooperation job; stored with its meeting to book it again."""
+
+    kind: str
+    first: date
+    last: date
+    duration: timedelta
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    external: tuple[str, ...] = ()
+    title: str | None = None
+    location: str = ""
+    reference: str = ""  # e.g. "cooperation:2027-1", "item:42"
+    not_before: datetime | None = None
+
+
+Strategy = Literal["earliest", "spread"]
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """What to find: a window, a duration and who must (or may) come."""
+
+    window_start: datetime
+    window_end: datetime
+    duration: timedelta
+    required: tuple[str, ...]
+    busy: Mapping[str, Sequence[BusyInterval]]
+    optional: tuple[str, ...] = ()
+    working_hours: tuple[time, time] = (time(9), time(15))
+    grid: timedelta = timedelta(minutes=15)
+    buffer: timedelta = timedelta(0)
+    rooms: Mapping[str, Sequence[BusyInterval]] = field(default_factory=dict)
+    strategy: Strategy = "earliest"
+    language: str = "da"  # of the warnings
+
+
+# -- what the mail parser found in a mail (its adapter fills it, the core checks it) --
+
+
+class MailKind(str, Enum):
+    ITEM = "item"
+    WITHDRAW = "withdraw"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    READ_RECEIPT = "read_receipt"
+    CALENDAR_REPLY = "calendar_reply"
+    TOO_LARGE = "too_large"
+    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on, or anything else that broke
+    HEADER_TOO_LONG = "header_too_long"  # a Subject over MAX_HEADER characters: not decoded
+    BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
+    CASE_MAIL = "case_mail"  # a case reference ("[K-7F3Q]") in the subject: Enighed, Opfølgning
+    DECISION = "decision"  # a reply to an agenda: its subject holds the session's reference
+
+
+@dataclass(frozen=True)
+class CalendarReply:
+    """An attendee's answer (iTIP REPLY) to an invitation sparring sent."""
+
+    uid: str
+    attendee: str  # lower-cased bare address
+    partstat: str  # ACCEPTED, DECLINED, TENTATIVE, ...
+    recurrence_id: datetime | date | None = None
+    sequence: int = 0
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str  # without <>; "sha256:<hex of raw>" when missing
+    sender: str  # lower-cased bare address, "" if none
+    sender_name: str = ""
+    subject: str = field(default="", repr=False)  # may hold a CPR number
+    date_header: datetime | None = None  # the sender's claim: never used for deadlines
+    kind: MailKind = MailKind.ITEM
+    acute: bool = False
+    cprs: tuple[str, ...] = field(default=(), repr=False)  # 10 digits each, in order
+    bad_cpr: bool = False  # a CPR label followed by something that is not 10 digits
+    health: tuple[str, ...] = field(default=(), repr=False)
+    social: tuple[str, ...] = field(default=(), repr=False)
+    attachments: tuple[str, ...] = ()  # names of parts not taken in
+    calendar_reply: CalendarReply | None = None
+    auto_reason: str | None = None  # the header or part that made it automatic
+    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a request's or decision's own lines
+    size: int = 0

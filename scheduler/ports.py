@@ -203,6 +203,10 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware."""
 
+    def from_wall(self, moment: datetime) -> datetime:
+        """A wall-clock time (a file's mtime) on this clock's timeline:
+        itself for the system clock, shifted by ``--now``'s offset."""
+
 
 def chunked(items: Iterable, size: int) -> Iterable[list]:
     """Split ``items`` into lists of at most ``size`` (for batched requests)."""

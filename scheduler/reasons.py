@@ -66,6 +66,50 @@ _REASONS: dict[str, dict[str, str]] = {
         "en": "There is no time in the period when every required participant is free; choose a longer period "
               "or fewer required participants.",
     },
+    "case_reference": {
+        "da": "Mailen nævner ingen sag; skriv sagens reference (fx [K-7F3Q]) i emnet og send mailen igen.",
+        "en": "The mail names no case; write the case reference (for example [K-7F3Q]) in the subject and send "
+              "the mail again.",
+    },
+    "case_keyword": {
+        "da": "Vi kunne ikke se, hvad mailen beder om; skriv »Enighed« eller »Opfølgning« i emnet eller på "
+              "første linje og send mailen igen.",
+        "en": "We could not tell what the mail asks for; write \"Enighed\" or \"Opfølgning\" in the subject or on "
+              "the first line and send the mail again.",
+    },
+    "case_unknown": {
+        "da": "Sagen i emnet findes ikke eller er lukket; tjek referencen og send mailen igen.",
+        "en": "The case in the subject does not exist or is closed; check the reference and send the mail again.",
+    },
+    "case_not_party": {
+        "da": "Kun sagens sagsbehandlere kan melde enighed og opfølgning i sagen; mailen er ikke behandlet.",
+        "en": "Only the case's caseworkers can report agreement and follow-ups; the mail was not processed.",
+    },
+    "case_agreed": {
+        "da": "Der er allerede meldt enighed i sagen, og fællessamtalen er booket eller ved at blive det.",
+        "en": "Agreement has already been reported in the case; the joint conversation is booked or being booked.",
+    },
+    "case_not_agreed": {
+        "da": "Opfølgning bookes først, når sagsbehandlerne har meldt enighed om planen; svar først »Enighed«.",
+        "en": "Follow-ups are booked only once the caseworkers have reported agreement on the plan; "
+              "reply \"Enighed\" first.",
+    },
+    "followup_line": {
+        "da": "Linje {line} kan ikke læses som en dato; skriv én dato på hver linje som 2027-03-01 og send mailen igen.",
+        "en": "Line {line} cannot be read as a date; write one date a line as 2027-03-01 and send the mail again.",
+    },
+    "followup_none": {
+        "da": "Mailen indeholder ingen dato for opfølgning; skriv én dato på hver linje som 2027-03-01.",
+        "en": "The mail holds no follow-up date; write one date a line as 2027-03-01.",
+    },
+    "followup_many": {
+        "da": "Der kan højst stå {count} opfølgningsdatoer i én mail; send resten i en ny mail.",
+        "en": "At most {count} follow-up dates a mail; send the rest in another mail.",
+    },
+    "followup_past": {
+        "da": "En opfølgningsdato ligger før i dag; ret datoen og send mailen igen.",
+        "en": "A follow-up date lies in the past; correct the date and send the mail again.",
+    },
     "request_period": {
         "da": "Mødeanmodningen mangler en periode; skriv fx »Periode: 2027-02-01 - 2027-02-14« og send mailen igen.",
         "en": "The meeting request has no period; write for example \"Periode: 2027-02-01 - 2027-02-14\" and send "
@@ -182,6 +226,63 @@ _FALLBACK = {
     "da": "Punktet kunne ikke behandles; kontakt koordinatoren.",
     "en": "The item could not be processed; contact the coordinator.",
 }
+_REASONS.update({  # decisions by reply to the agenda (issue 15)
+    "not_coordinator": {
+        "da": "Kun seriens koordinatorer kan træffe beslutninger om punkterne på dagsordenen; "
+              "mailen er lagt i karantæne.",
+        "en": "Only the coordinators of the series can decide on the agenda's items; the mail was quarantined.",
+    },
+    "decision_no_session": {
+        "da": "Emnefeltets reference peger ikke på et møde i serien; svar på dagsordenens mail uden at ændre "
+              "emnefeltet, eller brug »sparring decide«.",
+        "en": "The subject's reference names no session of the series; reply to the agenda's mail without "
+              "changing the subject, or use \"sparring decide\".",
+    },
+    "decision_none": {
+        "da": "Svaret indeholder ingen beslutning; skriv én linje for hvert punkt, fx »3: opstart«, »4: intet grundlag«, "
+              "»5: udsat« eller »6: henvist Jobcenter«, og send svaret igen.",
+        "en": "The reply holds no decision; write one line per item, for example \"3: opstart\", "
+              "\"4: intet grundlag\", \"5: udsat\" or \"6: henvist Jobcenter\", and send it again.",
+    },
+    "decision_unknown": {
+        "da": "Beslutningen kunne ikke læses; skriv punktets nummer, kolon og »opstart«, »intet grundlag«, "
+              "»udsat« eller »henvist <til hvem>«.",
+        "en": "The decision could not be read; write the item's number, a colon and \"opstart\", "
+              "\"intet grundlag\", \"udsat\" or \"henvist <to whom>\".",
+    },
+    "decision_trailing": {
+        "da": "Efter beslutningen kan kun stå en bemærkning efter en tankestreg, fx »5: udsat - mangler "
+              "lægeerklæring«.",
+        "en": "After the decision only a note after a dash may follow, for example \"5: udsat - mangler "
+              "lægeerklæring\".",
+    },
+    "receiver_invalid": {
+        "da": "Modtageren skal skrives som »modtager: navn@kommune.dk« efter »opstart«.",
+        "en": "Write the receiver as \"modtager: name@kommune.dk\" after \"opstart\".",
+    },
+    "receiver_missing": {
+        "da": "En »opstart« kræver en modtagende sagsbehandler: skriv »opstart modtager: navn@kommune.dk« "
+              "(serien har ingen fast modtager).",
+        "en": "An \"opstart\" needs a receiving caseworker: write \"opstart modtager: name@kommune.dk\" "
+              "(the series has no receiving address).",
+    },
+    "receiver_not_allowed": {
+        "da": "Modtagerens adresse er ikke en af kommunens tilladte adresser; skriv en intern adresse.",
+        "en": "The receiver's address is not one of the municipality's allowed addresses; give an internal one.",
+    },
+    "referred_to_missing": {
+        "da": "En »henvist« kræver, hvortil: skriv fx »6: henvist Jobcenter Nord«.",
+        "en": "A \"henvist\" needs to whom: write for example \"6: henvist Jobcenter Nord\".",
+    },
+    "slot_invalid": {
+        "da": "Punktnumrene begynder ved 1.",
+        "en": "Item numbers start at 1.",
+    },
+    "slot_empty": {
+        "da": "Punktet findes ikke på dagsordenen; mødet havde {count} punkter.",
+        "en": "The item is not on the agenda; the session had {count} items.",
+    },
+})
 CODES = frozenset(_REASONS)
 
 

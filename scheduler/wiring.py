@@ -59,16 +59,17 @@ def _folders(section) -> dict[Disposition, str]:
 
 
 def make_source(config: Config, data_dir: Path, state: StateStore | None = None, *,
-                cipher: FieldCipher | None = None) -> MailSource:
+                cipher: FieldCipher | None = None, clock: Clock | None = None) -> MailSource:
     """``state`` (the App) keeps a source's position where it has one (Graph's delta link);
-    ``cipher`` seals the mails the folder source keeps once settled (required for it)."""
+    ``cipher`` seals the mails the folder source keeps once settled (required for it);
+    ``clock`` dates the folder source's mtimes on its timeline (``--now``)."""
     kind = config.intake.source
     if kind == "folder":
         from scheduler.mail.folder import FolderSource
 
         if cipher is None:
             raise ValueError("the folder source keeps settled mails sealed: it needs the data key")
-        return FolderSource(data_dir / "inbox", cipher=cipher)
+        return FolderSource(data_dir / "inbox", clock, cipher=cipher)
     if kind == "imap":
         from scheduler.mail.imap import ImapSource
         from scheduler.tls import client_context

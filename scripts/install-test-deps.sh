@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test servers need, only when missing:
-# Dovecot (dovecot-imapd) for the IMAP tests. Idempotent and quiet; runs as
-# root, or through sudo otherwise. The tests start their own Dovecot with
+# Installs the Debian packages the tests need, only when missing: Dovecot
+# (dovecot-imapd) for the IMAP tests, PostgreSQL, and python3-venv.
+# Idempotent and quiet; runs as root, or through sudo otherwise. The tests start their own Dovecot with
 # their own configuration; the system service is not used.
 set -euo pipefail
 
@@ -13,6 +13,9 @@ need=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   || need+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
+
+# The virtual environment scripts/test installs into (Debian splits ensurepip off).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 # The openssl command: the independent reader and writer of S/MIME in the tests.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

@@ -147,13 +147,31 @@ class Proc:
         self._log.close()
 
 
-def drop_mail(inbox: Path, name: str, raw: bytes, received: datetime | None = None) -> Path:
-    """Put a mail in the folder inbox atomically; its mtime is its arrival time."""
+def on_the_wall(received: datetime, now: datetime) -> float:
+    """The mtime that a process started just after this call with ``--now``
+    ``now`` reads as ``received``: its clock runs ``now - wall`` ahead of
+    the wall clock, so a mail that arrived ``now - received`` before its
+    start has a wall-clock mtime that long before the real now. (The
+    process starts a moment later, so it reads a second or so earlier.)"""
+    return time.time() - (now - received).total_seconds()
+
+
+def restamp(path: Path, received: datetime, now: datetime) -> None:
+    """Give a waiting mail the mtime a process with ``--now now`` reads as ``received``."""
+    stamp = on_the_wall(received, now)
+    os.utime(path, (stamp, stamp))
+
+
+def drop_mail(inbox: Path, name: str, raw: bytes, received: datetime | None = None,
+              now: datetime | None = None) -> Path:
+    """Put a mail in the folder inbox atomically; its mtime is its arrival
+    time: ``received`` as it stands (a FixedClock's timeline) or, with
+    ``now``, as a process started with ``--now now`` reads it."""
     inbox.mkdir(parents=True, exist_ok=True)
     tmp = inbox / f".{name}.tmp"
     tmp.write_bytes(raw)
     if received is not None:
-        stamp = received.timestamp()
+        stamp = on_the_wall(received, now) if now is not None else received.timestamp()
         os.utime(tmp, (stamp, stamp))
     final = inbox / f"{name}.eml"
     os.replace(tmp, final)

@@ -235,6 +235,40 @@ def test_erase_deletes_the_moved_mails_in_the_imap_folders(tmp_path, monkeypatch
     assert imap_mailbox.folders().get("Behandlet") == 1, "the other citizen's mail stays"
 
 
+def test_erase_deletes_the_moved_mails_and_the_sent_copies_in_the_exchange_mailbox(tmp_path, monkeypatch, ews_server,
+                                                                                    ews):
+    import base64
+    from datetime import datetime, timezone
+
+    from exchangelib.protocol import Protocol
+
+    from scheduler.exchange.account import build_account
+    from scheduler.exchange.mailbox import ExchangeSource, ExchangeTransport
+    from scheduler.services.access import erase_in_mailbox
+    from scheduler.services.dispatch import Dispatcher
+    from scheduler.services.intake import Intake
+    from tests.test_exchange_calendar import exchange_config
+    from tests.test_intake_sources import FOLDERS
+
+    app, dispatcher = build(tmp_path, "2027-01-04T10:00", monkeypatch)
+    Protocol.clear_cache()
+    account = build_account(exchange_config(ews_server.url), ews.password, max_wait=2)
+    for n, (cpr, mid) in enumerate(((CPR, "e1"), (OTHER, "e2"), (CPR, "e3"))):
+        ews.deliver(item_mail(cpr, mid), datetime(2027, 1, 4, 8, n, tzinfo=timezone.utc))
+    source = ExchangeSource(account, FOLDERS)
+    assert [o.outcome for o in Intake(app).run(source)] == ["accepted", "accepted", "accepted"]
+    Dispatcher(app, ExchangeTransport(account), dispatcher.calendar).run_once()  # the receipts: copies in Sent Items
+    mailbox = lambda: b"".join(base64.b64decode(i.mime) for i in ews.items.values())  # noqa: E731
+    assert len(ews.in_folder("Behandlet")) == 3 and CPR[:6].encode() in mailbox()
+
+    done = erase(app, CPR)
+    assert erase_in_mailbox(source, done) >= 4  # two mails in, their receipts out
+    assert [i.message_id for i in ews.in_folder("Behandlet")] == ["<e2@kommune.example>"]
+    assert CPR[:6].encode() not in mailbox(), "neither the full nor the masked CPR is left in any folder"
+    assert OTHER[:6].encode() in mailbox() and b"Angst" in mailbox(), "the other citizen's mails stay"
+    assert erase_in_mailbox(source, done) == 0
+
+
 def test_printing_an_agenda_is_audited_per_citizen(tmp_path, monkeypatch, capsys):
     app, _ = _week(tmp_path, monkeypatch)
     code = main(["--config", str(app.config.source), "--data-dir", str(tmp_path), "--now", "2027-01-04T10:00",

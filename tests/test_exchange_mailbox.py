@@ -129,3 +129,15 @@ def test_exchangelib_does_not_log_mail_content(account, ews, caplog):
     assert caplog.records  # exchangelib did log at DEBUG ...
     assert not [r for r in caplog.records if r.name == "exchangelib.util.xml"]  # ... but no SOAP bodies
     assert "010190" not in caplog.text and base64.b64encode(raw).decode()[:40] not in caplog.text
+
+
+def test_the_copy_in_sent_items_is_erased_by_message_id_and_purged_after_the_retention(account, ews):
+    source, transport = ExchangeSource(account, FOLDERS), ExchangeTransport(account)
+    for n in (1, 2, 3):
+        transport.send(OutgoingMail("sparring@kommune.example", ("karen@kommune.example",), mail(n), kind="receipt"))
+    for item, stored in zip(ews.in_folder("sentitems"), ("2027-01-01", "2027-01-02", "2027-02-01")):
+        item.received = f"{stored}T08:00:00Z"  # when Exchange stored the copy
+
+    assert source.erase_settled(["<punkt-1@kommune.example>"]) == 1
+    assert source.purge_settled(T0) == 1  # the copy of 2 January; that of 1 February is within the period
+    assert [i.message_id for i in ews.in_folder("sentitems")] == ["<punkt-3@kommune.example>"]

@@ -36,6 +36,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from scheduler.clock import FixedClock
@@ -59,8 +60,11 @@ from tests.daemonkit import (
     outbox_kind,
     plain_body,
     read_mail,
+    restamp,
 )
 
+# Runs sparring as processes, which read the real clock (see tests/conftest.py).
+pytestmark = pytest.mark.servers
 TZ = ZoneInfo("Europe/Copenhagen")
 SEED = 20270104
 ROUNDS = 50
@@ -214,8 +218,14 @@ def _decisions(app) -> dict[str, tuple[str, str | None]]:
 def _items(app) -> list[tuple]:
     with app.transaction() as repo:
         views = [repo.item(i) for i in repo.db.scalars(select(Item.id))]
-    return sorted((v.cpr.digits, v.session_key, v.status, v.acute, v.sender, v.received_at, v.health, v.social)
-                  for v in views)
+    return sorted((v.cpr.digits, v.session_key, v.status, v.acute, v.sender, _minute(v.received_at), v.health,
+                   v.social) for v in views)
+
+
+def _minute(moment: datetime) -> datetime:
+    """Arrivals are whole minutes; a process reads its mtimes a second or so
+    early (its clock starts a moment after the test stamped them)."""
+    return (moment + timedelta(seconds=30)).replace(second=0, microsecond=0)
 
 
 # -- reading the results ------------------------------------------------------
@@ -259,6 +269,17 @@ def _run_round(data: Path, env: dict, log: Path, now: datetime, mode: tuple[str,
         proc.close()
 
 
+def _restamp_waiting(data: Path, dropped: list[Dropped], now: datetime) -> None:
+    """The mails in the inbox arrived at their ``received`` time on the
+    simulated timeline; ``--now`` reads file mtimes as wall-clock times, so
+    each round's process gets them stamped for its own ``--now`` (rounds
+    are 20 simulated hours apart, but only seconds on the wall clock)."""
+    waiting = {p.name for p in eml_files(data / "inbox")}
+    for mail in dropped:
+        if f"{mail.name}.eml" in waiting:
+            restamp(data / "inbox" / f"{mail.name}.eml", mail.received, now)
+
+
 def _inject(data: Path, env: dict, log: Path, dropped: list[Dropped]) -> tuple[list, list[datetime]]:
     """The fifty rounds; returns (mode, exit code, mails left, outbox left)
     per round and the --now of every run that completed."""
@@ -266,7 +287,8 @@ def _inject(data: Path, env: dict, log: Path, dropped: list[Dropped]) -> tuple[l
     results, completed_at = [], []
     for round_ in range(1, ROUNDS + 1):
         for mail in (m for m in dropped if m.round == round_):
-            drop_mail(data / "inbox", mail.name, mail.raw, mail.received)
+            drop_mail(data / "inbox", mail.name, mail.raw)
+        _restamp_waiting(data, dropped, _round_now(round_))
         mode = ("run",) if rng.random() < 0.3 else ("run", "--once")
         delay = 0.005 * math.exp(rng.random() * math.log(1.5 / 0.005))  # log-uniform 5 ms - 1.5 s
         rc = _run_round(data, env, log, _round_now(round_), mode, delay)
@@ -274,6 +296,7 @@ def _inject(data: Path, env: dict, log: Path, dropped: list[Dropped]) -> tuple[l
             completed_at.append(_round_now(round_))
         results.append((mode, rc, len(eml_files(data / "inbox")), _pending_outbox(data / "sparring.db")))
     for _ in range(10):  # a killed holder's lease lapses after its TTL
+        _restamp_waiting(data, dropped, FINAL)
         final = cli(data, "run", "--once", env=env, now=_iso(FINAL))
         if final.returncode != 1 or "holds the lease" not in final.stderr:
             break

@@ -188,3 +188,15 @@ def test_the_daemon_stays_away_as_long_as_graph_asks(graph_server, graph, tmp_pa
     graph.fail_next("GET", "/delta$", 429, retry_after=600)
     assert daemon._intake_once(Intake(app), source(graph_server, app)) is False
     assert daemon.stopping == [600]  # not the 5 s poll: Graph would answer 429 again
+
+
+def test_the_copy_in_sent_items_is_erased_by_message_id_and_purged_after_the_retention(graph_server, graph, app):
+    src, transport = source(graph_server, app), GraphTransport(graph_client(graph_server), MAILBOX)
+    for n in (1, 2, 3):
+        transport.send(OutgoingMail(MAILBOX, ("karen@kommune.example",), mail(n), kind="receipt"))
+    for message, days in zip(graph.in_folder("sentitems"), (0, 1, 30)):
+        message.received = T0 + timedelta(days=days)  # when Exchange stored the copy
+
+    assert src.erase_settled(["<kontrakt-1@kommune.example>"]) == 1
+    assert src.purge_settled(T0 + timedelta(days=2)) == 1  # the copy of day 1; day 30's is within the period
+    assert [m.internet_message_id for m in graph.in_folder("sentitems")] == ["<kontrakt-3@kommune.example>"]

@@ -91,7 +91,7 @@ def test_an_outage_is_one_admin_mail_and_everything_leaves_when_the_server_retur
         if round_ == 1:
             _queue(app, "late", "late@kommune.example")
     assert smtp.messages == []
-    assert any(line.startswith("outage: mail server failing since 2027-01-04T08:00")
+    assert any(line.startswith("outage: mail server failing since 2027-01-04 08:00;")
                for line in status_lines(app))
     statuses = [s for s, _ in _statuses(app)]
     assert statuses.count("failed") == 4 and statuses.count("pending") == 1

@@ -37,5 +37,9 @@ def test_the_record_changes_with_the_configuration():
     graph = config.model_copy(update={"intake": config.intake.model_copy(update={"source": "graph"})})
     assert "Indgående: graph, sikring: https" in record_of_processing(graph)
     assert "https://graph.microsoft.com/v1.0 (sparring@kommune.example)" in record_of_processing(graph)
+    assert "Sendt post" not in record_of_processing(graph)  # sent by SMTP: no copy in the mailbox
+    both = graph.model_copy(update={"outbox": config.outbox.model_copy(update={"transport": "graph"})})
+    assert "en kopi\n     i postkassens Sendt post, slettet med de modtagne mails." in record_of_processing(both)
+    assert "Sent Items, deleted with the mails received." in record_of_processing(both, "en")
     english = record_of_processing(config, "en")
     assert english.startswith("RECORD OF PROCESSING ACTIVITIES") and "60 days after the session" in english

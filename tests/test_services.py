@@ -16,10 +16,11 @@ from scheduler.ports import OutgoingMail, PermanentError, TransientError
 from scheduler.services import deadlines
 from scheduler.services.dispatch import retry_failed
 from scheduler.services.publishing import publish_horizon
-from scheduler.store.tables import CalendarEvent, Item, OutboxEntry
 from scheduler.config import load_config
 from scheduler.logs import CPR_SHAPE
+from scheduler.store.tables import CalendarEvent, Item, OutboxEntry
 from tests.appkit import CONFIG, at, build, ingest, item_mail
+from tests.daemonkit import drop_mail
 
 
 def outbox_messages(tmp_path):
@@ -670,17 +671,18 @@ def test_a_mail_handed_out_again_after_its_move_was_lost_goes_to_the_folder_of_i
 
     app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
     inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    (inbox / "a.eml").write_bytes(item_mail("150303-4321", "a"))
-    (inbox / "b.eml").write_bytes(item_mail("150303-4321", "b", sender="ukendt@evil.example"))
-    (inbox / "c.eml").write_bytes(item_mail("320303-4321", "c"))  # no such date: rejected
+    # Arrival (the mtime) on the test's timeline: before Monday's 12:00 deadline.
+    arrived = at("2027-01-04T07:55")
+    drop_mail(inbox, "a", item_mail("150303-4321", "a"), arrived)
+    drop_mail(inbox, "b", item_mail("150303-4321", "b", sender="ukendt@evil.example"), arrived)
+    drop_mail(inbox, "c", item_mail("320303-4321", "c"), arrived)  # no such date: rejected
     source = FolderSource(inbox)
     monkeypatch.setattr(source, "settle", lambda moves: None)  # the crash: nothing moved
     first = {o.message_id: o.outcome for o in Intake(app).run(source)}
-    assert first == {"a@kommune.example": "moved", "b@kommune.example": "quarantined",
+    assert first == {"a@kommune.example": "accepted", "b@kommune.example": "quarantined",
                      "c@kommune.example": "rejected"}
     monkeypatch.undo()
-    (inbox / "z.eml").write_bytes(item_mail("150303-4321", "a"))  # a second copy of a
+    drop_mail(inbox, "z", item_mail("150303-4321", "a"), arrived)  # a second copy of a
     again = sorted((o.message_id, o.outcome, o.disposition.value) for o in Intake(app).run(FolderSource(inbox)))
     assert again == [("a@kommune.example", "duplicate", "ignored"), ("a@kommune.example", "duplicate", "processed"),
                      ("b@kommune.example", "duplicate", "quarantine"), ("c@kommune.example", "duplicate", "rejected")]

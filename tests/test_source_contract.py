@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.ports import Disposition, MailSource
+from scheduler.ports import Disposition, MailSource, TransientError
 from tests.appkit import FOLDERS
 
 # Dovecot refuses APPEND dates in the future: arrivals lie in January 2025.
@@ -37,6 +37,7 @@ class Mailbox:
     deliver: Callable[[bytes, datetime], None]
     open: Callable[[], MailSource]  # a new source: a restart of the process
     settled: Callable[[str], int]  # mails in the folder of that name
+    busy: Callable[[], None] | None = None  # the mailbox's next deletion fails: throttled
     opened: list = field(default_factory=list)
 
     def source(self) -> MailSource:
@@ -84,7 +85,8 @@ def _ews(tmp_path: Path, request) -> Mailbox:
     Protocol.clear_cache()
     account = build_account(exchange_config(server.url), fake.password, max_wait=2)
     return Mailbox(fake.deliver, lambda: ExchangeSource(account, FOLDERS, batch_size=2),
-                   lambda name: len(fake.in_folder(name)))
+                   lambda name: len(fake.in_folder(name)),
+                   busy=lambda: fake.fail_next("DeleteItem", backoff_ms=60_000))  # longer than max_wait
 
 
 def _graph(tmp_path: Path, request) -> Mailbox:
@@ -95,7 +97,8 @@ def _graph(tmp_path: Path, request) -> Mailbox:
     store = state(tmp_path, request.getfixturevalue("monkeypatch"))
     return Mailbox(fake.deliver, lambda: GraphSource(graph_client(server), "sparring@kommune.example", FOLDERS,
                                                      store, batch_size=2),
-                   lambda name: len(fake.in_folder(name)))
+                   lambda name: len(fake.in_folder(name)),
+                   busy=lambda: fake.fail_next("POST", "/permanentDelete$", 429, retry_after=600))
 
 
 BACKENDS = {"folder": _folder, "imap": _imap, "ews": _ews, "graph": _graph}
@@ -164,3 +167,63 @@ def test_mail_arriving_later_is_fetched_after_the_rest(mailbox):
 
 def test_wait_returns_within_its_timeout(mailbox):
     assert mailbox.source().wait(0.01) in (True, False)
+
+
+# -- the mailbox's settled folders: retention and a citizen's erasure (not the folder source's) --
+
+
+def _settled_source(mailbox: Mailbox) -> MailSource:
+    from scheduler.mail.folder import FolderSource
+
+    source = mailbox.source()
+    if isinstance(source, FolderSource):
+        pytest.skip("the folder source's settled mails are the data directory's: erased and purged there")
+    return source
+
+
+def _settle_four_keep_one(mailbox: Mailbox, source: MailSource) -> None:
+    """Mails 0-4 a day apart: 0, 1 processed, 2 rejected, 3 ignored, 4 still in the inbox."""
+    for n in range(5):
+        mailbox.deliver(mail(n), T0 + timedelta(days=n))
+    refs = [m.ref for m in source.fetch(limit=10)]
+    source.settle({Disposition.PROCESSED: refs[:2], Disposition.REJECTED: refs[2:3],
+                   Disposition.IGNORED: refs[3:4]})
+    source.fetch(limit=10)  # IMAP pipelines its moves behind the next command
+
+
+def _left(mailbox: Mailbox) -> list[int]:
+    return [mailbox.settled(n) for n in ("Behandlet", "Afvist", "Karantæne", "Ignoreret")]
+
+
+def test_erase_deletes_the_named_mails_in_the_settled_folders_and_the_inbox(mailbox):
+    source = _settled_source(mailbox)
+    _settle_four_keep_one(mailbox, source)
+    named = ["<kontrakt-0@kommune.example>", "<kontrakt-2@kommune.example>", "kontrakt-3@kommune.example",
+             "<kontrakt-4@kommune.example>", "<ukendt@kommune.example>"]
+    assert source.erase_settled(named) == 4
+    assert _left(mailbox) == [1, 0, 0, 0], "mail 1 (another citizen's) stays"
+    assert source.fetch(limit=10) == []
+    assert source.erase_settled(named) == 0  # run again: nothing left, no error
+
+
+def test_purge_deletes_settled_mail_older_than_the_cutoff_and_leaves_the_inbox(mailbox):
+    source = _settled_source(mailbox)
+    _settle_four_keep_one(mailbox, source)
+    # Midnight UTC: IMAP's SEARCH BEFORE counts whole days; the others compare instants.
+    assert source.purge_settled(T0.replace(hour=0) + timedelta(days=2)) == 2
+    assert _left(mailbox) == [0, 1, 0, 1]
+    assert [m.raw for m in source.fetch(limit=10)] == [mail(4)], "the unsettled mail stays"
+
+
+def test_a_throttled_erase_says_so_and_a_second_run_finishes_it(mailbox):
+    source = _settled_source(mailbox)
+    if mailbox.busy is None:
+        pytest.skip("no way to throttle this server")
+    _settle_four_keep_one(mailbox, source)
+    named = ["<kontrakt-0@kommune.example>", "<kontrakt-2@kommune.example>"]
+    mailbox.busy()
+    with pytest.raises(TransientError, match=r"mailbox erase failed: .*(RateLimitError|429).*try again later"):
+        source.erase_settled(named)
+    source.erase_settled(named)  # what the failed run left (all, or what its batch had not reached)
+    assert _left(mailbox) == [1, 0, 0, 1]
+    assert source.erase_settled(named) == 0

@@ -27,6 +27,7 @@ CIPHER = FieldCipher(bytes(range(32)))
 CPRS = ["0707614285", "1502891234", "3112457771"]
 HEALTH = ["Svær angst og depression efter trafikulykke", "Alkoholmisbrug, i behandling"]
 SOCIAL = ["Udsat for vold i hjemmet", "Mistet bolig og job"]
+NOW = datetime(2027, 1, 4, 8, 0, tzinfo=timezone.utc)  # the rows' times: never the real clock
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def test_concurrent_starts_migrate_once(db_url):
 
 def test_foreign_keys_are_enforced(engine):
     with session_factory(engine)() as db, pytest.raises(IntegrityError):
-        db.add(_item(mail_id=999_999, cpr=CPRS[0], now=datetime.now(timezone.utc)))
+        db.add(_item(mail_id=999_999, cpr=CPRS[0], now=NOW))
         db.commit()
 
 
@@ -233,7 +234,7 @@ MARKER = "plaintext-control-marker-7f3a"
 
 
 def _write_personal_data(engine) -> None:
-    now = datetime.now(timezone.utc)
+    now = NOW
     with session_factory(engine)() as db:
         for n, cpr in enumerate(CPRS):
             mail = _mail(n, now)

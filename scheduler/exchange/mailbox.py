@@ -10,12 +10,15 @@ EWS streaming notifications (GetStreamingEvents) are a later step.
 ``ExchangeTransport`` (ports.MailTransport) sends a finished RFC 5322
 message as MIME content with a copy in Sent Items; envelope recipients not
 named in the To/Cc headers go as Bcc.
+
+``purge_settled`` (retention) and ``erase_settled`` (a citizen's erasure)
+delete, hard, in the settled folders and Sent Items (erasure: the inbox too).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from exchangelib import Folder, Message
@@ -84,17 +87,33 @@ class ExchangeSource:
         return {f.name.lower(): f for f in children if not isinstance(f, Exception)}
 
     def purge_settled(self, before: datetime) -> int:
-        """Delete settled mails received before ``before`` (retention), hard."""
-        count = 0
+        """Delete settled mails, and the copies of sent mail in Sent Items,
+        received (stored) before ``before`` (retention), hard."""
         with mapped("mailbox purge"):
-            for disposition in self.names:
-                folder = self._folder(disposition)
-                ids = [(i.id, i.changekey) for i in folder.filter(datetime_received__lt=before).only("id")]
-                if ids:
-                    check(self.account.bulk_delete(ids=ids, delete_type="HardDelete"), "mailbox purge",
-                          ignore=(ErrorItemNotFound,))
-                    count += len(ids)
-        return count
+            return self._delete(self._settled(self.account.sent).filter(datetime_received__lt=before),
+                                "mailbox purge")
+
+    def erase_settled(self, message_ids: Iterable[str]) -> int:
+        """Delete, hard, the mails with these Message-IDs in the settled
+        folders, the inbox and Sent Items (a citizen's erasure: their mails and
+        the copies of what was sent about them): one FindItem over all of them,
+        one DeleteItem. Run again after a failure, it deletes what is left."""
+        wanted = [f"<{m.strip('<> ')}>" for m in message_ids if m.strip("<> ")]
+        if not wanted:
+            return 0
+        with mapped("mailbox erase"):
+            folders = self._settled(self.account.inbox, self.account.sent)
+            return self._delete(folders.filter(message_id__in=wanted), "mailbox erase")
+
+    def _settled(self, *more: Folder) -> FolderCollection:
+        folders = {id(f): f for f in (*more, *(self._folder(d) for d in self.names))}
+        return FolderCollection(account=self.account, folders=list(folders.values()))
+
+    def _delete(self, query, what: str) -> int:
+        ids = [(i.id, i.changekey) for i in query.only("id")]
+        if ids:
+            check(self.account.bulk_delete(ids=ids, delete_type="HardDelete"), what, ignore=(ErrorItemNotFound,))
+        return len(ids)
 
     def wait(self, timeout: float) -> bool:
         """Sleep until ``timeout`` (or close); no push yet, so always False."""

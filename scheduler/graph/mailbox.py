@@ -20,6 +20,10 @@ found by display name or created on first use.
 ``GraphTransport`` (ports.MailTransport) posts the finished message as
 base64 MIME to ``sendMail``, so it leaves byte for byte as over SMTP;
 envelope recipients the headers do not name go as Bcc through a draft.
+
+``purge_settled`` (retention) and ``erase_settled`` (a citizen's erasure)
+delete for good (``permanentDelete``) in the settled folders and Sent Items
+(erasure: the inbox too).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import base64
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from urllib.parse import quote, urlencode
 
 from scheduler.graph.client import GraphClient, GraphError
 from scheduler.mail.envelope import hidden_recipients
@@ -186,17 +191,40 @@ class GraphSource:
     # -- retention, waiting ------------------------------------------------------
 
     def purge_settled(self, before: datetime) -> int:
-        """Delete settled mails received before ``before`` (retention) for good."""
+        """Delete settled mails, and the copies of sent mail in Sent Items,
+        received (stored) before ``before`` (retention) for good."""
         with self._lock:
-            ids = [m["id"] for d in self.names for m in self.client.paged(
-                f"{self.user}/mailFolders/{self._folder(d)}/messages",
+            ids = [m["id"] for f in self._settled("sentitems") for m in self.client.paged(
+                f"{self.user}/mailFolders/{f}/messages",
                 {"$filter": f"receivedDateTime lt {_utc(before)}", "$select": "id", "$top": "100"},
                 what="mailbox purge", permission=READ)]
-            answers = self.client.batch([{"method": "POST", "url": f"{self.user}/messages/{i}/permanentDelete"}
-                                         for i in ids], what="mailbox purge", permission=READ)
-            for answer in answers:
-                self.client.check(answer, "mailbox purge", READ, ok=_GONE)
-            return len(ids)
+            return self._delete(ids, "mailbox purge")
+
+    def erase_settled(self, message_ids: Iterable[str]) -> int:
+        """Delete for good the mails with these Message-IDs in the settled
+        folders, the inbox and Sent Items (a citizen's erasure: their mails and
+        the copies of what was sent about them): one filtered listing per
+        Message-ID and folder, then one permanentDelete per mail, 20 per
+        ``$batch``. Run again after a failure, it deletes what is left."""
+        wanted = [f"<{m.strip('<> ')}>" for m in message_ids if m.strip("<> ")]
+        with self._lock:
+            folders = self._settled("inbox", "sentitems")
+            lookups = [{"method": "GET", "url": f"{self.user}/mailFolders/{f}/messages?" + _by_message_id(m)}
+                       for f in folders for m in wanted]
+            answers = self.client.batch(lookups, what="mailbox erase", permission=READ)
+            found = [self.client.check(a, "mailbox erase", READ, ok=_GONE).get("body") or {} for a in answers]
+            return self._delete([m["id"] for page in found for m in page.get("value", [])], "mailbox erase")
+
+    def _settled(self, *more: str) -> list[str]:
+        """The settled folders' ids (created if missing), after ``more`` (well-known names)."""
+        return list(dict.fromkeys([*more, *(self._folder(d) for d in self.names)]))
+
+    def _delete(self, ids: list[str], what: str) -> int:
+        answers = self.client.batch([{"method": "POST", "url": f"{self.user}/messages/{i}/permanentDelete"}
+                                     for i in ids], what=what, permission=READ)
+        for answer in answers:
+            self.client.check(answer, what, READ, ok=_GONE)  # gone meanwhile: fine
+        return len(ids)
 
     def wait(self, timeout: float) -> bool:
         """Sleep until ``timeout`` (or close): Graph has no push for a daemon
@@ -239,6 +267,12 @@ class GraphTransport:
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _by_message_id(message_id: str) -> str:
+    """The query of a folder's messages with this Message-ID (an OData string: its quotes doubled)."""
+    literal = "'" + message_id.replace("'", "''") + "'"
+    return urlencode({"$filter": f"internetMessageId eq {literal}", "$select": "id", "$top": "100"}, quote_via=quote)
 
 
 def _utc(moment: datetime) -> str:

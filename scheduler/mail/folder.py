@@ -65,10 +65,17 @@ def _place(source: Path, target: Path) -> None:
 
 
 class FolderSource:
-    """ports.MailSource over a directory of ``.eml`` files."""
+    """ports.MailSource over a directory of ``.eml`` files.
 
-    def __init__(self, inbox: Path, *, cipher: FieldCipher | None = None, durable: bool = True) -> None:
+    A file's mtime is its arrival, a wall-clock time: ``clock`` puts it on
+    its own timeline (``--now``) and no mail arrives later than its now.
+    """
+
+    def __init__(self, inbox: Path, clock: Clock | None = None, *, cipher: FieldCipher | None = None,
+                 durable: bool = True) -> None:
         self.inbox = Path(inbox)
+        self.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)  # there to drop mails in from the start
+        self.clock = clock
         self.cipher = cipher  # None (tests of the moves alone): settled mails stay plaintext
         self.durable = durable  # False only for simulation: no fsync
         self._backlog = False  # the last fetch left ready files behind
@@ -99,9 +106,15 @@ class FolderSource:
                 raw = (self.inbox / name).read_bytes()
             except FileNotFoundError:
                 continue
-            received = datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc)
+            received = self._arrival(mtime_ns)
             mails.append(IncomingMail(ref=name, raw=raw, received_at=received))
         return mails
+
+    def _arrival(self, mtime_ns: int) -> datetime:
+        wall = datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc)
+        if self.clock is None:
+            return wall
+        return min(self.clock.from_wall(wall), self.clock.now())
 
     def settle(self, moves: Mapping[Disposition, Sequence[str]]) -> None:
         for disposition, refs in moves.items():

@@ -335,13 +335,15 @@ class ImapSource:
 
     @_serialised
     def erase_settled(self, message_ids: Iterable[str]) -> int:
-        """Delete the settled mails with these Message-IDs (a citizen's
-        erasure): one SEARCH per Message-ID and folder, one EXPUNGE per folder."""
+        """Delete the mails with these Message-IDs in the settled folders and
+        the inbox (a citizen's erasure): one SEARCH per Message-ID and folder,
+        one EXPUNGE per folder."""
         wanted = [m.strip("<> ") for m in message_ids if _searchable(m.strip("<> "))]
         if not wanted:
             return 0
         self._send_all()
-        return self._call(lambda conn: sum(self._erase(conn, f, wanted) for f in set(self.folders.values())))
+        folders = {self.folder, *self.folders.values()}
+        return self._call(lambda conn: sum(self._erase(conn, f, wanted) for f in folders))
 
     def _erase(self, conn: imaplib.IMAP4, folder: str, message_ids: list[str]) -> int:
         try:

@@ -36,63 +36,20 @@ from email.header import decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-
-from enum import Enum
 from functools import lru_cache
 
+from scheduler.mail.caseref import case_reference
 from scheduler.mail.headerforms import parse_address, parse_date
+from scheduler.mail.decisions import find_reference
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
 from scheduler.mail.mimeparams import MimeHead
+from scheduler.model import CalendarReply, MailKind, ParsedMail  # noqa: F401 - re-exported
 
 _PARSER = BytesParser(policy=compat32)
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _MAX_PARTS = 200  # more parts than any real mail: the rest is not looked at
 _MAX_DEPTH = 20
-
-
-class MailKind(str, Enum):
-    ITEM = "item"
-    WITHDRAW = "withdraw"
-    AUTO_REPLY = "auto_reply"
-    BOUNCE = "bounce"
-    READ_RECEIPT = "read_receipt"
-    CALENDAR_REPLY = "calendar_reply"
-    TOO_LARGE = "too_large"
-    UNREADABLE = "unreadable"  # MIME the stdlib parser gives up on, or anything else that broke
-    HEADER_TOO_LONG = "header_too_long"  # a Subject over MAX_HEADER characters: not decoded
-    BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
-
-
-@dataclass(frozen=True)
-class CalendarReply:
-    """An attendee's answer (iTIP REPLY) to an invitation sparring sent."""
-
-    uid: str
-    attendee: str  # lower-cased bare address
-    partstat: str  # ACCEPTED, DECLINED, TENTATIVE, ...
-    recurrence_id: datetime | date | None = None
-    sequence: int = 0
-
-
-@dataclass(frozen=True)
-class ParsedMail:
-    message_id: str  # without <>; "sha256:<hex of raw>" when missing
-    sender: str  # lower-cased bare address, "" if none
-    sender_name: str = ""
-    subject: str = field(default="", repr=False)  # may hold a CPR number
-    date_header: datetime | None = None  # the sender's claim: never used for deadlines
-    kind: MailKind = MailKind.ITEM
-    acute: bool = False
-    cprs: tuple[str, ...] = field(default=(), repr=False)  # 10 digits each, in order
-    bad_cpr: bool = False  # a CPR label followed by something that is not 10 digits
-    health: tuple[str, ...] = field(default=(), repr=False)
-    social: tuple[str, ...] = field(default=(), repr=False)
-    attachments: tuple[str, ...] = ()  # names of parts not taken in
-    calendar_reply: CalendarReply | None = None
-    auto_reason: str | None = None  # the header or part that made it automatic
-    request_lines: tuple[str, ...] = field(default=(), repr=False)  # a booking request's own lines
-    size: int = 0
 
 
 # -- headers -------------------------------------------------------------
@@ -418,6 +375,12 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMail:
     if _long_subject(headers):
         return ParsedMail(**common, kind=MailKind.HEADER_TOO_LONG, attachments=attachments)
     text = _body_text(parts)
+    if case_reference(common["subject"]):  # before the request: "Re: Koordineringsmøde [K-7F3Q]"
+        return ParsedMail(**common, kind=MailKind.CASE_MAIL, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
+    if find_reference(common["subject"]):  # before requests: the reply may name a meeting
+        return ParsedMail(**common, kind=MailKind.DECISION, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
     request = _REQUEST.search(common["subject"])
     if request:
         return ParsedMail(**common, kind=MailKind.BOOKING_REQUEST, request_lines=tuple(own_lines(text)),

@@ -232,12 +232,17 @@ def _place(request, sessions, series, booked, first) -> Placement | Refusal:
             continue
         ordinary = [b for b in here if not b.acute]
         if ordinary:
-            victim = slot_order(ordinary)[-1]
-            target = _room_after(victim, session, sessions, series, booked)
-            if target is None:
-                return Refusal("no_session")
-            return Placement(session, first, bumped=Bump(victim.item_id, session.key, target))
+            return _bump_latest(ordinary, session, first, sessions, series, booked)
     return Refusal("no_session")
+
+
+def _bump_latest(candidates, session, first, sessions, series, booked) -> Placement | Refusal:
+    """Make room in the full ``session``: its latest-arrived of ``candidates`` moves on."""
+    victim = slot_order(candidates)[-1]
+    target = _room_after(victim, session, sessions, series, booked)
+    if target is None:
+        return Refusal("no_session")
+    return Placement(session, first, bumped=Bump(victim.item_id, session.key, target))
 
 
 def _room_after(victim: Booked, full: Session, sessions, series, booked) -> Session | None:
@@ -255,3 +260,28 @@ def _same_citizen(here: Sequence[Booked], cpr_hash: str) -> Booked | None:
         if booked.cpr_hash == cpr_hash:
             return booked
     return None
+
+
+def postpone(item: Booked, held: Session, sessions: Sequence[Session], series: Mapping[str, Series],
+             booked: Mapping[str, Sequence[Booked]]) -> Placement | Refusal:
+    """``udsat``: the item goes to the next planned session of ``held``'s
+    series, keeping its arrival time, so it comes before every item that
+    arrived after it (acute items stay first). Should that session then be
+    full, the latest-arrived ordinary item there moves on, as for an acute
+    item. A citizen already on that agenda keeps one item: this one.
+    ``sessions`` starts after ``held``."""
+    occupancy = Occupancy.of(booked)
+    for session in sessions:
+        if session.series_id != held.series_id or not session.planned or session.start <= held.start:
+            continue
+        here = [b for b in occupancy.get(session.key, ()) if b.item_id != item.item_id]
+        same = _same_citizen(here, item.cpr_hash)
+        if same is not None:
+            return Placement(session, session, replaces=same.item_id)
+        if len(here) < session.capacity:
+            return Placement(session, session)
+        newer = [b for b in here if not b.acute and slot_order([b, item])[0] is item]
+        if newer:
+            return _bump_latest(newer, session, session, sessions, series, occupancy)
+        # nobody there it may go ahead of: the next session
+    return Refusal("no_session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from scheduler.mail.parse import MailKind, ParsedMail
+from scheduler.model import MailKind, ParsedMail
 from scheduler.planning.cpr import Cpr, CprError, parse_cpr
 
 

@@ -38,40 +38,18 @@ best by the same rule; of the n days that have one, ``spread_indices`` picks
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Literal
 
 from scheduler.errors import UserError
-from scheduler.model import BusyInterval
+from scheduler.model import SlotRequest
 from scheduler.planning.closures import ClosedDays
 from scheduler.planning.slots_index import DayPoint, SlotIndex
-
-Strategy = Literal["earliest", "spread"]
 
 _WARNINGS = {
     "da": "Ledig/optaget for {address} kunne ikke ses; tidspunktet er ikke bekræftet ledigt.",
     "en": "Free/busy for {address} could not be seen; the time is not confirmed free.",
 }
-
-
-@dataclass(frozen=True)
-class SlotRequest:
-    """What to find: a window, a duration and who must (or may) come."""
-
-    window_start: datetime
-    window_end: datetime
-    duration: timedelta
-    required: tuple[str, ...]
-    busy: Mapping[str, Sequence[BusyInterval]]
-    optional: tuple[str, ...] = ()
-    working_hours: tuple[time, time] = (time(9), time(15))
-    grid: timedelta = timedelta(minutes=15)
-    buffer: timedelta = timedelta(0)
-    rooms: Mapping[str, Sequence[BusyInterval]] = field(default_factory=dict)
-    strategy: Strategy = "earliest"
-    language: str = "da"  # of the warnings
 
 
 @dataclass(frozen=True)

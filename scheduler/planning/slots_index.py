@@ -15,13 +15,9 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING
 
-from scheduler.model import BusyInterval, BusyKind
+from scheduler.model import BusyInterval, BusyKind, SlotRequest
 from scheduler.planning.closures import ClosedDays
-
-if TYPE_CHECKING:
-    from scheduler.planning.slots import SlotRequest
 
 BLOCKING = frozenset({BusyKind.BUSY, BusyKind.TENTATIVE, BusyKind.OUT_OF_OFFICE})
 _US = timedelta(microseconds=1)

@@ -157,6 +157,10 @@ def erase(app, text: str) -> Erasure:
         mails = _source_mails(repo, subject, items)
         done.message_ids = _message_ids(repo, subject)
         done.items = repo.db.execute(delete(Item).where(Item.cpr_hash == subject)).rowcount
+        for uid in repo.erase_cases(subject, app.now()):  # cases after the forum, their meetings and decisions
+            app.calendar_sync.cancel_sent(repo, uid)
+            repo.cancel_booking(uid, app.now())
+            done.calendar += 1
         done.outbox = _delete_copies(repo, [e for e, _ in copies])
         refs = [m.source_ref for m in mails]
         done.mails = repo.db.execute(delete(Mail).where(Mail.id.in_([m.id for m in mails]))).rowcount
@@ -264,7 +268,8 @@ def _files(folder: Path) -> list[Path]:
 
 
 def erase_in_mailbox(source, done: Erasure) -> int:
-    """The citizen's mails in the mailbox folders of an IMAP source, found
-    by Message-ID; a source that cannot (the folder source: done above) 0."""
+    """The citizen's mails in the mailbox folders of an IMAP, Exchange or
+    Graph source, found by Message-ID; the folder source's are the data
+    directory's, erased above (0 here)."""
     erase_settled = getattr(source, "erase_settled", None)
     return erase_settled(done.message_ids) if erase_settled and done.message_ids else 0

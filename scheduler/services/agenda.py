@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from scheduler.mail.decisions import reference as session_reference
 from scheduler.model import Series, Session
 from scheduler.planning.cpr import mask_cprs
 from scheduler.render import render, render_mail
@@ -42,12 +43,14 @@ class Agenda:
     delayed: bool = False  # late because the mail server was away, not sparring
     full_cpr: bool = False  # agenda.cpr_display = "full": the numbers stand unmasked
     tz: tzinfo | None = None  # the service's zone, for every time shown
+    for_coordinators: bool = False  # the full agenda: it says how to answer with decisions
 
     def context(self, forum_name: str) -> dict:
+        reference = session_reference(self.series.id, self.session.start.date()) if self.for_coordinators else ""
         return {"series": self.series, "session": self.session, "lines": self.lines,
                 "compiled_at": self.compiled_at, "late": self.late, "updated": self.updated,
                 "delayed": self.delayed,
-                "forum_name": forum_name, "capacity": self.session.capacity}
+                "forum_name": forum_name, "capacity": self.session.capacity, "reference": reference}
 
     def as_json(self) -> dict:
         return {
@@ -71,7 +74,8 @@ def build_agenda(repo: Repository, app, session: Session, *, full_cpr: bool,
     series = app.series[session.series_id]
     items = repo.items_of_session(session.key)
     lines = tuple(_line(n, item, session, series, full_cpr, only_sender) for n, item in enumerate(items))
-    return Agenda(series, session, lines, app.now(), late, updated, full_cpr, app.tz)
+    return Agenda(series, session, lines, app.now(), late, updated, full_cpr, app.tz,
+                  for_coordinators=only_sender is None)
 
 
 def _line(n: int, item: ItemView, session: Session, series: Series, full_cpr: bool,

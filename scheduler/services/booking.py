@@ -12,28 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
-from scheduler.model import Attendee, Meeting, new_uid
+from scheduler.model import Attendee, BookingRequest, Meeting, new_uid
 from scheduler.planning.slots import Candidate, SlotRequest, find_slots
 from scheduler.ports import CalendarBackend
 from scheduler.reasons import reason
 from scheduler.render import render
 
 KINDS = ("cooperation", "network", "coordination", "acute", "joint")
-
-
-@dataclass(frozen=True)
-class BookingRequest:
-    kind: str
-    first: date
-    last: date
-    duration: timedelta
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
-    external: tuple[str, ...] = ()
-    title: str | None = None
-    location: str = ""
-    reference: str = ""  # e.g. "cooperation:2027-1", "item:42"
-    not_before: datetime | None = None
 
 
 @dataclass
@@ -153,7 +138,7 @@ class Booker:
             organizer_name=self.app.forum_name,
             attendees=tuple(Attendee(a, required=a in required) for a in invited),
             description=render(f"booking_{_body(req.kind)}.txt.j2", self.app.language, tz=self.app.tz,
-                               kind=req.kind, external=req.external),
+                               kind=req.kind, external=req.external, case=req.reference.startswith("case:")),
             location=candidate.room or req.location,
             categories=(req.kind,),
         )

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 
+from scheduler.localtime import people_time
 from scheduler.mail.compose import text_mail
 from scheduler.store.tables import OutboxEntry
 
@@ -60,7 +61,8 @@ class Episodes:
     def _report(self, repo, target: str, where: str, error: str, since: str, not_before: datetime | None) -> None:
         admin = self.app.config.service.admin
         body = (
-            f"sparring kan ikke levere til {TARGETS.get(target, target)} ({where}) siden {since}.\n"
+            f"sparring kan ikke levere til {TARGETS.get(target, target)} ({where}) siden "
+            f"{people_time(datetime.fromisoformat(since), self.app.tz)}.\n"
             f"Fejl: {error}\n\n"
             "Udgående beskeder venter i udbakken og sendes automatisk, når serveren svarer igen. "
             "Det, der ikke kan leveres (efter alle forsøg, eller fordi en modtager afvises), ses med "

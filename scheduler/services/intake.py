@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from scheduler.faults import describe, error_ref
+from scheduler.mail.casemail import parse_case_mail
 from scheduler.mail.parallel import ParallelParser
 from scheduler.mail.parse import MAX_HEADER, MailKind, ParsedMail, parse_mail
 from scheduler.mail.requests import parse_request
@@ -32,7 +33,7 @@ from scheduler.planning.allocation import Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
-from scheduler.services import meetings
+from scheduler.services import casework, decisions, meetings
 from scheduler.services.alerts import queue_admin_alert
 from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
@@ -288,8 +289,12 @@ class Intake:
             return self._reject(notices, parsed, "header_too_long", {"max": MAX_HEADER})
         if parsed.kind is MailKind.WITHDRAW:
             return self._withdraw(repo, notices, parsed, mail)
+        if parsed.kind is MailKind.CASE_MAIL:
+            return self._case_mail(repo, notices, parsed, mail)
         if parsed.kind is MailKind.BOOKING_REQUEST:
             return self._request(repo, notices, parsed)
+        if parsed.kind is MailKind.DECISION:
+            return self._decisions(repo, notices, parsed)
         content = check_item(parsed, mail.received_at.date(), self.app.config.intake.max_lines)
         if isinstance(content, Rejection):
             return self._reject(notices, parsed, content.code, content.params)
@@ -324,6 +329,35 @@ class Intake:
         repo.after_commit.append(
             partial(meetings.from_mail, self.app, request, parsed.sender, parsed.message_id, key))
         return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, extra={"code": "request"})
+
+    def _case_mail(self, repo, notices, parsed, mail) -> Outcome:
+        """``Enighed`` or ``Opfølgning`` about a case: checked now, booked after commit."""
+        found = parse_case_mail(parsed.subject, parsed.request_lines)
+        if isinstance(found, Rejection):
+            return self._reject(notices, parsed, found.code, found.params)
+        code = casework.refusal(repo, found.action, found.case, parsed.sender, found.dates,
+                                mail.received_at.astimezone(self.app.tz).date())
+        if code:
+            return self._reject(notices, parsed, code, {})
+        if found.action == "agree":
+            repo.after_commit.append(partial(casework.agree, self.app, found.case, parsed.sender))
+        else:
+            repo.after_commit.append(partial(casework.followups, self.app, found.case, found.dates, parsed.sender))
+        return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, extra={"code": found.action})
+
+    def _decisions(self, repo, notices, parsed) -> Outcome:
+        """A coordinator's reply to the agenda: decisions on its slots."""
+        reply = decisions.by_reply(self.app, repo, parsed, notices)
+        if reply.quarantine:
+            return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
+                           reason=self._reason(reply.code), extra={"code": reply.code})
+        start = reply.session.start if reply.session else None
+        series = reply.session.series_id if reply.session else None
+        if reply.code:
+            return Outcome(parsed.message_id, "rejected", Disposition.REJECTED, series=series, session_start=start,
+                           reason=self._reason(reply.code), extra={"code": reply.code})
+        return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, series=series, session_start=start,
+                       extra={"code": "decision"})
 
     def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
         cpr = check_withdrawal(parsed, mail.received_at.date())

@@ -10,6 +10,7 @@ import logging
 from datetime import date, datetime, timedelta
 
 from scheduler.mail.compose import text_mail
+from scheduler.planning import workdays
 from scheduler.ports import PermanentError, TransientError
 from scheduler.render import render_mail
 from scheduler.services.alerts import task_failed
@@ -61,7 +62,7 @@ def acute(app, item_id: int) -> None:
         return
     series = app.series[item.series_id]
     first = app.now().date()
-    last = _working_days_ahead(app, first, cfg.working_days)
+    last = working_days_ahead(app, first, cfg.working_days)
     people = (*series.coordinators, item.sender)
     result = None
     for minutes in dict.fromkeys((cfg.duration, cfg.min_duration)):
@@ -78,13 +79,9 @@ def acute(app, item_id: int) -> None:
           kind="alert", series_name=series.name, last=last, days=cfg.working_days, sender=item.sender)
 
 
-def _working_days_ahead(app, first: date, count: int) -> date:
-    day, seen = first, 0
-    while seen < count:
-        day += timedelta(days=1)
-        if app.planner.closed.is_working_day(day):
-            seen += 1
-    return day
+def working_days_ahead(app, first: date, count: int) -> date:
+    """The ``count``-th working day after ``first`` (the pure rule: ``planning.workdays``)."""
+    return workdays.after(first, count, app.planner.closed.is_working_day)
 
 
 def reply_refusal(repo, reply, sender: str | None, allow) -> str | None:
@@ -125,8 +122,11 @@ def on_reply(app, reply) -> None:
     except (TransientError, PermanentError) as exc:
         log.warning("rebooking failed: %s", type(exc).__name__)
         return
-    if result is not None and result.candidate is not None:
+    if result is not None and result.meeting is not None:
         log.info("meeting rebooked after a decline kind=%s", result.request.kind)
+        with app.transaction() as repo:  # a case's meeting keeps its new time (``case show``)
+            repo.set_case_meeting(reply.uid, status="booked", now=app.now(), start=result.meeting.start,
+                                  end=result.meeting.end)
 
 
 # -- cooperation meetings -----------------------------------------------------

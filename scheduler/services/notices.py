@@ -71,6 +71,10 @@ class Notices:
     def rejected(self, sentence: str) -> None:
         self._receipt("receipt_rejected.txt.j2", reason=sentence, received_at=self.received_at)
 
+    def decisions_answered(self, **context) -> None:
+        """The coordinator's answer to a reply with decisions (no CPR: slots and case ids only)."""
+        self._receipt("decision_receipt.txt.j2", **context)
+
     def _when_decided(self, task) -> None:
         """Run ``task`` once the batch is decided, inside its transaction,
         after the tasks queued before it (the receipt goes out before the

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import DBAPIError
 
+from scheduler.services import casework
 from scheduler.store import audit
-from scheduler.store.tables import Item, Mail, OutboxEntry
+from scheduler.store.tables import Case, Item, Mail, OutboxEntry
 
 log = logging.getLogger("sparring.retention")
 
@@ -30,28 +31,32 @@ class PurgeReport:
     mails: int = 0
     outbox: int = 0
     files: int = 0
+    cases: int = 0
 
 
 def purge(app, source=None) -> PurgeReport:
-    """Delete what is past its retention; ``source`` (IMAP, Exchange) also
-    drops its settled mails that arrived before the retention cut-off."""
+    """Delete what is past its retention; ``source`` (IMAP, Exchange, Graph)
+    also drops its settled mails (Exchange, Graph: and the copies in Sent
+    Items) that arrived before the retention cut-off."""
     now = app.now()
     report = PurgeReport()
     with app.transaction() as repo:
         _audit_purged(repo, now)
+        report.cases = _purge_cases(repo, now)
         report.items = repo.db.execute(delete(Item).where(Item.purge_after < now)).rowcount
+        repo.purge_decisions(now)
         report.outbox = repo.db.execute(
             delete(OutboxEntry).where(OutboxEntry.purge_after < now, OutboxEntry.status != "pending")
         ).rowcount
         unreferenced = ~exists(select(Item.id).where(Item.mail_id == Mail.id))
         report.mails = repo.db.execute(delete(Mail).where(Mail.purge_after < now, unreferenced)).rowcount
-    cutoff = (now - timedelta(days=app.config.storage.retention_days)).timestamp()
+    cutoff = now - timedelta(days=app.config.storage.retention_days)
     for name in FOLDERS:
-        report.files += _purge_files(app.data_dir / name, cutoff)
+        report.files += _purge_files(app.data_dir / name, cutoff, app.clock)
     if source is not None and hasattr(source, "purge_settled"):
         report.files += source.purge_settled(now - timedelta(days=app.config.storage.retention_days))
-    log.info("retention purge items=%d mails=%d outbox=%d files=%d",
-             report.items, report.mails, report.outbox, report.files)
+    log.info("retention purge items=%d mails=%d outbox=%d files=%d cases=%d",
+             report.items, report.mails, report.outbox, report.files, report.cases)
     cut_trail(app)
     return report
 
@@ -61,6 +66,17 @@ def _audit_purged(repo, now) -> None:
     rows = repo.db.execute(select(Item.cpr_hash, Item.series_id, Item.session_start).where(Item.purge_after < now))
     for row in rows:
         repo.audit("item-purged", subject=row.cpr_hash, series=row.series_id, session_start=row.session_start)
+
+
+def _purge_cases(repo, now) -> int:
+    """Cases closed ``followup.retention_days`` ago: the case, its meetings,
+    its decisions and bookings go; a trail row per case says what went."""
+    closed = repo.db.scalars(select(Case).where(Case.purge_after < now)).all()
+    for case in closed:
+        counts = casework.forget(repo, case)
+        repo.audit("case-purged", subject=case.cpr_hash, series=case.series_id, session_start=case.session_start,
+                   detail={"case": case.id, **counts})
+    return len(closed)
 
 
 def cut_trail(app) -> int:
@@ -82,12 +98,18 @@ def cut_trail(app) -> int:
     return removed
 
 
-def _purge_files(folder: Path, cutoff: float) -> int:
+def _purge_files(folder: Path, cutoff: datetime, clock) -> int:
+    """Files written before ``cutoff``; their mtimes are wall-clock times,
+    put on the clock's timeline (``--now``) before they are compared."""
     if not folder.is_dir():
         return 0
     count = 0
     for path in folder.iterdir():
-        if path.is_file() and path.stat().st_mtime < cutoff:
+        if path.is_file() and clock.from_wall(_mtime(path)) < cutoff:
             path.unlink()
             count += 1
     return count
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)

@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from scheduler.ports import IncomingMail, MailSource
-from scheduler.services import deadlines, meetings, publishing
+from scheduler.services import casework, deadlines, meetings, publishing
 from scheduler.services.intake import Intake
 
 
@@ -29,6 +29,8 @@ class Summary:
     skipped: int = 0
     cooperation: int = 0
     reminders: int = 0
+    cases_closed: int = 0
+    cases_escalated: int = 0
 
     def table(self, series_ids: list[str]) -> str:
         rows = [f"{'series':<10} {'sessions':>8} {'cancelled':>9} {'items':>6} {'moved':>6} {'agendas':>8}"]
@@ -43,6 +45,8 @@ class Summary:
             totals[outcome] += count
         rows.append("mails: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
         rows.append(f"deadline reminders sent: {self.reminders}; cooperation meetings booked: {self.cooperation}")
+        rows.append(f"cases closed: {self.cases_closed}; coordinators told of missing agreement: "
+                    f"{self.cases_escalated}")
         if self.skipped:
             rows.append(f"left in the inbox (dated outside the period): {self.skipped}")
         return "\n".join(rows)
@@ -82,8 +86,9 @@ def simulate(app, dispatcher, first: date, last: date, folders: MailSource) -> S
     for session, moment in deadlines.reminders_due(app, start, end):
         events.append((moment, 3, session.key))
     day = first
-    while day <= last:  # the daemon's morning jobs: cooperation meetings
+    while day <= last:  # the daemon's jobs: cooperation meetings in the morning, cases every hour
         events.append((datetime.combine(day, time(6), tzinfo=tz), 0, day))
+        events += [(datetime.combine(day, time(hour, 5), tzinfo=tz), 4, None) for hour in range(24)]
         day += timedelta(days=1)
     for session in app.planner.sessions(first, last):
         summary.sessions[(session.series_id, session.status.value)] += 1
@@ -116,6 +121,10 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, hel
             held.add(*payload, moment)
         elif kind == 3:
             summary.reminders += int(deadlines.send_reminder(app, payload))
+        elif kind == 4:
+            due = casework.tick(app)
+            summary.cases_closed += len(due.closed)
+            summary.cases_escalated += len(due.escalated)
         elif deadlines.send_agenda(app, payload):
             summary.agendas[payload.partition("/")[0]] += 1
             dispatcher.run_once(limit=10_000)  # an agenda leaves at its deadline

@@ -57,7 +57,8 @@ def status_lines(app) -> list[str]:
         for target in TARGETS:  # an open outage episode (services/episodes.py): reported once, still on
             since = repo.get_meta(f"outage:{target}")
             if since:
-                lines.append(f"outage: {target} server failing since {since}; sending waits and retries")
+                began = people_time(datetime.fromisoformat(since), app.tz)
+                lines.append(f"outage: {target} server failing since {began}; sending waits and retries")
         try:
             jobs = repo.db.execute(text(
                 "SELECT id, next_run_time FROM apscheduler_jobs ORDER BY next_run_time LIMIT 5")).all()

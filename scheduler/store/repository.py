@@ -21,10 +21,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
 
 from scheduler.mail.compose import domain_of, to_bytes
-from scheduler.model import Session, new_uid
+from scheduler.model import BookingRequest, Session, new_uid
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
 from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store import audit
+from scheduler.store.cases import CaseRecords
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
 
@@ -69,7 +70,7 @@ class ItemView:
     social: tuple[str, ...]
 
 
-class Repository:
+class Repository(CaseRecords):
     def __init__(self, db: DbSession, cipher: FieldCipher, app=None) -> None:
         self.db = db
         self.cipher = cipher
@@ -248,11 +249,19 @@ class Repository:
             self._forget_sessions()
         return left
 
+    def mark_replaced(self, item_id: int, now: datetime, session_key: str) -> None:
+        """A newer item of the citizen gives way to a postponed one (``udsat``)."""
+        self._set_status(item_id, "replaced", now, session_key)
+
     def _set_status(self, item_id: int, status: str, now: datetime, session_key: str) -> None:
         """An item leaves its session (replaced): the cache follows."""
         self._leave(item_id, session_key)
         self.db.execute(update(Item).where(Item.id == item_id).values(status=status, updated_at=now))
         self._audit_item(item_id, f"item-{status}")
+
+    def move_item(self, bump: Bump, now: datetime) -> None:
+        """An item to another session, keeping its arrival time (``udsat``)."""
+        self._move(bump, now)
 
     def _move(self, bump: Bump, now: datetime) -> None:
         """An ordinary item bumped on by an acute one: the cache follows."""
@@ -397,13 +406,14 @@ class Repository:
     # -- outbox --------------------------------------------------------
 
     def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str],
-                     about: Iterable[int] = (), extra: dict | None = None) -> bool:
-        """Queue a mail; ``about``: the items whose personal data it holds
+                     about: Iterable[int] = (), citizens: Iterable[list] = (), extra: dict | None = None) -> bool:
+        """Queue a mail; ``about``: the items whose personal data it holds,
+        ``citizens``: [subject, series, session start] of others (a case's)
         (the dispatcher appends an audit row for each once it is sent);
         ``extra``: more payload fields (an agenda's late version)."""
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
                    "message": to_bytes(message).decode("ascii", "surrogateescape"), **(extra or {})}
-        subjects = self.about_items(about)
+        subjects = self.about_items(about) + [list(c) for c in citizens]
         if subjects:
             payload["about"] = subjects
         if kind == "receipt" and self._encrypted_reply:
@@ -526,6 +536,10 @@ class Repository:
         return _request_from(self.cipher.decrypt_json(row.request_enc, context="bookings.request")), row.start
 
 
+    def cancel_booking(self, uid: str, now: datetime) -> None:
+        """A booking no longer wanted: a later decline must not rebook it."""
+        self.db.execute(update(Booking).where(Booking.uid == uid).values(status="cancelled", updated_at=now))
+
     def bookings_for(self, reference: str) -> list[tuple[str, str]]:
         """(uid, status) of the bookings made for ``reference``."""
 
@@ -577,9 +591,7 @@ def _request_json(req) -> dict:
     }
 
 
-def _request_from(data: dict):
-    from scheduler.services.booking import BookingRequest
-
+def _request_from(data: dict) -> BookingRequest:
     return BookingRequest(
         kind=data["kind"], first=date.fromisoformat(data["first"]), last=date.fromisoformat(data["last"]),
         duration=timedelta(minutes=data["duration"]), required=tuple(data["required"]),

@@ -237,11 +237,89 @@ class AuditEntry(Base):
     row_hash: Mapped[str] = mapped_column(String(64))
 
 
+class Case(Base):
+    """A citizen's case after the forum decided ``opstart`` (issue 15).
+
+    Only what orchestration needs: the citizen as a keyed hash and an
+    encrypted CPR, the parties' addresses, the stage of ``planning.cases``
+    and its dates. The plan and the notes live in the municipality's case
+    system. ``id`` is random and short (``K-7F3QXA``), never derived from
+    the citizen.
+    """
+
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    series_id: Mapped[str] = mapped_column(String(32))
+    session_start: Mapped[datetime]  # the forum session that decided it
+    slot: Mapped[int] = mapped_column(Integer)
+    cpr_hash: Mapped[str] = mapped_column(String(64), index=True)  # lookup_hash "cpr"
+    cpr_enc: Mapped[bytes] = mapped_column(LargeBinary)  # context "cases.cpr"
+    stage: Mapped[str] = mapped_column(String(24), index=True)  # planning.cases.Stage
+    holder: Mapped[str] = mapped_column(String(320))
+    offered_to: Mapped[str | None] = mapped_column(String(320))  # a pending hand-over
+    referrer: Mapped[str] = mapped_column(String(320))  # the caseworker who brought the item
+    receiver: Mapped[str] = mapped_column(String(320))  # the receiving caseworker
+    parties: Mapped[str] = mapped_column(Text)  # JSON list of addresses
+    opened_at: Mapped[datetime]
+    agreed_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    purge_after: Mapped[datetime | None] = mapped_column(index=True)  # set when it closes
+    version: Mapped[int] = mapped_column(Integer, default=1)  # row format version
+
+
+class Decision(Base):
+    """A coordinator's decision on one slot of a session; the latest counts.
+
+    Every decision is kept (a correction adds a row) so that a change can be
+    told and audited. The free text after the dash is encrypted: it may name
+    the citizen's circumstances.
+    """
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[str] = mapped_column(String(32))
+    session_key: Mapped[str] = mapped_column(String(64), index=True)
+    session_start: Mapped[datetime]
+    slot: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int | None] = mapped_column(Integer)  # no FK: items are purged first
+    cpr_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # start|no-basis|postponed|referred
+    receiver: Mapped[str | None] = mapped_column(String(320))  # opstart: modtager
+    referred_to: Mapped[str | None] = mapped_column(String(100))  # henvist: to whom (a unit, not a person's data)
+    note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # context "decisions.note"
+    decided_by: Mapped[str] = mapped_column(String(320))
+    decided_at: Mapped[datetime]
+    case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    purge_after: Mapped[datetime] = mapped_column(index=True)
+
+
+class CaseMeeting(Base):
+    """A meeting of a case: koordineringsmøde, fællessamtale, opfølgning."""
+
+    __tablename__ = "case_meetings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # coordination|joint|followup
+    start: Mapped[datetime | None]
+    end: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))  # booked|held|cancelled|no_slot
+    uid: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 __all__ = [
     "AuditEntry",
     "Base",
     "Booking",
     "CalendarEvent",
+    "Case",
+    "CaseMeeting",
+    "Decision",
     "Item",
     "Lease",
     "Mail",

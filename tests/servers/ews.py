@@ -18,6 +18,8 @@ import base64
 import itertools
 import struct
 import threading
+from email.parser import BytesParser
+from email.policy import default
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +70,7 @@ class Item:
     end: str = ""
     mime: str = ""  # base64, as MimeContent carries it
     received: str = ""
+    message_id: str = ""  # InternetMessageId, from the MIME's Message-ID header
     calendar_type: str = "Single"
     deleted: set[int] = field(default_factory=set)  # instance indexes of a series
     returned: bool = True  # CreateItem of a sent message returns no item
@@ -81,6 +84,29 @@ class Item:
     @property
     def item_class(self) -> str:
         return "IPM.Appointment" if self.kind == "CalendarItem" else "IPM.Note"
+
+
+def _message_id(raw: bytes) -> str:
+    return str(BytesParser(policy=default).parsebytes(raw, headersonly=True)["Message-ID"] or "")
+
+
+def _matches(condition: etree._Element, item: Item) -> bool:
+    """A FindItem restriction (types.xsd SearchExpressionType) on the few
+    properties the tests search: Or/And of IsEqualTo, IsLessThan."""
+    kind = etree.QName(condition).localname
+    if kind in ("Or", "And"):
+        return (any if kind == "Or" else all)(_matches(c, item) for c in condition)
+    value = condition.find("t:FieldURIOrConstant/t:Constant", NS).get("Value")
+    if condition.find("t:ExtendedFieldURI", NS) is not None:  # the GlobalObjectId
+        have, value = global_object_id(item.uid), base64.b64decode(value)
+    else:
+        field_uri = condition.find("t:FieldURI", NS).get("FieldURI")
+        have = {"message:InternetMessageId": item.message_id, "item:DateTimeReceived": item.received}[field_uri]
+    if kind == "IsEqualTo":
+        return have == value
+    if kind == "IsLessThan":  # times: both UTC, so compared as instants
+        return bool(have) and datetime.fromisoformat(have) < datetime.fromisoformat(value)
+    raise ValueError(f"fake EWS: no restriction {kind}")
 
 
 def _text(el: etree._Element | None, path: str) -> str:
@@ -128,7 +154,8 @@ class FakeEws:
     def deliver(self, raw: bytes, received: datetime, folder: str = "inbox") -> str:
         """Put a mail into a folder as the transport would (received in UTC)."""
         item = Item(self._new_id(), folder, "Message", mime=base64.b64encode(raw).decode(),
-                    received=received.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                    received=received.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    message_id=_message_id(raw))
         self.items[item.id] = item
         return item.id
 
@@ -209,6 +236,9 @@ class FakeEws:
             item = Item(self._new_id(), folder.id, kind, element=el, subject=_text(el, "t:Subject"),
                         uid=_text(el, "t:UID"), start=_text(el, "t:Start"), end=_text(el, "t:End"),
                         mime=_text(el, "t:MimeContent"))
+            if kind == "Message":  # a sent copy: stamped by the server's clock, as Exchange does
+                item.received = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                item.message_id = _message_id(base64.b64decode(item.mime))
             if (rule := el.find("t:Recurrence", NS)) is not None:
                 item.calendar_type, item.recurrence = "RecurringMaster", etree.tostring(rule).decode()
             self.items[item.id] = item
@@ -284,27 +314,22 @@ class FakeEws:
         return {"results": out}
 
     def op_FindItem(self, req):
-        folders = {self._folder(el).id for el in req.find("m:ParentFolderIds", NS)}
-        found = [i for i in self.items.values() if i.folder in folders]
-        wanted = self._goid_restriction(req.find("m:Restriction", NS))
-        if wanted is not None:
-            found = [i for i in found if global_object_id(i.uid) in wanted]
-        if req.find("m:SortOrder", NS) is not None:
-            found.sort(key=lambda i: i.received)
+        """One page per parent folder, each its own response message (as Exchange answers)."""
+        restriction = req.find("m:Restriction", NS)
         view = req.find("m:IndexedPageItemView", NS)
         offset = int(view.get("Offset", "0")) if view is not None else 0
         size = int(view.get("MaxEntriesReturned", "1000")) if view is not None else 1000
-        page = found[offset:offset + size]
-        return {"results": page, "total": len(found), "next_offset": offset + len(page),
-                "last": offset + len(page) >= len(found)}
-
-    @staticmethod
-    def _goid_restriction(restriction) -> set[bytes] | None:
-        """The GlobalObjectId values of an IsEqualTo (or an Or of them); None: no filter."""
-        if restriction is None:
-            return None
-        values = restriction.iterfind(".//t:IsEqualTo/t:FieldURIOrConstant/t:Constant", NS)
-        return {base64.b64decode(v.get("Value")) for v in values}
+        pages = []
+        for el in req.find("m:ParentFolderIds", NS):
+            found = [i for i in self.items.values() if i.folder == self._folder(el).id]
+            if restriction is not None:
+                found = [i for i in found if _matches(restriction[0], i)]
+            if req.find("m:SortOrder", NS) is not None:
+                found.sort(key=lambda i: i.received)
+            page = found[offset:offset + size]
+            pages.append({"results": page, "total": len(found), "next_offset": offset + len(page),
+                          "last": offset + len(page) >= len(found)})
+        return {"pages": pages}
 
     # -- availability ------------------------------------------------------------
 

@@ -34,6 +34,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.parser import BytesParser
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -94,6 +96,10 @@ class Message:
     received: datetime
     draft: bool = False
     bcc: list[str] = field(default_factory=list)
+
+    @property
+    def internet_message_id(self) -> str:
+        return BytesParser(policy=default).parsebytes(self.mime, headersonly=True)["Message-ID"] or ""
 
     def resource(self) -> dict:
         return {"@odata.type": "#microsoft.graph.message", "@odata.etag": f'W/"{self.id[-6:]}"', "id": self.id,
@@ -497,10 +503,14 @@ def _list_messages(fake, request):
         return folder
     items = sorted((m for m in _box(fake, request).messages.values() if m.folder == folder.id),
                    key=lambda m: m.received)
-    found = re.fullmatch(r"receivedDateTime lt (\S+)", request.query.get("$filter", ""))
-    if found:
+    query = request.query.get("$filter", "")
+    if found := re.fullmatch(r"receivedDateTime lt (\S+)", query):
         cutoff = datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
         items = [m for m in items if m.received < cutoff]
+    elif found := re.fullmatch(r"internetMessageId eq '((?:[^']|'')*)'", query):
+        items = [m for m in items if m.internet_message_id == found.group(1).replace("''", "'")]
+    elif query:
+        return error(400, "BadRequest", "The fake Graph knows no such $filter.")
     return _page(fake, request, [m.resource() for m in items], request.page_size())
 
 
@@ -548,8 +558,15 @@ def _send_mail(fake, request):
     if raw is None:
         return error(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
     box = _box(fake, request)
-    box.sent.append(Message(fake.new_id(), box.folder("sentitems").id, raw, datetime.now(timezone.utc)))
+    _keep_sent(box, Message(fake.new_id(), box.folder("sentitems").id, raw, datetime.now(timezone.utc)))
     return Reply(202)
+
+
+def _keep_sent(box: Mailbox, message: Message) -> None:
+    """The copy in Sent Items (``sent`` lists what went out, in order)."""
+    message.folder, message.draft = box.folder("sentitems").id, False
+    box.messages[message.id] = message
+    box.sent.append(message)
 
 
 def _create_draft(fake, request):
@@ -575,10 +592,7 @@ def _send_draft(fake, request):
     message = _message(fake, request)
     if isinstance(message, Reply):
         return message
-    box = _box(fake, request)
-    del box.messages[message.id]
-    message.folder = box.folder("sentitems").id
-    box.sent.append(message)
+    _keep_sent(_box(fake, request), message)
     return Reply(202)
 
 
