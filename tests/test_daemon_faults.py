@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
+from scheduler.clock import RunningClock  # starts at --now and runs on: never today's date
 from scheduler.config import load_config
 from scheduler.daemon import Daemon
 from scheduler.mail.imap import ImapSource
@@ -35,16 +35,6 @@ from tests.servers.faults import imap_bye
 pytestmark = pytest.mark.servers
 
 ADMIN = "it-drift@kommune.example"
-
-
-class RunningClock:
-    """Starts at ``start`` and moves with time.monotonic(): never today's date."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start, self.began = start, time.monotonic()
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=time.monotonic() - self.began)
 
 
 def _smtp_config(proxy, smtp, timeout: int):
