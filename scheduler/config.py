@@ -8,7 +8,7 @@ is allowed. ``config/sparring.toml`` documents every key with its default.
 from __future__ import annotations
 
 import tomllib
-from datetime import date, time, timedelta
+from datetime import date, time, timedelta  # noqa: F401 - date: pydantic resolves the annotations
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

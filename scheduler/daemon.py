@@ -193,7 +193,8 @@ class Daemon:
         self.scheduler.add_job("scheduler.jobs:catch_up", "interval", seconds=60, id="catch_up",
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:cooperation", daily(6), id="cooperation", replace_existing=True)
-        self.scheduler.add_job("scheduler.jobs:cases", "cron", minute=5, id="cases", replace_existing=True)
+        hourly = TimelineTrigger(CronTrigger(minute=5, timezone=tz), wall_offset(self.app.clock))
+        self.scheduler.add_job("scheduler.jobs:cases", hourly, id="cases", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:coordination", "interval", hours=1, id="coordination",
                                replace_existing=True)
         jobs.publish()

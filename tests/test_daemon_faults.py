@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from scheduler.clock import RunningClock  # starts at --now and runs on: never today's date
+from scheduler.clock import RunningClock
 from scheduler.config import load_config
 from scheduler.daemon import Daemon
 from scheduler.mail.imap import ImapSource

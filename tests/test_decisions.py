@@ -13,7 +13,6 @@ from icalendar import Calendar
 from scheduler.cli import main
 from scheduler.planning import cases as rules
 from scheduler.services import deadlines
-from scheduler.store.tables import Decision
 from tests.appkit import at, build, ingest, item_mail
 
 COORDINATOR = "koordinator.social@kommune.example"

@@ -470,8 +470,6 @@ def test_sessions_from_a_day_match_the_planner_across_years(tmp_path, monkeypatc
 def test_a_decision_that_breaks_after_writing_leaves_no_trace_and_the_rest_commit_once(tmp_path, monkeypatch):
     """The batch is first decided without savepoints; a failure there is rolled
     back whole and the batch decided again mail by mail."""
-    import pytest
-
     from scheduler.mail.folder import FolderSource
     from scheduler.services.intake import Intake
     from scheduler.services.notices import Notices

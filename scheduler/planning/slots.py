@@ -39,7 +39,7 @@ best by the same rule; of the n days that have one, ``spread_indices`` picks
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from scheduler.errors import UserError
 from scheduler.model import SlotRequest

@@ -10,7 +10,7 @@ for sessions) and remembers the booking so that a decline can rebook it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from scheduler.model import Attendee, BookingRequest, Meeting, new_uid
 from scheduler.planning.slots import Candidate, SlotRequest, find_slots

@@ -27,7 +27,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from email.utils import make_msgid
 
 from sqlalchemy import select

@@ -222,7 +222,7 @@ class Decisions:
                    from_start=self.app.session_by_key(bump.from_key).start, start=bump.to.start)
 
     def _mail(self, template: str, to: list[str], key: str, about: list[int], **context) -> None:
-        subject, body = render_mail(template, self.app.language, forum_name=self.app.forum_name, **context)
+        subject, body = render_mail(template, self.app.language, tz=self.app.tz, forum_name=self.app.forum_name, **context)
         message = text_mail(sender=self.app.forum_address, sender_name=self.app.forum_name, to=to,
                             subject=subject, body=body, sent_at=self.app.now(), language=self.app.language)
         self.repo.enqueue_mail(message, kind="notice", dedupe_key=key, recipients=to, about=about)

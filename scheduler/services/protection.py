@@ -91,7 +91,7 @@ class Protection:
         app = self.app
         admin = app.config.service.admin
         where = self.folder / f"{address.lower()}.pem" if self.folder else "smime.certificates_dir"
-        subject, body = render_mail("smime_missing.txt.j2", app.language, address=address, problem=problem,
+        subject, body = render_mail("smime_missing.txt.j2", app.language, tz=app.tz, address=address, problem=problem,
                                     where=where, ca_file=app.config.smime.ca_file, forum_name=app.forum_name)
         message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=[admin], subject=subject,
                             body=body, sent_at=app.now(), language=app.language)
