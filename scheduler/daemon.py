@@ -37,6 +37,8 @@ from scheduler.sender import Sender
 from scheduler.services import deadlines, lease
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
+from scheduler.services.outage import Episode
+from scheduler.store.db import connection_lost, disk_full, where
 from scheduler.wiring import make_calendar, make_source, make_transport
 
 log = logging.getLogger("sparring.daemon")
@@ -70,6 +72,7 @@ class TimelineTrigger(BaseTrigger):
 
 
 MAX_RETRY_AFTER = 900  # seconds: the longest a server's Retry-After keeps the intake away
+LEASE_LOST = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts it again, as a standby
 
 
 class Daemon:
@@ -87,6 +90,10 @@ class Daemon:
         self.stall_after = 2.0 * self.config.outbox.smtp.timeout_seconds + 30
         self._renewed = time.monotonic()
         self._stall_logged = False
+        self.lease_lost = False
+        # Logged once each, when they begin and when they end, not every round.
+        self.database = Episode(logging.getLogger("sparring.database"))
+        self.disk = Episode(logging.getLogger("sparring.disk"))
 
     def _default_poll(self) -> float:
         source = self.config.intake.source
@@ -105,8 +112,10 @@ class Daemon:
     def run_once(self) -> int:
         """Do what is due now and exit: publish, missed agendas, the whole
         inbox, the outbox. For cron-style operation and for tests."""
-        if not lease.acquire(self.app, self.holder):
-            log.error("another instance holds the lease; nothing done")
+        held = lease.acquire(self.app, self.holder)
+        if not held:
+            log.error("another instance holds the lease; nothing done" if held is False else
+                      f"the {where(self.app.engine)} could not be reached; nothing done")
             return 1
         try:
             jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, _NoScheduler())
@@ -151,9 +160,16 @@ class Daemon:
                 self.scheduler.shutdown(wait=True)
             if self.sender is not None:
                 self.sender.stop(timeout=self.config.outbox.smtp.timeout_seconds + 5.0)
-            lease.release(self.app, self.holder)
+            self._release()
             log.info("stopped")
-        return 0
+        return LEASE_LOST if self.lease_lost else 0
+
+    def _release(self) -> None:
+        try:
+            lease.release(self.app, self.holder)
+        except Exception as exc:  # the database is away: the lease lapses by itself
+            if not connection_lost(exc):
+                raise
 
     def _start_scheduler(self) -> None:
         tz = self.app.tz
@@ -163,7 +179,8 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=tz,
         )
-        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler, sender=self.sender)
+        jobs.RUNTIME = jobs.Runtime(self.app, self.dispatcher, self.scheduler, sender=self.sender,
+                                    database=self.database)
         # Paused until the waiting mail is in (``_intake_loop``): a stored agenda
         # job that misfired while we were down must not run before it.
         self.scheduler.start(paused=True)
@@ -172,6 +189,8 @@ class Daemon:
         self.scheduler.add_job("scheduler.jobs:publish", daily(2), id="publish", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:purge", daily(3), id="purge", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:dispatch", "interval", seconds=30, id="dispatch",
+                               replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:catch_up", "interval", seconds=60, id="catch_up",
                                replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:cooperation", daily(6), id="cooperation", replace_existing=True)
         hourly = TimelineTrigger(CronTrigger(minute=5, timezone=tz), wall_offset(self.app.clock))
@@ -249,15 +268,41 @@ class Daemon:
                       "no longer fed", stuck)
 
     def _keep_lease(self) -> bool:
-        """Renew the lease when due; on losing it, stop so the other acts alone."""
-        if time.monotonic() - self._renewed < lease.RENEW_EVERY.total_seconds():
+        """Renew the lease when due. While the database cannot be asked (a
+        restart, a failover) the lease is still ours until the TTL of its last
+        renewal runs out; once lost, stop so the other acts alone."""
+        asked = time.monotonic()
+        if asked - self._renewed < lease.RENEW_EVERY.total_seconds():
             return True
-        if not lease.acquire(self.app, self.holder):
-            log.error("lease lost; stopping so the other instance acts alone")
-            self.stopping.set()
-            return False
-        self._renewed = time.monotonic()
-        return True
+        held = lease.acquire(self.app, self.holder)
+        if held:
+            self._renewed = asked
+            self.database.end("database reachable again: sparring carries on")
+            return True
+        if held is None and asked - self._renewed < lease.TTL.total_seconds():
+            self._database_lost()
+            return True
+        log.error("lease lost; stopping so the other instance acts alone" if held is False else
+                  "lease lapsed while the database could not be reached; stopping (a restart waits as standby)")
+        self.lease_lost = True
+        self.stopping.set()
+        return False
+
+    def _database_lost(self) -> None:
+        self.database.begin(f"database unreachable: the {where(self.app.engine)} does not answer; sparring "
+                            "waits and tries again, the mail stays in the mailbox, nothing is lost")
+
+    def _intake_failed(self, exc: Exception) -> None:
+        """One clear line per episode for a full disk or a lost database (the
+        batch was rolled back, the mail stays in the mailbox); else the class
+        only: an unknown error's text may hold anything."""
+        if disk_full(exc):
+            self.disk.begin(f"disk full: the {where(self.app.engine)} has no space left; no new mail is "
+                            "taken in until there is, the mail stays in the mailbox, nothing is lost")
+        elif connection_lost(exc):
+            self._database_lost()
+        else:
+            log.error("intake round failed error=%s", describe(exc))
 
     def _intake_once(self, intake: Intake, source) -> bool:
         """One fetch-decide-settle round; True if any mail was taken in."""
@@ -275,10 +320,12 @@ class Daemon:
             self.stopping.wait(300)
             return False
         except Exception as exc:  # not a mail's fault (those are quarantined by Intake): retried
-            log.error("intake round failed error=%s", describe(exc))
-            self.stopping.wait(min(self.poll, 30))
+            self._intake_failed(exc)
+            self.stopping.wait(min(self.poll, 30, lease.RENEW_EVERY.total_seconds()))
             return False
-        if outcomes:
+        if outcomes:  # written to the database: it is there, with room
+            self.disk.end("disk space is back: taking in mail again")
+            self.database.end("database reachable again: sparring carries on")
             counts = Counter(outcome.outcome for outcome in outcomes)
             log.info("intake mails=%d %s", len(outcomes), " ".join(f"{k}={n}" for k, n in sorted(counts.items())))
             if self.sender is not None:

@@ -7,12 +7,15 @@ the scheduler starts; the stored jobs themselves hold only a session key.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from scheduler.clock import on_the_wall, wall_offset
 from scheduler.services import casework, deadlines, decisions, meetings, publishing, retention
+from scheduler.services.outage import Episode
+from scheduler.store.db import connection_lost, disk_full, where
 
 log = logging.getLogger("sparring.jobs")
 
@@ -23,6 +26,7 @@ class Runtime:
     dispatcher: object
     scheduler: object = None
     extra: dict = field(default_factory=dict)
+    database: Episode = field(default_factory=lambda: Episode(logging.getLogger("sparring.database")))
     sender: object = None  # the outbox thread (``sparring run``); None: send here and now
 
     def send(self, limit: int = 200) -> None:
@@ -43,6 +47,27 @@ def _runtime() -> Runtime:
     return RUNTIME
 
 
+def _outlasts_outages(job):
+    """A job that meets a lost database or a full disk logs it once (the
+    episode) instead of a traceback per run: what it did was rolled back,
+    and it runs again (``catch_up`` for a missed agenda)."""
+
+    @functools.wraps(job)
+    def run(*args):
+        try:
+            return job(*args)
+        except Exception as exc:
+            if not (connection_lost(exc) or disk_full(exc)):
+                raise
+            rt = _runtime()
+            what = "has no space left" if disk_full(exc) else "does not answer"
+            rt.database.begin(f"timed jobs wait: the {where(rt.app.engine)} {what}; they run again, "
+                              "nothing is lost")
+
+    return run
+
+
+@_outlasts_outages
 def agenda(session_key: str) -> None:
     """Compile and send the agenda of one session (at its deadline)."""
     rt = _runtime()
@@ -51,6 +76,7 @@ def agenda(session_key: str) -> None:
         rt.send()
 
 
+@_outlasts_outages
 def reminder(session_key: str) -> None:
     """Remind the caseworkers' list of a coming deadline."""
     rt = _runtime()
@@ -58,6 +84,7 @@ def reminder(session_key: str) -> None:
         rt.send()
 
 
+@_outlasts_outages
 def publish() -> None:
     """Publish sessions over the horizon and schedule their agenda jobs."""
     rt = _runtime()
@@ -87,6 +114,7 @@ def schedule_agendas(rt: Runtime) -> None:
         )
 
 
+@_outlasts_outages
 def cooperation() -> None:
     """Book the cooperation meetings whose window is due (daily)."""
     rt = _runtime()
@@ -96,6 +124,19 @@ def cooperation() -> None:
     rt.send()
 
 
+@_outlasts_outages
+def catch_up() -> None:
+    """Agendas whose deadline passed unsent while the service ran (the job at
+    the deadline met a database that was away): sent now, late."""
+    rt = _runtime()
+    app = rt.app
+    since = max(app.now() - timedelta(days=14), deadlines.in_use_since(app))
+    for key in deadlines.missed_agendas(app, since, settled_after=deadlines.LATE_AFTER):
+        log.warning("agenda missed at its deadline; sending late session=%s", key)
+        agenda(key)
+
+
+@_outlasts_outages
 def cases() -> None:
     """Cases: meetings that have ended are held, a case whose last follow-up
     was held closes, agreement overdue is told to the coordinators (hourly)."""
@@ -106,6 +147,7 @@ def cases() -> None:
     rt.send()
 
 
+@_outlasts_outages
 def coordination() -> None:
     """Book the koordineringsmøder still missing for opened cases (hourly)."""
     rt = _runtime()
@@ -113,11 +155,13 @@ def coordination() -> None:
         rt.send()
 
 
+@_outlasts_outages
 def dispatch() -> None:
     """The stored periodic job of earlier versions: now only a wake-up (the sender keeps its own times)."""
     _runtime().send()
 
 
+@_outlasts_outages
 def purge() -> None:
     rt = _runtime()
     source = rt.extra.get("source")

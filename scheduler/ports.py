@@ -29,6 +29,11 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+class DiskFull(TransientError):
+    """The local disk is full (ENOSPC): retried until there is space, never
+    counted towards an entry's attempts, so nothing fails for want of it."""
+
+
 class PermanentError(Exception):
     """A failure no retry will cure; it is reported to the administrator."""
 

@@ -84,7 +84,8 @@ def postgres_url_problem(url: str) -> str | None:
         return None  # not a URL: ``store.db`` says so when the engine is made
     if parsed.get_backend_name() != "postgresql":
         return None
-    targets = [t.strip() for value in (parsed.host, *_values(parsed.query, "host"), *_values(parsed.query, "hostaddr"))
+    targets = [_without_port(t.strip())
+               for value in (parsed.host, *_values(parsed.query, "host"), *_values(parsed.query, "hostaddr"))
                for t in (value or "").split(",") if t.strip()]
     remote = [t for t in targets if not (t.startswith("/") or t.lower() == "localhost" or is_loopback(t))]
     if "service" in parsed.query:
@@ -94,6 +95,13 @@ def postgres_url_problem(url: str) -> str | None:
     return (f"the PostgreSQL server {', '.join(remote)} is not on this machine, so the connection must use TLS "
             "with the server's certificate checked; add ?sslmode=verify-full to the URL (require and verify-ca "
             "do not check the server's name)")
+
+
+def _without_port(target: str) -> str:
+    """``127.0.0.1:5432`` (SQLAlchemy's ``?host=HOST:PORT``, one per server) as its host."""
+    if target.startswith("["):
+        return target.partition("]")[0] + "]"
+    return target.partition(":")[0] if target.count(":") == 1 else target
 
 
 def _values(query, key: str) -> tuple[str, ...]:

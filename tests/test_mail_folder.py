@@ -13,7 +13,7 @@ import pytest
 import scheduler.mail.folder as folder
 from scheduler.clock import FixedClock
 from scheduler.mail.folder import FolderSource, FolderTransport
-from scheduler.ports import Disposition, MailSource, MailTransport, OutgoingMail, PermanentError
+from scheduler.ports import DiskFull, Disposition, MailSource, MailTransport, OutgoingMail, PermanentError
 
 EPOCH = 1_799_000_000  # 2027-01-03T...Z
 
@@ -184,7 +184,7 @@ def test_a_simulation_write_that_fails_leaves_no_half_mail(tmp_path, monkeypatch
     outbox = tmp_path / "outbox"
     transport = FolderTransport(outbox, FixedClock(datetime(2027, 1, 4, 9, 12, tzinfo=timezone.utc)), durable=False)
     monkeypatch.setattr(folder, "open", Full, raising=False)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFull):  # ENOSPC: retried once there is space
         transport.send(outgoing())
     assert os.listdir(outbox) == []
 

@@ -17,6 +17,7 @@ the file afresh, since merging alters the object it is given.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -37,7 +38,7 @@ from scheduler.calendars.freebusy import (busy_by_participant, busy_in, organize
 from scheduler.calendars.ical import cancel_events, events_of, parse_object, put_events, render
 from scheduler.files import private_dir
 from scheduler.model import BusyInterval, Meeting
-from scheduler.ports import PermanentError, TransientError
+from scheduler.ports import DiskFull, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
@@ -238,7 +239,8 @@ class LocalCalendar:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise TransientError(f"calendar file {path.name} cannot be written ({exc.strerror}).") from None
+            error = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else TransientError
+            raise error(f"calendar file {path.name} cannot be written ({exc.strerror}).") from None
 
     def _objects(self) -> Iterator[Calendar]:
         """The stored objects, shared with later calls: read, never change them."""

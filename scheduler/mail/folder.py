@@ -12,6 +12,7 @@ removed once the sealed copy is durable. Folders are 0700, files 0600.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from scheduler.files import FILE_MODE, fsync_path, private_dir
-from scheduler.ports import Clock, Disposition, IncomingMail, OutgoingMail, PermanentError
+from scheduler.ports import Clock, Disposition, DiskFull, IncomingMail, OutgoingMail, PermanentError
 from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, FieldCipher, open_mail, seal_mail
 
 POLL_STEP = 0.25  # seconds between looks at the inbox while waiting
@@ -272,6 +273,14 @@ class FolderTransport:
         return max(numbers, default=0)
 
     def send(self, mail: OutgoingMail) -> None:
+        try:
+            self._send(mail)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"the outbox folder {self.outbox} is full (no space left on device)") from None
+            raise
+
+    def _send(self, mail: OutgoingMail) -> None:
         if not self._private:  # agendas hold health text: the folder is this user's alone
             private_dir(self.outbox)
             self._private = True

@@ -40,6 +40,7 @@ class Agenda:
     compiled_at: datetime
     late: bool = False
     updated: bool = False  # sent again after the deadline: an acute item came
+    delayed: bool = False  # late because the mail server was away, not sparring
     full_cpr: bool = False  # agenda.cpr_display = "full": the numbers stand unmasked
     tz: tzinfo | None = None  # the service's zone, for every time shown
     for_coordinators: bool = False  # the full agenda: it says how to answer with decisions
@@ -48,6 +49,7 @@ class Agenda:
         reference = session_reference(self.series.id, self.session.start.date()) if self.for_coordinators else ""
         return {"series": self.series, "session": self.session, "lines": self.lines,
                 "compiled_at": self.compiled_at, "late": self.late, "updated": self.updated,
+                "delayed": self.delayed,
                 "forum_name": forum_name, "capacity": self.session.capacity, "reference": reference}
 
     def as_json(self) -> dict:

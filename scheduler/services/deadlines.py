@@ -10,9 +10,10 @@ marked late.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from scheduler.mail.compose import text_mail
+from scheduler.mail.compose import text_mail, to_bytes
 from scheduler.render import render_mail
 from scheduler.services.agenda import agenda_mail_parts, build_agenda
 from scheduler.services.allowlist import Allowlist
@@ -81,14 +82,26 @@ def _queue_agendas(app, repo, session, late: bool, updated: str = "") -> None:
 
 
 def _queue(app, repo, agenda, to: list[str], key: str) -> None:
+    """Queue the agenda mail; one compiled on time carries a second version,
+    marked late (the same Message-ID), which the dispatcher sends instead
+    should a mail server outage keep it back past ``LATE_AFTER``."""
     if not to:
         return
-    subject, text, html = agenda_mail_parts(agenda, app.language, app.forum_name)
-    message = text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to,
-                        subject=subject, body=text, html=html, sent_at=app.now(),
-                        language=app.language, full_cpr=agenda.full_cpr)
+    message = _agenda_mail(app, agenda, to)
+    extra = {}
+    if not (agenda.late or agenda.updated):
+        late = _agenda_mail(app, replace(agenda, late=True, delayed=True), to, message["Message-ID"])
+        extra = {"late_message": to_bytes(late).decode("ascii", "surrogateescape"),
+                 "late_from": (agenda.session.deadline + LATE_AFTER).isoformat()}
     repo.enqueue_mail(message, kind="agenda", dedupe_key=key, recipients=to,
-                      about=[line.item_id for line in agenda.lines if line.cpr is not None])
+                      about=[line.item_id for line in agenda.lines if line.cpr is not None], extra=extra)
+
+
+def _agenda_mail(app, agenda, to: list[str], message_id: str | None = None):
+    subject, text, html = agenda_mail_parts(agenda, app.language, app.forum_name)
+    return text_mail(sender=app.forum_address, sender_name=app.forum_name, to=to, subject=subject,
+                     body=text, html=html, sent_at=app.now(), language=app.language, message_id=message_id,
+                     full_cpr=agenda.full_cpr)
 
 
 def in_use_since(app) -> datetime:
@@ -108,13 +121,14 @@ def in_use_since(app) -> datetime:
     return min(started, first_mail) if first_mail else started
 
 
-def missed_agendas(app, since: datetime) -> list[str]:
-    """Sessions whose deadline passed since ``since`` and that have not started,
-    with no agenda sent: what a restart must catch up on."""
+def missed_agendas(app, since: datetime, settled_after: timedelta = timedelta(0)) -> list[str]:
+    """Sessions whose deadline passed since ``since`` (and at least
+    ``settled_after`` ago: a deadline just passed is its own job's) and that
+    have not started, with no agenda sent: what must be caught up on."""
     now = app.now()
     keys = []
     with app.transaction() as repo:
-        for session in agenda_due(app, since, now):
+        for session in agenda_due(app, since, now - settled_after):
             if session.start <= now:
                 continue
             state = repo.db.get(SessionState, session.key)

@@ -38,6 +38,7 @@ from scheduler.calendars.serial import meeting_from_json
 from scheduler.mail.compose import to_bytes
 from scheduler.ports import (
     CalendarBackend,
+    DiskFull,
     MailTransport,
     OutgoingMail,
     PartialDelivery,
@@ -45,6 +46,7 @@ from scheduler.ports import (
     TransientError,
 )
 from scheduler.services.episodes import Episodes
+from scheduler.services.outage import Episode
 from scheduler.services.protection import protect
 from scheduler.store.tables import OutboxEntry
 
@@ -76,6 +78,7 @@ class Dispatcher:
         self._lock = threading.Lock()  # the intake loop and the scheduler's thread share it
         self.episodes = Episodes(app)
         self.progress = lambda: None  # called after each attempt: the daemon's watchdog sees the sender move
+        self.disk = Episode(log)  # the outbox folder's disk full: logged once, not per entry
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
         seconds = self._wait(SimpleNamespace(attempt_number=attempts))
@@ -180,6 +183,12 @@ class Dispatcher:
         target = _target(payload)
         try:
             reached = self._deliver(kind, recipients, payload)
+        except DiskFull as exc:  # not the entry's fault: it waits for space, whatever its attempts
+            self.disk.begin(f"disk full: {exc}; outgoing mail waits in the queue until there is space, "
+                            "nothing is lost")
+            self._retry_later(entry_id, attempts, None, _safe(exc))
+            report.retried += 1
+            return
         except TransientError as exc:
             self._outage(target, _safe(exc), kind, attempts, exc.retry_after)
             self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report, kind)
@@ -200,6 +209,7 @@ class Dispatcher:
         finally:
             self.progress()
         self._mark_done([entry_id])
+        self.disk.end("disk space is back: the outbox is being delivered again")
         self.episodes.succeeded(target)
         self._audit_reached(kind, json.dumps(reached) if reached else recipients, payload)
         report.sent += 1
@@ -285,7 +295,7 @@ class Dispatcher:
                        "message": self._invitation(payload, json.loads(recipients))}
         if payload["type"] == "mail":
             to, message = protect(self.app, kind, tuple(json.loads(recipients)),
-                                  payload["message"].encode("utf-8", "surrogateescape"), payload)
+                                  self._message_now(payload).encode("utf-8", "surrogateescape"), payload)
             self.transport.send(OutgoingMail(sender=payload["sender"], recipients=to, message=message, kind=kind))
             return list(to)
         if self.calendar is None:
@@ -298,6 +308,14 @@ class Dispatcher:
         else:
             raise PermanentError(f"unknown outbox entry type {payload['type']!r}")
         return None
+
+    def _message_now(self, payload: dict) -> str:
+        """The message as it goes now: an agenda held back by an outage past
+        its deadline goes in its version marked late."""
+        late_from = payload.get("late_from")
+        if late_from and self.app.now() >= datetime.fromisoformat(late_from):
+            return payload["late_message"]
+        return payload["message"]
 
     def _invitation(self, payload: dict, recipients: list[str]) -> str:
         """An iTIP mail rendered now: fresh DTSTAMP, current templates. A

@@ -40,6 +40,7 @@ from scheduler.services.context import App
 from scheduler.services.floodgate import RATE_LIMITED, Floodgate
 from scheduler.services.notices import Notices
 from scheduler.services.protection import screen
+from scheduler.store import db
 from scheduler.store.repository import Repository
 
 log = logging.getLogger("sparring.intake")
@@ -144,9 +145,9 @@ class Intake:
         committed: list[bool] = []
         try:
             return self._decide_all(mails, kept(), guarded=False, committed=committed)
-        except Exception:
-            if committed:  # an after-commit callback failed: nothing to decide again
-                raise
+        except Exception as exc:
+            if committed or db.connection_lost(exc) or db.disk_full(exc):
+                raise  # an after-commit callback failed, or the database: nothing to decide again now
             parsed.extend(p for chunk in chunks for p in chunk)  # what the first pass did not reach
             return self._decide_all(mails, [parsed], guarded=True, committed=committed)
 
@@ -230,8 +231,8 @@ class Intake:
             with repo.db.begin_nested() if guarded else nullcontext():
                 outcome = self._decide_one(repo, mail, parsed)
         except Exception as exc:
-            if not guarded:
-                raise
+            if not guarded or db.connection_lost(exc) or db.disk_full(exc):
+                raise  # the database's or the disk's fault, not this mail's: never quarantined for it
             repo.forget_batch_cache()
             del repo.after_commit[callbacks:]  # nothing of a rolled-back mail runs
             del repo.before_commit[decided:]

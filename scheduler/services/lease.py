@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from scheduler.errors import ConfigError
+from scheduler.errors import BackendUnavailable, ConfigError
 from scheduler.store.tables import Lease
 
 
@@ -46,8 +46,10 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def acquire(app, holder: str, name: str = "daemon") -> bool:
-    """Take or renew the lease; False while another live holder has it."""
+def acquire(app, holder: str, name: str = "daemon") -> bool | None:
+    """Take or renew the lease; False while another live holder has it,
+    None when the database could not be asked (down, failing over, locked):
+    the caller still holds it until its last renewal's TTL has run out."""
     now = _now()
     try:
         with app.transaction() as repo:
@@ -59,8 +61,10 @@ def acquire(app, holder: str, name: str = "daemon") -> bool:
                 return False
             row.holder, row.expires_at = holder, now + TTL
             return True
-    except (IntegrityError, OperationalError):
+    except IntegrityError:
         return False  # another instance won the race; try again later
+    except (OperationalError, BackendUnavailable):
+        return None
 
 
 def release(app, holder: str, name: str = "daemon") -> None:

@@ -9,6 +9,7 @@ PostgreSQL an advisory lock lets two instances start at once.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
@@ -20,7 +21,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from scheduler.errors import BackendUnavailable, ConfigError
@@ -97,6 +98,15 @@ def _create_private(path: Path) -> None:
         pass
 
 
+def _hosts(url: URL) -> list[str]:
+    """The server or servers the URL names: its host, or its ``host=``
+    parameters (several, for a standby: ``?host=a:5432&host=b:5432``)."""
+    if url.host:
+        return [url.host]
+    named = url.query.get("host", "")
+    return list(named) if isinstance(named, tuple) else [str(named)]
+
+
 def _postgres_engine(url: URL) -> Engine:
     problem = postgres_url_problem(url.render_as_string(hide_password=False))
     if problem:
@@ -115,8 +125,10 @@ def where(engine: Engine) -> str:
     url = engine.url
     if url.get_backend_name() == "sqlite":
         return f"SQLite database {url.database or ':memory:'}"
-    host = url.host or str(url.query.get("host", "") or "local socket")
-    return f"PostgreSQL database at {host}:{url.port or 5432}"
+    if url.host:
+        return f"PostgreSQL database at {url.host}:{url.port or 5432}"
+    hosts = [h if h.startswith("/") or ":" in h else f"{h}:{url.port or 5432}" for h in _hosts(url) if h]
+    return f"PostgreSQL database at {', '.join(hosts) or 'local socket'}"
 
 
 @contextmanager
@@ -137,6 +149,38 @@ def _reason(exc: DBAPIError, engine: Engine) -> str:
     if password:
         reason = reason.replace(str(password), "***")
     return reason.rstrip(".")[:200]
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """SQLite's "database or disk is full" (SQLITE_FULL), or ENOSPC/EDQUOT
+    from the file system: the disk, not the data, is at fault. Looks down
+    the chain too: SQLite rolls back on SQLITE_FULL, so what surfaces may be
+    the rollback's own error about a savepoint that is gone."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if _disk_full(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _disk_full(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "database or disk is full" in str(orig)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The database went away under a transaction (restart, failover, a cut
+    connection): no fault of the data being written, so worth a retry."""
+    if isinstance(exc, BackendUnavailable):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError) and not disk_full(exc)
+    return False
 
 
 def migrate(engine: Engine) -> None:

@@ -407,14 +407,15 @@ class Repository(CaseRecords):
 
     def enqueue_mail(self, message: Message, *, kind: str, dedupe_key: str, recipients: Sequence[str],
                      about: Iterable[int] = (), citizens: Iterable[list] = (),
-                     encrypted: bool | None = None) -> bool:
+                     encrypted: bool | None = None, extra: dict | None = None) -> bool:
         """Queue a mail; ``about``: the items whose personal data it holds,
         ``citizens``: [subject, series, session start] of others (a case's)
         (the dispatcher appends an audit row for each once it is sent);
         ``encrypted``: whether the mail a receipt answers came encrypted
-        (default: the mail being decided now, see ``reply_encrypted``)."""
+        (default: the mail being decided now, see ``reply_encrypted``);
+        ``extra``: more payload fields (an agenda's late version)."""
         payload = {"type": "mail", "sender": self.app.forum_address if self.app else "",
-                   "message": to_bytes(message).decode("ascii", "surrogateescape")}
+                   "message": to_bytes(message).decode("ascii", "surrogateescape"), **(extra or {})}
         subjects = self.about_items(about) + [list(c) for c in citizens]
         if subjects:
             payload["about"] = subjects

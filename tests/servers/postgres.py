@@ -12,6 +12,8 @@ Fixtures:
 - ``postgres_url``: session; ``postgresql+psycopg://USER@127.0.0.1:PORT/sparring``.
 - ``db_url``: per test, parametrised over sqlite and postgresql; each test
   gets an empty database (a new SQLite file, or a new PostgreSQL database).
+- ``own_postgres``: per test; a cluster of its own, to stop, start and fail
+  over (``PgCluster.stop``/``start``, ``standby_of`` and ``promote``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,22 @@ class PgCluster:
             check=True, capture_output=True, text=True, timeout=120,
         )
 
+    def start(self) -> None:
+        self.run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.root / "log"),
+                 "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root / 'sock'}")
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate``: as if the server died (no checkpoint, connections cut)."""
+        self.run("pg_ctl", "stop", "-w", "-D", str(self.data_dir), "-m", mode)
+
+    def promote(self) -> None:
+        self.run("pg_ctl", "promote", "-w", "-D", str(self.data_dir))
+
+    def remove(self) -> None:
+        subprocess.run([*_as_user(self.user), str(self.bin_dir / "pg_ctl"), "stop", "-D",
+                        str(self.data_dir), "-m", "immediate", "-w"], capture_output=True, timeout=60)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def sql(self, statement: str, database: str = "postgres") -> None:
         import psycopg
 
@@ -98,22 +116,44 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(bin_dir: Path) -> PgCluster:
-    user = _server_user()
+def _new_root(user: str, bin_dir: Path) -> PgCluster:
     root = Path(tempfile.mkdtemp(prefix="sparring-pg-"))
     (root / "sock").mkdir()
     if os.geteuid() == 0:
         info = pwd.getpwnam(user)
         for path in (root, root / "sock"):
             os.chown(path, info.pw_uid, info.pw_gid)
-    cluster = PgCluster(root, user, _free_port(), bin_dir)
-    cluster.run("initdb", "-D", str(cluster.data_dir), "-U", user, "--auth=trust", "-E", "UTF8",
+    return PgCluster(root, user, _free_port(), bin_dir)
+
+
+def _start(bin_dir: Path, *settings: str) -> PgCluster:
+    """A new cluster; ``settings`` (``name = value`` lines) go into its postgresql.conf."""
+    cluster = _new_root(_server_user(), bin_dir)
+    cluster.run("initdb", "-D", str(cluster.data_dir), "-U", cluster.user, "--auth=trust", "-E", "UTF8",
                 "--locale=C", "--no-sync", "--no-instructions")
-    options = (f"-c listen_addresses=127.0.0.1 -p {cluster.port} -k {root / 'sock'} "
-               "-c fsync=off -c full_page_writes=off -c max_connections=50")
-    cluster.run("pg_ctl", "start", "-w", "-t", "60", "-D", str(cluster.data_dir),
-                "-l", str(root / "log"), "-o", options)
+    _configure(cluster, "fsync = off", "full_page_writes = off", "max_connections = 50", *settings)
+    cluster.start()
     return cluster
+
+
+def _configure(cluster: PgCluster, *settings: str) -> None:
+    conf = cluster.data_dir / "postgresql.conf"
+    with open(conf, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(settings) + "\n")
+
+
+def standby_of(primary: PgCluster) -> PgCluster:
+    """A streaming replica of ``primary`` (pg_basebackup -R), started, and
+    made the primary's synchronous standby: nothing the primary committed is
+    lost when the standby is promoted."""
+    standby = _new_root(primary.user, primary.bin_dir)
+    standby.run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", primary.user,
+                "-D", str(standby.data_dir), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast")
+    _configure(standby, "cluster_name = 'standby'")
+    standby.start()
+    primary.sql("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
+    primary.sql("SELECT pg_reload_conf()")
+    return standby
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +176,23 @@ def postgres_server() -> Iterator[PgCluster]:
         subprocess.run([*_as_user(cluster.user), str(bin_dir / "pg_ctl"), "stop", "-D",
                         str(cluster.data_dir), "-m", "fast", "-w"], capture_output=True, timeout=60)
         shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PgCluster]:
+    """A cluster for one test, which may stop it, fail it over or kill its
+    connections; ready for a standby (``standby_of``)."""
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    try:
+        cluster = _start(bin_dir, "wal_level = replica", "max_wal_senders = 4")
+    except (subprocess.SubprocessError, OSError) as exc:
+        unavailable(f"PostgreSQL could not be started: {str(getattr(exc, 'stderr', '') or exc).strip()[-300:]}")
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -127,12 +128,13 @@ def _controllers(tls: TlsFiles, handler: Handler):
     return submission, smtps
 
 
-@pytest.fixture(scope="session")
-def smtp_server() -> Iterator[SmtpServer]:
+@contextmanager
+def aiosmtpd_server() -> Iterator[SmtpServer]:
+    """The server outside pytest (benchmarks); RuntimeError if it cannot start."""
     try:
         import aiosmtpd  # noqa: F401
     except ImportError:
-        unavailable("aiosmtpd is not installed")
+        raise RuntimeError("aiosmtpd is not installed") from None
     tls, handler = throwaway_tls(), Handler()
     submission, smtps = _controllers(tls, handler)
     started = []
@@ -143,12 +145,22 @@ def smtp_server() -> Iterator[SmtpServer]:
     except Exception as exc:  # noqa: BLE001 - any start failure means: no server
         for controller in started:
             controller.stop()
-        unavailable(f"aiosmtpd could not be started: {exc}")
+        raise RuntimeError(f"aiosmtpd could not be started: {exc}") from None
     try:
         yield SmtpServer("127.0.0.1", submission.port, smtps.port, USER, PASSWORD, tls, handler)
     finally:
         for controller in started:
             controller.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(aiosmtpd_server())
+        except RuntimeError as exc:
+            unavailable(str(exc))
+        yield server
 
 
 @pytest.fixture
