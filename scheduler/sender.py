@@ -20,6 +20,7 @@ import time
 
 from scheduler.faults import describe
 from scheduler.services.dispatch import next_due
+from scheduler.services.outage import Episode
 
 log = logging.getLogger("sparring.outbox")
 
@@ -33,6 +34,7 @@ class Sender:
         self._wake = threading.Event()
         self._busy = False
         self._moved = time.monotonic()  # the last sign of progress
+        self._failing = Episode(log)  # a round that fails (the database away): logged once, not every 5 s
         dispatcher.progress = self._progressed
         self._thread = threading.Thread(target=self._run, name="sparring-sender", daemon=True)
 
@@ -68,11 +70,13 @@ class Sender:
             while not self.stopping.is_set() and self.dispatcher.run_once().sent:
                 pass
             due = next_due(self.app)
-        except Exception as exc:  # the database away, or a bug: logged, tried again soon
-            log.error("outbox round failed error=%s", describe(exc))
+        except Exception as exc:  # the database away, or a bug: logged once, tried again soon
+            self._failing.begin(f"outbox rounds failing; nothing is lost, they are tried again every "
+                                f"{AFTER_ERROR:.0f} s error={describe(exc)}")
             return AFTER_ERROR
         finally:
             self._busy = False
+        self._failing.end("outbox rounds work again")
         if due is None:
             return IDLE
         return min(IDLE, max(0.05, (due - self.app.now()).total_seconds()))
