@@ -285,3 +285,21 @@ def test_a_case_whose_coordination_booking_was_lost_is_booked_by_the_hourly_job(
     with app.transaction() as repo:
         assert repo.case(case.id).state.stage is rules.Stage.COORDINATION_BOOKED
         assert [m.status for m in repo.case_meetings(case.id)] == ["booked"]
+
+
+def test_simulate_books_a_lost_coordination_meeting_like_the_hourly_job(forum):
+    from datetime import date
+
+    from scheduler.mail.folder import FolderSource
+    from scheduler.services.simulate import simulate
+
+    app, dispatcher, _ = forum
+    with app.transaction() as repo:  # as if the service stopped between the decision and its booking
+        case = repo.open_case(series_id="unge", session_start=at("2027-01-14T10:00"), slot=1, cpr_digits=CPRS[0],
+                              referrer=KAREN, receiver="rikke@kommune.example", coordinators=(COORDINATOR,),
+                              now=app.now(), actor=COORDINATOR)
+    inbox = FolderSource(app.data_dir / "inbox", cipher=app.cipher, durable=False)
+    simulate(app, dispatcher, date(2027, 1, 15), date(2027, 1, 15), inbox)
+    with app.transaction() as repo:
+        assert repo.case(case.id).state.stage is rules.Stage.COORDINATION_BOOKED
+        assert [m.status for m in repo.case_meetings(case.id)] == ["booked"]

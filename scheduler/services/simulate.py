@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from scheduler.ports import IncomingMail, MailSource
-from scheduler.services import casework, deadlines, meetings, publishing
+from scheduler.services import casework, deadlines, decisions, meetings, publishing
 from scheduler.services.intake import Intake
 
 
@@ -121,7 +121,8 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, hel
             held.add(*payload, moment)
         elif kind == 3:
             summary.reminders += int(deadlines.send_reminder(app, payload))
-        elif kind == 4:
+        elif kind == 4:  # the daemon's hourly jobs: koordineringsmøder still to book, then cases
+            decisions.book_pending(app)
             due = casework.tick(app)
             summary.cases_closed += len(due.closed)
             summary.cases_escalated += len(due.escalated)
