@@ -272,19 +272,29 @@ def test_the_decision_texts_are_available_in_english(tmp_path, monkeypatch):
     assert "first slot of the next session" in body(told) and "150200-xxxx" in body(told)
 
 
+def _opened_without_its_meeting(app):
+    """A case opened whose koordineringsmøde was never booked, as if the
+    service stopped between the decision and its booking."""
+    with app.transaction() as repo:
+        return repo.open_case(series_id="unge", session_start=at("2027-01-14T10:00"), slot=1, cpr_digits=CPRS[0],
+                              referrer=KAREN, receiver="rikke@kommune.example", coordinators=(COORDINATOR,),
+                              now=app.now(), actor=COORDINATOR)
+
+
+def _assert_coordination_booked(app, case_id: str) -> None:
+    with app.transaction() as repo:
+        assert repo.case(case_id).state.stage is rules.Stage.COORDINATION_BOOKED
+        assert [m.status for m in repo.case_meetings(case_id)] == ["booked"]
+
+
 def test_a_case_whose_coordination_booking_was_lost_is_booked_by_the_hourly_job(forum):
     from scheduler.services.decisions import book_pending
 
     app, dispatcher, _ = forum
-    with app.transaction() as repo:  # as if the service stopped between the decision and its booking
-        case = repo.open_case(series_id="unge", session_start=at("2027-01-14T10:00"), slot=1, cpr_digits=CPRS[0],
-                              referrer=KAREN, receiver="rikke@kommune.example", coordinators=(COORDINATOR,),
-                              now=app.now(), actor=COORDINATOR)
+    case = _opened_without_its_meeting(app)
     assert book_pending(app) == [case.id]
     assert book_pending(app) == [], "booked once"
-    with app.transaction() as repo:
-        assert repo.case(case.id).state.stage is rules.Stage.COORDINATION_BOOKED
-        assert [m.status for m in repo.case_meetings(case.id)] == ["booked"]
+    _assert_coordination_booked(app, case.id)
 
 
 def test_simulate_books_a_lost_coordination_meeting_like_the_hourly_job(forum):
@@ -294,12 +304,7 @@ def test_simulate_books_a_lost_coordination_meeting_like_the_hourly_job(forum):
     from scheduler.services.simulate import simulate
 
     app, dispatcher, _ = forum
-    with app.transaction() as repo:  # as if the service stopped between the decision and its booking
-        case = repo.open_case(series_id="unge", session_start=at("2027-01-14T10:00"), slot=1, cpr_digits=CPRS[0],
-                              referrer=KAREN, receiver="rikke@kommune.example", coordinators=(COORDINATOR,),
-                              now=app.now(), actor=COORDINATOR)
+    case = _opened_without_its_meeting(app)
     inbox = FolderSource(app.data_dir / "inbox", cipher=app.cipher, durable=False)
     simulate(app, dispatcher, date(2027, 1, 15), date(2027, 1, 15), inbox)
-    with app.transaction() as repo:
-        assert repo.case(case.id).state.stage is rules.Stage.COORDINATION_BOOKED
-        assert [m.status for m in repo.case_meetings(case.id)] == ["booked"]
+    _assert_coordination_booked(app, case.id)
