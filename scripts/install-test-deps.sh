@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, only when missing: Dovecot
-# (dovecot-imapd) for the IMAP tests, PostgreSQL, and python3-venv.
-# Idempotent and quiet; runs as root, or through sudo otherwise. The tests start their own Dovecot with
-# their own configuration; the system service is not used.
+# (dovecot-imapd) for the IMAP tests, PostgreSQL, python3-venv, and Chromium
+# with its driver and npm for the browser tests; then fetches axe-core from npm
+# into .cache/axe-core/ (not committed). Idempotent and quiet; apt runs as root,
+# or through sudo otherwise. The tests start their own Dovecot with their own
+# configuration; the system service is not used.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
 [ -x /usr/sbin/dovecot ] && dpkg-query -W -f='${Status}' dovecot-imapd 2>/dev/null | grep -q "ok installed" \
@@ -20,13 +23,28 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # The openssl command: the independent reader and writer of S/MIME in the tests.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
-[ ${#need[@]} -eq 0 ] && exit 0
+# The browser tests: Debian's Chromium and its WebDriver (Selenium drives it;
+# nothing is downloaded at test time), npm to fetch axe-core.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 
-as_root=()
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "install-test-deps: need root or sudo to install: ${need[*]}" >&2; exit 1; }
-  as_root=(sudo)
+if [ ${#need[@]} -gt 0 ]; then
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-test-deps: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+    as_root=(sudo)
+  fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${need[@]}" >/dev/null
 fi
-"${as_root[@]}" apt-get update -qq
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  "${need[@]}" >/dev/null
+
+# axe-core (the accessibility checker the browser tests inject), major version
+# 4, as the tests' user: .cache/axe-core/package/axe.min.js.
+axe=.cache/axe-core
+if [ ! -s "$axe/package/axe.min.js" ]; then
+  rm -rf "$axe" && mkdir -p "$axe"
+  npm pack --silent --pack-destination "$axe" axe-core@4 >/dev/null
+  tar -xzf "$axe"/axe-core-*.tgz -C "$axe" package/axe.min.js package/package.json package/LICENSE
+fi
