@@ -448,6 +448,18 @@ class Config(Section):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.service.timezone)
 
+    @property
+    def poll_seconds(self) -> float:
+        """How often the daemon's intake loop asks its source for mail (a folder: every 2 s)."""
+        source = self.intake.source
+        if source == "imap":
+            return float(self.intake.imap.poll_seconds)
+        if source == "exchange":
+            return float(self.exchange.poll_seconds)
+        if source == "graph":
+            return float(self.graph.poll_seconds)
+        return 2.0
+
     def all_series(self) -> tuple[Series, ...]:
         return tuple(s.to_series() for s in self.series)
 
