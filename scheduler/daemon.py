@@ -81,7 +81,7 @@ class Daemon:
         self.config = app.config
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
-        self.poll = poll_seconds or self._default_poll()
+        self.poll = poll_seconds or self.config.poll_seconds
         self.dispatcher = Dispatcher(app, make_transport(self.config, app.data_dir, app.clock),
                                      make_calendar(self.config, app.data_dir))
         self.scheduler: BackgroundScheduler | None = None
@@ -94,16 +94,6 @@ class Daemon:
         # Logged once each, when they begin and when they end, not every round.
         self.database = Episode(logging.getLogger("sparring.database"))
         self.disk = Episode(logging.getLogger("sparring.disk"))
-
-    def _default_poll(self) -> float:
-        source = self.config.intake.source
-        if source == "imap":
-            return float(self.config.intake.imap.poll_seconds)
-        if source == "exchange":
-            return float(self.config.exchange.poll_seconds)
-        if source == "graph":
-            return float(self.config.graph.poll_seconds)
-        return 2.0
 
     def install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,6 +25,7 @@ from scheduler.errors import UserError
 from scheduler.mail.parse import parse_mail
 from scheduler.planning.cpr import Cpr, CprError, parse_cpr
 from scheduler.planning.slots import Candidate
+from scheduler.services import statistics
 from scheduler.services.dispatch import message_id_of
 from scheduler.store import audit
 from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, open_mail
@@ -158,6 +159,7 @@ def erase(app, text: str) -> Erasure:
         done.calendar = _cancel_calendar(app, repo, items)
         mails = _source_mails(repo, subject, items)
         done.message_ids = _message_ids(repo, subject)
+        statistics.fold(repo, app.tz, subject=subject)  # anonymous counts stay: not personal data
         done.items = repo.db.execute(delete(Item).where(Item.cpr_hash == subject)).rowcount
         for uid in repo.erase_cases(subject, app.now()):  # cases after the forum, their meetings and decisions
             app.calendar_sync.cancel_sent(repo, uid)

@@ -8,11 +8,14 @@ timezone-aware UTC in Python, whatever the database does with it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -213,6 +216,16 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)  # a Graph delta link can exceed 500 characters
 
 
+class Counter(Base):
+    """A count that outlives the rows it counts (``services/metrics.py``): mails
+    folded in at purge, receipt latency buckets, calendar writes. No personal data."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class AuditEntry(Base):
     """The audit trail: one row per read, sending or change of personal data.
 
@@ -312,6 +325,32 @@ class CaseMeeting(Base):
     updated_at: Mapped[datetime]
 
 
+class StatCount(Base):
+    """Counts that outlive the items (``services/statistics.fold``): anonymous,
+    per series, session date, age group and measure; ``value`` holds a waiting
+    time in days for the median measures (NULL for the plain counts)."""
+
+    __tablename__ = "stat_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[str] = mapped_column(String(32))
+    session_date: Mapped[date] = mapped_column(Date, index=True)
+    age_group: Mapped[str] = mapped_column(String(8))
+    measure: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float | None] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class StatFoldedSlot(Base):
+    """A session's slot whose decision is already in ``stat_counts`` (its
+    remaining rows, kept for a case, are not counted again)."""
+
+    __tablename__ = "stat_folded_slots"
+
+    session_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
 __all__ = [
     "AuditEntry",
     "Base",
@@ -319,6 +358,7 @@ __all__ = [
     "CalendarEvent",
     "Case",
     "CaseMeeting",
+    "Counter",
     "Decision",
     "Item",
     "Lease",
@@ -326,5 +366,7 @@ __all__ = [
     "Meta",
     "OutboxEntry",
     "SessionState",
+    "StatCount",
+    "StatFoldedSlot",
     "UTCDateTime",
 ]
