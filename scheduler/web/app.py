@@ -29,6 +29,7 @@ from scheduler.web import i18n
 from scheduler.web.auth import Access, load_users
 
 STATIC = Path(__file__).parent / "static"
+_AT = {"da": "kl.", "en": "at"}
 log = logging.getLogger("sparring.web")
 
 
@@ -93,7 +94,7 @@ class Pages:
             other=other, other_href=f"{request.url.path}?{urlencode({**query, 'lang': other})}",
             lang_query=f"lang={language}" if "lang" in request.query_params else "",
             zone=self.app.config.service.timezone,
-            when=lambda moment: f"{long_date(moment, language, tz)} {clock(moment, language, tz)}",
+            when=lambda moment: f"{long_date(moment, language, tz)} {_AT[language]} {clock(moment, language, tz)}",
             day=lambda moment: long_date(moment, language, tz),
             hour=lambda moment: clock(moment, language, tz),
             **context)

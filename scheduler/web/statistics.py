@@ -41,7 +41,7 @@ def statistics_page(pages, request):
                           series_id=None, all_series=list(pages.app.series.values()), table=None)
     table = statistics.table(pages.app, period, series_id=series)
     cells = table.cells(language)
-    groups = [*table.rows[0].by_group, "total"] if table.rows else []
+    groups = [*table.groups, "total"]  # the columns of cells(), after the label
     return pages.page(
         request, "statistics.html.j2", error=None, period_text=period.label, series_id=series,
         all_series=list(pages.app.series.values()), table=table, header=cells[0],
