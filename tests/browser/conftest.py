@@ -95,11 +95,12 @@ def _driver(javascript: bool):
         missing("Debian's chromium and chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=da",
-                 f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
         options.add_argument(flag)
+    prefs = {"intl.accept_languages": "da,en"}  # a Danish desktop (headless Chromium asks for en-US)
     if not javascript:
-        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+        prefs["profile.managed_default_content_settings.javascript"] = 2
+    options.add_experimental_option("prefs", prefs)
     # The driver named explicitly: Selenium Manager never looks for (or downloads) one.
     browser = webdriver.Chrome(options=options, service=Service(executable_path=driver))
     browser.set_page_load_timeout(30)

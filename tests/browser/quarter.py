@@ -68,11 +68,11 @@ def mails() -> dict[str, bytes]:
 
     for week, thursday in enumerate(THURSDAYS):
         friday = thursday - timedelta(days=6)  # before the deadline (Monday 12:00)
-        count = 7 if week == 3 else 3  # week 3: more than the session holds
+        count = 10 if week == 3 else 3  # week 3: more than the session holds
         numbers = [citizen(2010 if i == 2 else 2002) for i in range(count)]  # 16 or 24 on the day
         for i, number in enumerate(numbers):
             out[f"w{week:02d}-item{i}"] = item(f"w{week}i{i}", number, _at(friday, 9, i))
-        if week in (0, 2, 6, 8, 10):  # late: after the deadline of this week's session
+        if week in (0, 2, 4, 6, 8, 10):  # late: after the deadline of this week's session
             out[f"w{week:02d}-late"] = item(f"w{week}late", citizen(2001), _at(thursday - timedelta(days=2), 9))
         if week in (1, 2, 5, 7, 9):  # acute: into this week's session even after the deadline
             out[f"w{week:02d}-acute"] = item(f"w{week}acute", citizen(2003), _at(thursday - timedelta(days=1), 13),
