@@ -15,11 +15,14 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
-from tests.browser import quarter
+from tests.browser import expected, quarter
 from tests.daemonkit import ROOT, Proc, cli, environment, wait_for
 
 NOW = "2027-03-31T18:00"  # after the quarter's last session; the statistics page defaults to 2027-Q1
@@ -32,7 +35,7 @@ INSTALL = "run scripts/install-test-deps.sh"
 def missing(what: str) -> None:
     """Fail in CI (the browser tests must run there), skip elsewhere."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"The browser tests need {what}, which is missing; {INSTALL}.", pytrace=False)
+        pytest.fail(f"The browser tests need {what}, not found on this machine; {INSTALL}.", pytrace=False)
     pytest.skip(f"{what} is missing ({INSTALL})")
 
 
@@ -52,14 +55,24 @@ def _answers(url: str) -> bool:
     return True
 
 
+def simulate(data_dir: Path, first, last) -> None:
+    done = cli(data_dir, "simulate", "--from", first.isoformat(), "--to", last.isoformat(),
+               env=environment(None), now=f"{first}T00:00", demo=True)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture(scope="module")
 def quarter_dir(tmp_path_factory) -> Path:
     """A data directory after ``simulate`` over the quarter (demo key inside)."""
     data_dir = tmp_path_factory.mktemp("quarter")
-    quarter.write_inbox(data_dir)
-    done = cli(data_dir, "simulate", "--from", quarter.FIRST.isoformat(), "--to", quarter.LAST.isoformat(),
-               env=environment(None), now=f"{quarter.FIRST}T00:00", demo=True)
-    assert done.returncode == 0, done.stderr
+    quarter.write_inbox(data_dir, quarter.mails())
+    simulate(data_dir, quarter.FIRST, quarter.SPLIT)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("SPARRING_SECRET_KEY", raising=False)  # the demo key in the data directory
+        cases = expected.open_cases(data_dir)
+    assert len(cases) == 8, "one opstart on each agenda of January and February"
+    quarter.write_inbox(data_dir, quarter.agreements(cases))
+    simulate(data_dir, quarter.SPLIT + timedelta(days=1), quarter.LAST)
     return data_dir
 
 
@@ -85,11 +98,6 @@ def server(quarter_dir, tmp_path_factory):
 
 
 def _driver(javascript: bool):
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing("the Python package selenium")
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not binary or not driver:
         missing("Debian's chromium and chromium-driver")

@@ -59,10 +59,24 @@ class Tally:
         return cells
 
 
-def counted(data_dir: Path, first: date, last: date) -> Tally:
+def open_app(data_dir: Path):
+    """The project's store on ``data_dir`` with its demo key."""
     config = load_config(CONFIG)
-    app = make_app(config, FixedClock(datetime(2027, 4, 1, tzinfo=config.tz)), data_dir, demo=True,
-                   announce=lambda _: None)
+    return make_app(config, FixedClock(datetime(2027, 4, 1, tzinfo=config.tz)), data_dir, demo=True,
+                    announce=lambda _: None)
+
+
+def open_cases(data_dir: Path) -> list[tuple[str, str]]:
+    """(case id, the caseworker who brought it) of every case."""
+    app = open_app(data_dir)
+    with app.transaction() as repo:
+        found = [(case.id, case.referrer) for case in repo.db.scalars(select(Case).order_by(Case.id))]
+    app.engine.dispose()
+    return found
+
+
+def counted(data_dir: Path, first: date, last: date) -> Tally:
+    app = open_app(data_dir)
     tz, tally = app.tz, Tally()
 
     def local(moment: datetime) -> date:

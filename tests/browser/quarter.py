@@ -4,7 +4,10 @@ Caseworkers send items for the weekly series "unge" (Thursdays, 6 slots,
 deadline Monday 12:00) and the monthly "voksne": on time, late (after the
 deadline), acute, too many for one session (moved for capacity), a second
 mail for the same citizen and session (it replaces the first), withdrawals;
-the coordinator answers each agenda of January and February with decisions.
+the coordinator answers each agenda of January and February with decisions;
+on 1 March the caseworker agrees each case so opened (``Enighed``), which
+books its fællessamtale: written between the two runs of ``simulate``, as
+the case references are made by sparring.
 Every CPR number is fictitious and valid; each citizen has one.
 """
 
@@ -16,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 TZ = ZoneInfo("Europe/Copenhagen")
 FIRST, LAST = date(2027, 1, 1), date(2027, 3, 31)
+SPLIT = date(2027, 2, 28)  # simulated in two runs: the cases opened by then are agreed on 1 March
 PERIOD = "2027-Q1"
 KAREN, OLE = "karen@kommune.example", "ole@kommune.example"
 COORDINATOR = "koordinator.social@kommune.example"
@@ -90,9 +94,15 @@ def mails() -> dict[str, bytes]:
     return out
 
 
-def write_inbox(data_dir: Path) -> int:
+def agreements(cases: list[tuple[str, str]]) -> dict[str, bytes]:
+    """``Enighed`` on each (case id, its caseworker), 1 March."""
+    return {f"agree-{case}": _mail(f"agree{case}", sender, f"Re: Koordineringsmøde [{case}]",
+                                   _at(SPLIT + timedelta(days=1), 9, i), "Enighed\r\n")
+            for i, (case, sender) in enumerate(cases)}
+
+
+def write_inbox(data_dir: Path, named: dict[str, bytes]) -> None:
     inbox = data_dir / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    for name, raw in mails().items():
+    for name, raw in named.items():
         (inbox / f"{name}.eml").write_bytes(raw)
-    return len(list(inbox.iterdir()))

@@ -80,6 +80,7 @@ def test_the_numbers_shown_equal_those_counted_from_the_database(browser, server
     if name != "statistik-empty":  # the quarter's own facts, from its mails
         assert shown[("decision:start", "total")] == "8", "eight agendas answered, each with one opstart"
         assert shown[("acute", "total")] == "5" and int(shown[("brought", "total")]) > 40
+        assert shown[("wait_decision_joint", "total")], "the eight agreed cases' fællessamtaler"
     else:
         assert set(shown.values()) <= {"0", ""}
 
@@ -129,13 +130,13 @@ def axe(browser, source: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_axe_finds_no_serious_or_critical_violation(browser, server, axe_source, name):
+def test_axe_finds_no_serious_or_critical_violation(axe_source, browser, server, name):
     open_page(browser, server, name)
     bad = [v["id"] for v in axe(browser, axe_source) if v["impact"] in ("serious", "critical")]
     assert not bad, f"axe-core on {name} (the violations printed above): {bad}"
 
 
-def test_axe_does_see_a_violation(browser, server, axe_source):
+def test_axe_does_see_a_violation(axe_source, browser, server):
     open_page(browser, server, "overview")
     browser.execute_script("document.querySelector('main').append(document.createElement('img'))")
     assert "image-alt" in {v["id"] for v in axe(browser, axe_source) if v["impact"] == "critical"}
