@@ -88,7 +88,8 @@ class Pages:
         language = self.language(request)
         tz = self.app.tz
         other = "en" if language == "da" else "da"
-        query = {k: v for k, v in request.query_params.items() if k != "lang"}
+        # The switch keeps the query of a page shown, not of one refused: that is not echoed anywhere.
+        query = {k: v for k, v in request.query_params.items() if k != "lang"} if status == 200 else {}
         html = environment().get_template(template).render(
             lang=language, t=i18n.words(language), path=request.url.path,
             other=other, other_href=f"{request.url.path}?{urlencode({**query, 'lang': other})}",
@@ -133,7 +134,7 @@ class Pages:
         return Response(generate_latest(registry(self.app)), media_type=CONTENT_TYPE_LATEST)
 
 
-def _left(deadline: datetime, now: datetime) -> tuple[int, int]:
-    """Whole days and hours from ``now`` to ``deadline``."""
+def _left(deadline: datetime, now: datetime) -> tuple[int, int, int]:
+    """Whole days, hours and minutes from ``now`` to ``deadline``."""
     span = max(deadline - now, timedelta(0))
-    return span.days, span.seconds // 3600
+    return span.days, span.seconds // 3600, span.seconds % 3600 // 60

@@ -34,7 +34,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "extra": ("ekstra møde", "extra session"),
     "of": ("af", "of"),
     "next_deadline": ("Næste frist", "Next deadline"),
-    "time_left": ("{days} d. {hours} t. tilbage", "{days} d {hours} h left"),
+    "time_left": ("{days} d. {hours} t. {minutes} min. tilbage", "{days} d {hours} h {minutes} min left"),
     "no_deadline": ("Ingen kommende frist", "No coming deadline"),
     "queue": ("Kø", "Queue"),
     "queue_text": ("{n} kommende møder i træk er fulde", "{n} coming sessions in a row are full"),
