@@ -75,6 +75,9 @@ def environment() -> jinja2.Environment:
 
 
 class Pages:
+    """The routes' handlers: plain functions, so Starlette runs them on its thread pool
+    (each reads the database) and the event loop stays free for other requests."""
+
     def __init__(self, app, live) -> None:
         self.app = app
         self.live = live
@@ -101,23 +104,23 @@ class Pages:
             **context)
         return HTMLResponse(html, status, headers={"Content-Language": language})
 
-    async def overview(self, request):
+    def overview(self, request):
         from scheduler.services.overview import overview
 
         view = overview(self.app)
         return self.page(request, "overview.html.j2", view=view, left=_left, live=self.live)
 
-    async def statistics(self, request):
+    def statistics(self, request):
         from scheduler.web.statistics import statistics_page
 
         return statistics_page(self, request)
 
-    async def statistics_csv(self, request):
+    def statistics_csv(self, request):
         from scheduler.web.statistics import statistics_csv
 
         return statistics_csv(self, request)
 
-    async def healthz(self, request):
+    def healthz(self, request):
         from scheduler.services.metrics import health
 
         state = health(self.app)
@@ -126,7 +129,7 @@ class Pages:
         failing = "".join(f"{name}: {sentence}\n" for name, ok, sentence in state.checks if not ok)
         return PlainTextResponse(failing, 503)
 
-    async def metrics(self, request):
+    def metrics(self, request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         from scheduler.services.metrics import registry
