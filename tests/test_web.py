@@ -132,7 +132,7 @@ def test_the_form_labels_its_controls_and_the_charts_are_named_svg_without_scrip
     assert len(svgs) == 2
     assert all(svg.get("role") == "img" and "Chart:" in svg.get("aria-label") for svg in svgs)
     assert not doc.xpath("//script") and "http://pygal" not in html.tostring(doc, encoding="unicode")
-    assert doc.xpath("//figcaption")[0].text == "Items brought to a session by age group"
+    assert doc.xpath("//figcaption")[0].text.strip() == "Items brought to a session by age group"
 
 
 def test_one_series_and_a_month(app):
