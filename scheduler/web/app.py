@@ -75,6 +75,9 @@ def environment() -> jinja2.Environment:
 
 
 class Pages:
+    """The routes' handlers: plain functions, so Starlette runs them on its thread pool
+    (each reads the database) and the event loop stays free for other requests."""
+
     def __init__(self, app, live) -> None:
         self.app = app
         self.live = live
@@ -88,7 +91,8 @@ class Pages:
         language = self.language(request)
         tz = self.app.tz
         other = "en" if language == "da" else "da"
-        query = {k: v for k, v in request.query_params.items() if k != "lang"}
+        # The switch keeps the query of a page shown, not of one refused: that is not echoed anywhere.
+        query = {k: v for k, v in request.query_params.items() if k != "lang"} if status == 200 else {}
         html = environment().get_template(template).render(
             lang=language, t=i18n.words(language), path=request.url.path,
             other=other, other_href=f"{request.url.path}?{urlencode({**query, 'lang': other})}",
@@ -100,23 +104,23 @@ class Pages:
             **context)
         return HTMLResponse(html, status, headers={"Content-Language": language})
 
-    async def overview(self, request):
+    def overview(self, request):
         from scheduler.services.overview import overview
 
         view = overview(self.app)
         return self.page(request, "overview.html.j2", view=view, left=_left, live=self.live)
 
-    async def statistics(self, request):
+    def statistics(self, request):
         from scheduler.web.statistics import statistics_page
 
         return statistics_page(self, request)
 
-    async def statistics_csv(self, request):
+    def statistics_csv(self, request):
         from scheduler.web.statistics import statistics_csv
 
         return statistics_csv(self, request)
 
-    async def healthz(self, request):
+    def healthz(self, request):
         from scheduler.services.metrics import health
 
         state = health(self.app)
@@ -125,7 +129,7 @@ class Pages:
         failing = "".join(f"{name}: {sentence}\n" for name, ok, sentence in state.checks if not ok)
         return PlainTextResponse(failing, 503)
 
-    async def metrics(self, request):
+    def metrics(self, request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         from scheduler.services.metrics import registry
@@ -133,7 +137,7 @@ class Pages:
         return Response(generate_latest(registry(self.app)), media_type=CONTENT_TYPE_LATEST)
 
 
-def _left(deadline: datetime, now: datetime) -> tuple[int, int]:
-    """Whole days and hours from ``now`` to ``deadline``."""
+def _left(deadline: datetime, now: datetime) -> tuple[int, int, int]:
+    """Whole days, hours and minutes from ``now`` to ``deadline``."""
     span = max(deadline - now, timedelta(0))
-    return span.days, span.seconds // 3600
+    return span.days, span.seconds // 3600, span.seconds % 3600 // 60

@@ -17,6 +17,7 @@ import ipaddress
 import secrets
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import PlainTextResponse
 
@@ -78,7 +79,8 @@ class Access(BaseHTTPMiddleware):
             request.state.user = None
             return await call_next(request)
         if self.web.auth == "basic":
-            user = self._basic(request.headers.get("authorization", ""))
+            # scrypt takes tens of milliseconds on purpose: off the event loop.
+            user = await run_in_threadpool(self._basic, request.headers.get("authorization", ""))
             if user is None:
                 return PlainTextResponse("Log in with your name and password.\n", 401,
                                          headers={"WWW-Authenticate": 'Basic realm="sparring", charset="UTF-8"'})

@@ -16,8 +16,10 @@ from pygal.style import Style
 STYLE = Style(background="#ffffff", plot_background="#ffffff", foreground="#1a1a1a",
               foreground_strong="#1a1a1a", foreground_subtle="#6b6b6b", colors=("#0b4f9c",),
               font_family="system-ui, sans-serif", label_font_size=14, major_label_font_size=14,
-              value_font_size=14, title_font_size=16)
+              value_font_size=14, title_font_size=16, value_colors=("#1a1a1a",), opacity=1, opacity_hover=1)
 _SCRIPT = re.compile(r"<script\b.*?</script>|<!--.*?-->", re.S)
+# pygal writes coordinates like 96.56410256410257: a run of digits a CPR detector rightly flags.
+_LONG_DECIMAL = re.compile(r"(\d+\.\d\d)\d+")
 
 
 def _number(cell: str) -> int | None:
@@ -25,12 +27,20 @@ def _number(cell: str) -> int | None:
 
 
 def bar(title: str, labels: list[str], values: list[int | None], alt: str) -> str:
+    """One bar per label; None (a suppressed count) draws no bar. The figure's caption is the title."""
     chart = pygal.Bar(js=[], disable_xml_declaration=True, style=STYLE, show_legend=False, print_values=True,
-                      width=640, height=300, title=title, x_labels=labels, min_scale=1, max_scale=6,
-                      print_zeroes=True)
+                      print_values_position="top", print_zeroes=True, width=640, height=300,
+                      x_labels=labels, truncate_label=-1, y_labels=_ticks(values))
     chart.add(title, values)
-    svg = _SCRIPT.sub("", chart.render(is_unicode=True))
+    svg = _LONG_DECIMAL.sub(r"\1", _SCRIPT.sub("", chart.render(is_unicode=True)))
     return svg.replace("<svg ", f'<svg role="img" aria-label="{_attr(alt)}" focusable="false" ', 1)
+
+
+def _ticks(values: list[int | None]) -> list[int]:
+    """Whole numbers from 0, about five steps: a count has no 0.2."""
+    top = max([5, *(v for v in values if v is not None)])
+    step = -(-top // 5)
+    return list(range(0, top + step, step))
 
 
 def _attr(text: str) -> str:
@@ -50,7 +60,8 @@ def figures(table, cells: list[list[str]], words: dict[str, str]) -> list[tuple[
                  if row.measure.startswith("decision:")]
     if decisions:
         title = words["chart_decisions"]
-        result.append((title, bar(title, [label for label, _ in decisions],
+        # "Afgørelse: opstart" -> "opstart": the caption says they are decisions.
+        result.append((title, bar(title, [label.partition(": ")[2] or label for label, _ in decisions],
                                   [_number(total) for _, total in decisions],
                                   words["chart_alt"].format(title=title))))
     return result
