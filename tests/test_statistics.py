@@ -23,11 +23,11 @@ from scheduler.mail.folder import FolderSource
 from scheduler.planning.allocation import age_on
 from scheduler.planning.cpr import parse_cpr
 from scheduler.planning.statistics import MEASURES, Period
-from scheduler.services import access, statistics
+from scheduler.services import access, deadlines, statistics
 from scheduler.services.retention import purge
 from scheduler.services.simulate import simulate
 from scheduler.store.tables import Case, CaseMeeting, Decision, Item, Mail, StatCount
-from tests.appkit import CONFIG, TZ, at, build
+from tests.appkit import CONFIG, TZ, at, build, ingest
 
 KAREN = "karen@kommune.example"
 COORDINATOR = "koordinator.social@kommune.example"
@@ -240,8 +240,9 @@ def test_the_cli_prints_the_quarter_of_now_and_its_csv_suppressed(simulated, cap
     rows = [line.split(",") for line in out.splitlines()]
     assert rows[0] == ["Measure", "15-17", "18-29", "30+", "Total"]
     acute = next(r for r in rows if r[0] == "Acute")
-    assert acute[1:] == [("<5" if 0 < n < 5 else str(n)) for n in
-                         (*(table.row("acute").by_group[g] for g in ("15-17", "18-29", "30+")), table.row("acute").total)]
+    row = table.row("acute")
+    assert acute[1:] == [("<5" if 0 < n < 5 else str(n))
+                         for n in (*(row.by_group[g] for g in ("15-17", "18-29", "30+")), row.total)]
     assert "<5" in out
     joint = next(r for r in rows if r[0].startswith("Median days from decision to fællessamtale"))
     assert joint[1:] == ["", "", "", ""]
@@ -257,3 +258,29 @@ def test_a_bad_period_is_one_sentence_and_exit_2(simulated, capsys, period):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "2027-Q1" in err and period in err and "Traceback" not in err
+
+
+def test_a_corrected_decision_counts_as_corrected_after_its_first_row_outlives_the_second(tmp_path, monkeypatch):
+    """``opstart`` corrected to ``intet grundlag``: the closed case keeps the
+    first row longer than the second; the slot still counts as corrected."""
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"followup": config.followup.model_copy(update={"retention_days": 365})})
+    app, dispatcher = build(tmp_path, "2027-01-08T08:00", monkeypatch, config=config)
+    ingest(app, item(cpr(0, 2004), "one"), "2027-01-08T09:00")
+    app.clock.set(at("2027-01-11T12:00"))
+    assert deadlines.send_agenda(app, "unge/2027-01-14")
+    for text, mid, now in (("1: opstart", "first", "2027-01-14T11:30"),
+                           ("1: intet grundlag", "second", "2027-01-14T12:00")):
+        assert ingest(app, reply(date(2027, 1, 14), text, mid), now).outcome == "accepted"
+        dispatcher.run_once(limit=100)
+
+    def decided():
+        table = statistics.table(app, Q1)
+        return {kind: table.row(f"decision:{kind}").total for kind in ("start", "no-basis")}
+
+    assert decided() == {"start": 0, "no-basis": 1}
+    app.clock.set(at("2027-03-20T12:00"))
+    purge(app)
+    with app.transaction() as repo:
+        assert [d.decision for d in repo.db.scalars(select(Decision))] == ["start"], "the case keeps its row"
+    assert decided() == {"start": 0, "no-basis": 1}
