@@ -237,7 +237,7 @@ def test_the_access_log_keeps_the_path_without_its_query():
     assert record.getMessage() == '127.0.0.1:5 - "GET /statistik HTTP/1.1" 200'
 
 
-@pytest.mark.parametrize("values", [[0, 3, 7], [None, 12, 5], [5, 6, 7, 8], [113, 0, 29], [None, None, None]])
+@pytest.mark.parametrize("values", [[0, None, None], [0, 0, 0, 0], [0, 3, 7], [None, 12, 5], [5, 6, 7, 8], [113, 0, 29], [None, None, None]])
 def test_a_chart_has_no_digit_run_a_cpr_detector_would_flag(values):
     """pygal's raw coordinates (96.56410256410257) are rounded: a page never holds a CPR-like number."""
     from scheduler.web.charts import bar
