@@ -27,7 +27,7 @@ from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store import audit
 from scheduler.store.cases import CaseRecords
 from scheduler.store.crypto import FieldCipher
-from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
+from scheduler.store.tables import Booking, ExtraSession, Item, Mail, Meta, OutboxEntry
 
 PENDING = "pending"
 _UNPLACED = frozenset({"rejected", "quarantined"})  # outcomes that keep the mail, but make no item
@@ -565,6 +565,9 @@ class Repository(CaseRecords):
     def get_meta(self, key: str) -> str | None:
         row = self.db.get(Meta, key)
         return row.value if row else None
+
+    def extra_sessions(self) -> list[ExtraSession]:
+        return list(self.db.scalars(select(ExtraSession).order_by(ExtraSession.start)))
 
     def count_outbox(self, status: str) -> int:
         self.flush_writes()
