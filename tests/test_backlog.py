@@ -209,3 +209,53 @@ def test_the_extra_sessions_agenda_goes_out_at_its_deadline(full, tmp_path):
     dispatcher.run_once(limit=1000)
     agenda = next(m for m in messages(tmp_path) if str(m["Subject"]).endswith("[SF unge 2027-01-05]"))
     assert "Punkt 2" in body(agenda)
+
+
+def _inbox_mail(tmp_path, name: str, raw: bytes, date: str) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    (inbox / name).write_bytes(raw.replace(b"Subject:", f"Date: {date}\r\nSubject:".encode(), 1))
+
+
+def test_simulate_over_a_quarter_warns_once_per_episode_and_takes_the_reply(tmp_path, monkeypatch):
+    from scheduler.store.keys import new_key
+
+    monkeypatch.setenv("SPARRING_SECRET_KEY", new_key())
+    for n in range(14):  # two bursts, a month apart: two episodes
+        _inbox_mail(tmp_path, f"jan{n:02d}.eml", item_mail(cpr(n), f"jan{n}"), f"Mon, 04 Jan 2027 07:{n:02d}:00 +0100")
+        _inbox_mail(tmp_path, f"feb{n:02d}.eml", item_mail(cpr(n + 40), f"feb{n}"),
+                    f"Mon, 01 Feb 2027 07:{n:02d}:00 +0100")
+    subject = "Kø i Sparringsforum for borgere op til og med 29 år: forslag om ekstra møde [Ekstra unge 2027-01-05 09:00]"
+    _inbox_mail(tmp_path, "ja.eml", reply(subject, "Ekstra møde: ja", "ja1"), "Mon, 04 Jan 2027 10:00:00 +0100")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--config", str(CONFIG), "--data-dir", str(tmp_path), "simulate", "--from", "2027-01-01",
+                     "--to", "2027-03-31"]) == 0
+    assert "backlog warnings: unge 2; extra sessions added: 1" in out.getvalue()
+    warned = [m for m in messages(tmp_path) if str(m["Subject"]).startswith("Kø i ")]
+    assert [str(m["Subject"])[-30:] for m in warned] == ["[Ekstra unge 2027-01-05 09:00]",
+                                                         "[Ekstra unge 2027-02-02 09:00]"]
+    assert any(str(m["Subject"]).endswith("[SF unge 2027-01-05]") for m in messages(tmp_path)), "its agenda went out"
+
+
+def test_run_once_warns_and_takes_the_reply(full, tmp_path, capsys):
+    import os
+
+    app, _ = full
+    app.engine.dispose()
+
+    def run_once(now: str) -> None:
+        assert main(["--config", str(CONFIG), "--data-dir", str(tmp_path), "--now", now, "run", "--once"]) == 0
+        capsys.readouterr()
+
+    run_once("2027-01-04T08:00")
+    run_once("2027-01-04T08:10")
+    (warning,) = warnings_sent(tmp_path)
+    (tmp_path / "inbox").mkdir(exist_ok=True)
+    (tmp_path / "inbox" / "ja.eml").write_bytes(reply(str(warning["Subject"]), "Ekstra møde: ja", "ja1"))
+    moment = at("2027-01-04T08:20").timestamp()
+    os.utime(tmp_path / "inbox" / "ja.eml", (moment, moment))
+    run_once("2027-01-04T08:20")
+    assert len(warnings_sent(tmp_path)) == 1
+    app.reload_sessions()
+    assert len(keys(app, EXTRA)) == 2

@@ -125,8 +125,9 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, hel
         moment, kind, payload = events[index]
         index += 1
         if kind != 1 or moment.date() != dispatched_on:
+            known = app.planner.extras
             if held.decide(intake, summary):  # the mails up to now, as the daemon takes a batch
-                _backlog(app, events, index, summary)
+                _backlog(app, events, index, summary, known)
         if moment.date() != dispatched_on:  # the outbox is delivered once a simulated day
             dispatcher.run_once(limit=10_000)
             dispatched_on = moment.date()
@@ -138,7 +139,7 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, hel
         elif kind == 3:
             summary.reminders += int(deadlines.send_reminder(app, payload))
         elif kind == 4:  # the daemon's hourly jobs: koordineringsmøder still to book, cases, the backlog
-            _backlog(app, events, index, summary)
+            _backlog(app, events, index, summary, app.planner.extras)
             decisions.book_pending(app)
             due = casework.tick(app)
             summary.cases_closed += len(due.closed)
@@ -149,13 +150,13 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, hel
     held.decide(intake, summary)
 
 
-def _backlog(app, events: list, index: int, summary: Summary) -> None:
+def _backlog(app, events: list, index: int, summary: Summary, known: tuple) -> None:
     """The backlog check, as the daemon runs it after each intake round and
-    hourly; a new extra session's agenda joins the events still to come."""
-    known = set(app.planner.extras)
+    hourly; an extra session added since ``known`` (a reply in the round)
+    has its agenda join the events still to come."""
     for warning in backlog.check(app):
         summary.backlog_warnings[warning.series_id] += 1
-    for session in set(app.planner.extras) - known:
+    for session in set(app.planner.extras) - set(known):
         summary.extra_sessions += 1
         bisect.insort(events, (max(session.deadline, app.now()), 2, session.key), lo=index, key=_order)
 
