@@ -113,6 +113,7 @@ class Daemon:
             jobs.cooperation()
             jobs.cases()
             jobs.coordination()
+            jobs.backlog()
             intake = Intake(self.app)
             source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher,
                                  clock=self.app.clock)
@@ -187,6 +188,7 @@ class Daemon:
         self.scheduler.add_job("scheduler.jobs:cases", hourly, id="cases", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:coordination", "interval", hours=1, id="coordination",
                                replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:backlog", hourly, id="backlog", replace_existing=True)
         jobs.publish()
         jobs.cooperation()
 
@@ -316,6 +318,10 @@ class Daemon:
         if outcomes:  # written to the database: it is there, with room
             self.disk.end("disk space is back: taking in mail again")
             self.database.end("database reachable again: sparring carries on")
+            try:
+                jobs.backlog()  # the queue may be full now, or a reply added an extra session
+            except Exception as exc:  # the hourly job tries again; intake goes on
+                log.error("backlog check failed error=%s", describe(exc))
             counts = Counter(outcome.outcome for outcome in outcomes)
             log.info("intake mails=%d %s", len(outcomes), " ".join(f"{k}={n}" for k, n in sorted(counts.items())))
             if self.sender is not None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from scheduler.config import Config
 from scheduler.model import Series, Session
-from scheduler.planning.sessions import Planner
+from scheduler.planning.sessions import Planner, extra_session
 from scheduler.ports import Clock
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.repository import Repository
@@ -55,6 +55,21 @@ class App:
         self._booker = None
         self._sessions_from_day = lru_cache(maxsize=64)(self._timed_sessions_of_day)
         self._plan_from = lru_cache(maxsize=4)(lambda first: self.planner.sessions(first, first + HORIZON + YEAR))
+        self.reload_sessions()
+
+    def reload_sessions(self) -> bool:
+        """Take in the extra sessions stored (another process may have added
+        one) and rebuild the session caches; True if they changed."""
+        with self.transaction() as repo:
+            extras = tuple(extra_session(self.series[row.series_id], row.start.astimezone(self.tz),
+                                         row.created_at, self.planner.closed)
+                           for row in repo.extra_sessions() if row.series_id in self.series)
+        if extras == self.planner.extras:
+            return False
+        self.planner = self.planner.with_extras(extras)
+        self._sessions_from_day.cache_clear()
+        self._plan_from.cache_clear()
+        return True
 
     def now(self) -> datetime:
         return self.clock.now().astimezone(self.tz)

@@ -27,7 +27,7 @@ from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store import audit
 from scheduler.store.cases import CaseRecords
 from scheduler.store.crypto import FieldCipher
-from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
+from scheduler.store.tables import Booking, ExtraSession, Item, Mail, Meta, OutboxEntry
 
 PENDING = "pending"
 _UNPLACED = frozenset({"rejected", "quarantined"})  # outcomes that keep the mail, but make no item
@@ -252,6 +252,11 @@ class Repository(CaseRecords):
     def mark_replaced(self, item_id: int, now: datetime, session_key: str) -> None:
         """A newer item of the citizen gives way to a postponed one (``udsat``)."""
         self._set_status(item_id, "replaced", now, session_key)
+
+    def restore_item(self, item_id: int, now: datetime) -> None:
+        """A held session's item that gave way for ``udsat`` only, back as it was."""
+        self.db.execute(update(Item).where(Item.id == item_id).values(status=PENDING, updated_at=now))
+        self._audit_item(item_id, "item-restored")
 
     def _set_status(self, item_id: int, status: str, now: datetime, session_key: str) -> None:
         """An item leaves its session (replaced): the cache follows."""
@@ -565,6 +570,9 @@ class Repository(CaseRecords):
     def get_meta(self, key: str) -> str | None:
         row = self.db.get(Meta, key)
         return row.value if row else None
+
+    def extra_sessions(self) -> list[ExtraSession]:
+        return list(self.db.scalars(select(ExtraSession).order_by(ExtraSession.start)))
 
     def count_outbox(self, status: str) -> int:
         self.flush_writes()
