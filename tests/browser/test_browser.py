@@ -33,7 +33,7 @@ PAGES = {
 }
 STATISTICS = {"statistik": (quarter.FIRST, quarter.LAST), "statistics-en": (quarter.FIRST, quarter.LAST),
               "statistik-empty": (quarter.FIRST.replace(year=2026), quarter.LAST.replace(year=2026))}
-CPR_PLAIN = re.compile(r"(?<!\d)\d{6}[-\s]?\d{4}(?!\d)")  # 10 digits not in a longer run: an independent check
+CPR_PLAIN = re.compile(r"\d{6}[-\s]?\d{4}")  # any run of 10 digits too: an independent check
 MASKED = re.compile(r"\d{6}-?x{4}", re.IGNORECASE)  # the masked form receipts carry is personal data too
 CELLS = """return [...document.querySelectorAll('#statistics td[data-measure][data-group]')]
     .map(c => [c.dataset.measure, c.dataset.group, c.innerText.trim()]);"""
