@@ -8,13 +8,13 @@ Small counts are suppressed so that no citizen can be singled out.
 
 from __future__ import annotations
 
+import calendar
 import csv
-import io
 import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 AGE_GROUPS = ("15-17", "18-29", "30+")
 CHILD_GROUP = "0-14"  # only where a series allows under-15s; shown only when non-zero
@@ -54,9 +54,11 @@ _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _YEAR = re.compile(r"(\d{4})")
 
 
+YEARS = range(1900, 3000)  # a session's year, with room around it for date arithmetic
+
+
 def _month_end(year: int, month: int) -> date:
-    following = date(year + month // 12, month % 12 + 1, 1)
-    return following - timedelta(days=1)
+    return date(year, month, calendar.monthrange(year, month)[1])
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,15 @@ class Period:
     @classmethod
     def parse(cls, text: str) -> Period:
         text = text.strip()
+        if (m := _YEAR.match(text)) and int(m[1]) not in YEARS:
+            raise ValueError(f"The period {text!r} is outside the years {YEARS[0]} to {YEARS[-1]}.")
         if m := _QUARTER.fullmatch(text):
             year, quarter = int(m[1]), int(m[2])
             return cls(text, date(year, 3 * quarter - 2, 1), _month_end(year, 3 * quarter))
         if m := _MONTH.fullmatch(text):
             year, month = int(m[1]), int(m[2])
             return cls(text, date(year, month, 1), _month_end(year, month))
-        if (m := _YEAR.fullmatch(text)) and int(m[1]) >= 1:
+        if m := _YEAR.fullmatch(text):
             return cls(text, date(int(m[1]), 1, 1), date(int(m[1]), 12, 31))
         raise ValueError(f"The period {text!r} is not a quarter (2027-Q1), a month (2027-03) or a year (2027).")
 
@@ -131,9 +135,15 @@ class StatisticsTable:
         return [header, *body]
 
     def csv(self, language: str, labels: Callable[[str], Mapping[str, str]] | None = None) -> str:
-        out = io.StringIO()
+        out = _Text()
         csv.writer(out, lineterminator="\r\n").writerows(self.cells(language, labels))
-        return out.getvalue()
+        return "".join(out)
+
+
+class _Text(list):
+    """What ``csv.writer`` writes to, without an I/O module in the core."""
+
+    write = list.append
 
 
 _LABELS = {

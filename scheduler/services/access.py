@@ -154,12 +154,12 @@ def erase(app, text: str) -> Erasure:
     done = Erasure()
     with app.transaction() as repo:
         _secure_delete(repo)
+        statistics.fold(repo, app.tz, subject=subject)  # first, as things stand: counts are not personal data
         items = _items(repo, subject)
         copies = _copies(repo, subject, cpr, items)
         done.calendar = _cancel_calendar(app, repo, items)
         mails = _source_mails(repo, subject, items)
         done.message_ids = _message_ids(repo, subject)
-        statistics.fold(repo, app.tz, subject=subject)  # anonymous counts stay: not personal data
         done.items = repo.db.execute(delete(Item).where(Item.cpr_hash == subject)).rowcount
         for uid in repo.erase_cases(subject, app.now()):  # cases after the forum, their meetings and decisions
             app.calendar_sync.cancel_sent(repo, uid)
