@@ -34,7 +34,7 @@ from scheduler.clock import on_the_wall, wall_offset
 from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
 from scheduler.sender import Sender
-from scheduler.services import deadlines, lease
+from scheduler.services import deadlines, lease, metrics
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
 from scheduler.services.outage import Episode
@@ -137,6 +137,7 @@ class Daemon:
             self.stopping.wait(lease.RENEW_EVERY.total_seconds())
         if self.stopping.is_set():
             return 0
+        metrics.heartbeat(self.app, "daemon", force=True)  # its jobs are overdue from here on, not from before
         try:
             self.sender = Sender(self.app, self.dispatcher, self.stopping)
             self._start_scheduler()
@@ -315,6 +316,7 @@ class Daemon:
             self._intake_failed(exc)
             self.stopping.wait(min(self.poll, 30, lease.RENEW_EVERY.total_seconds()))
             return False
+        metrics.heartbeat(self.app, "intake")  # the source answered: a refusing one lets /healthz fail
         if outcomes:  # written to the database: it is there, with room
             self.disk.end("disk space is back: taking in mail again")
             self.database.end("database reachable again: sparring carries on")

@@ -246,3 +246,15 @@ def test_a_chart_has_no_digit_run_a_cpr_detector_would_flag(values):
     svg = bar("probe", "T", [str(n) for n in range(len(values))], values, "alt")
     assert svg.startswith('<svg role="img" aria-label="alt"') and not CPR_IN_TEXT.search(svg)
     assert "<script" not in svg and 'id="chart-probe"' in svg
+
+
+def test_a_full_session_is_marked_and_the_queue_counts_it(app):
+    for n in range(5):  # with the two already in it: seven young citizens for a session of six
+        ingest(app, item_mail(f"0{n + 1}0606{4230 + n}", f"q{n}"), f"2027-01-04T09:1{n}")
+    doc = html.fromstring(client(app).get("/").text)
+    first, second = doc.xpath('//table[@data-series="unge"]//tr[@data-session]')[:2]
+    assert first.xpath(".//td[@data-taken]")[0].get("data-taken") == "6"
+    assert "fuld" in first.xpath("td[last()]")[0].text_content()
+    assert second.xpath(".//td[@data-taken]")[0].get("data-taken") == "1"
+    queue = doc.xpath('//section[@data-series="unge"]//dd[@data-fact="queue"]')[0]
+    assert queue.get("data-value") == "1" and "fulde møder i træk fra det næste: 1" in queue.text_content()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import calendar
 import csv
-import io
 import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping
@@ -136,9 +135,15 @@ class StatisticsTable:
         return [header, *body]
 
     def csv(self, language: str, labels: Callable[[str], Mapping[str, str]] | None = None) -> str:
-        out = io.StringIO()
+        out = _Text()
         csv.writer(out, lineterminator="\r\n").writerows(self.cells(language, labels))
-        return out.getvalue()
+        return "".join(out)
+
+
+class _Text(list):
+    """What ``csv.writer`` writes to, without an I/O module in the core."""
+
+    write = list.append
 
 
 _LABELS = {

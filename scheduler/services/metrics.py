@@ -22,15 +22,17 @@ goes into a metric, a label or a health sentence.
 from __future__ import annotations
 
 import math
+import collections
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from scheduler.clock import on_the_wall, wall_offset
+from scheduler.errors import BackendUnavailable
 from scheduler.store.tables import Counter, Lease, Mail, Meta, OutboxEntry, SessionState
 
 OUTCOMES = ("accepted", "moved", "withdrawn", "rejected", "quarantined", "duplicate", "ignored")
@@ -74,18 +76,19 @@ def fold_mails(db, deleting) -> None:
 
 
 def sent(db, entry_ids: list[int], now: datetime) -> None:
-    """The outbox marks these entries done: count receipt latency (the mail's
-    arrival to now) and calendar writes, in the done mark's transaction."""
-    receipt = OutboxEntry.dedupe_key == literal("receipt:") + Mail.message_key
-    rows = db.execute(select(OutboxEntry.kind, Mail.received_at).outerjoin(Mail, receipt)
+    """The outbox marks these entries done: count calendar writes and receipt
+    latency (the mail's arrival to now), in the done mark's transaction."""
+    rows = db.execute(select(OutboxEntry.kind, OutboxEntry.dedupe_key)
                       .where(OutboxEntry.id.in_(entry_ids), OutboxEntry.status == "pending")).all()
-    bump(db, "calendar_writes", sum(1 for kind, _ in rows if kind == "calendar"))
-    for kind, arrived in rows:
-        if kind == "receipt" and arrived is not None:
-            seconds = max(0.0, (now - arrived).total_seconds())
-            bucket = next((b for b in BUCKETS if seconds <= b), math.inf)
-            bump(db, f"receipt_latency:le={bucket}")
-            bump(db, "receipt_latency:sum_ms", round(seconds * 1000))
+    bump(db, "calendar_writes", sum(kind == "calendar" for kind, _ in rows))
+    mails = [key.removeprefix("receipt:") for kind, key in rows if kind == "receipt" and key.startswith("receipt:")]
+    if not mails:
+        return
+    seconds = [max(0.0, (now - arrived).total_seconds())
+               for arrived in db.scalars(select(Mail.received_at).where(Mail.message_key.in_(mails)))]
+    for bucket, n in collections.Counter(next((b for b in BUCKETS if s <= b), math.inf) for s in seconds).items():
+        bump(db, f"receipt_latency:le={bucket}", n)
+    bump(db, "receipt_latency:sum_ms", round(sum(seconds) * 1000))
 
 
 # -- heartbeats and health ----------------------------------------------------
@@ -111,7 +114,7 @@ def heartbeat(app, job: str, *, force: bool = False) -> None:
     try:
         with app.transaction() as repo:
             repo.set_meta(f"heartbeat:{job}", moment.isoformat())
-    except SQLAlchemyError:
+    except (SQLAlchemyError, BackendUnavailable):
         return
     _written[key] = moment
 
@@ -200,7 +203,6 @@ class DatabaseCollector:
             late = db.scalar(select(func.count()).where(SessionState.agenda_sent_at.is_not(None),
                                                         SessionState.agenda_late.is_(True)))
             lease = db.get(Lease, "daemon")
-            last_intake = repo.get_meta("last_intake")
         yield _mails(live, counters)
         yield _latency(counters)
         yield _gauge("sparring_outbox_pending", "Outbox entries waiting to be sent.", outbox.get("pending", 0))
@@ -213,9 +215,6 @@ class DatabaseCollector:
         yield _counter("sparring_freebusy_requests", "Free/busy requests made to the calendar server.",
                        counters.get("freebusy_requests", 0))
         yield self._lease(lease)
-        if last_intake:
-            yield _gauge("sparring_last_intake_timestamp_seconds", "When mail was last taken in (Unix time).",
-                         datetime.fromisoformat(last_intake).timestamp())
 
     def _lease(self, lease: Lease | None) -> GaugeMetricFamily:
         held = GaugeMetricFamily("sparring_lease_held", "1 while a daemon holds the lease, by host.",

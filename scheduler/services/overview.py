@@ -48,7 +48,7 @@ class SeriesOverview:
     series: Series
     sessions: list[SessionFill]
     next_deadline: SessionFill | None
-    queue_depth: int | None
+    queue_depth: int
     cases: dict[Stage, int]  # open cases by stage (every stage of WAITING, 0 included)
     offered: int  # open cases whose hand-over waits on the next holder's acceptance
 
@@ -81,7 +81,7 @@ def overview(app) -> Overview:
         fills = [_fill(s, counts.get(s.key, (0, 0)), now) for s in sessions]
         result.append(SeriesOverview(
             app.series[sid], fills, next((f for f in fills if not f.closed and not f.cancelled), None),
-            _depth(app, sid, now), {stage: stages[(sid, stage)] for stage in WAITING},
+            backlog.queue_depth(app, sid, now), {stage: stages[(sid, stage)] for stage in WAITING},
             offered[sid]))
     return Overview(now, result, service_facts(app))
 
@@ -90,9 +90,3 @@ def _fill(session, counted: tuple[int, int], now: datetime) -> SessionFill:
     return SessionFill(session.key, session.start, session.deadline, session.capacity, counted[0],
                        int(counted[1]), not session.planned, session.deadline <= now, session.note)
 
-
-def _depth(app, series_id: str, now: datetime) -> int | None:
-    try:
-        return backlog.queue_depth(app, series_id, now)
-    except NotImplementedError:  # until the backlog branch fills it in
-        return None

@@ -37,7 +37,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "time_left": ("{days} d. {hours} t. {minutes} min. tilbage", "{days} d {hours} h {minutes} min left"),
     "no_deadline": ("Ingen kommende frist", "No coming deadline"),
     "queue": ("Kø", "Queue"),
-    "queue_text": ("{n} kommende møder i træk er fulde", "{n} coming sessions in a row are full"),
+    "queue_text": ("fulde møder i træk fra det næste: {n}", "full sessions in a row from the next: {n}"),
     "cases": ("Åbne sager", "Open cases"),
     "cases_caption": ("Åbne sager i {series} efter hvad de venter på",
                       "Open cases of {series} by what they wait on"),
