@@ -225,7 +225,7 @@ class Context:
         from scheduler.services.backlog import stored_extras
 
         planner = Planner(self.config.all_series(), self.config.closed_days(), self.config.tz)
-        return planner.with_extras(stored_extras(self.config, self.data_dir, planner))
+        return planner.with_extras(stored_extras(self.config, self.data_dir))
 
     def app(self):
         """The services' context; needs the key, so only commands that touch data ask."""

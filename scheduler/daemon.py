@@ -320,10 +320,6 @@ class Daemon:
         if outcomes:  # written to the database: it is there, with room
             self.disk.end("disk space is back: taking in mail again")
             self.database.end("database reachable again: sparring carries on")
-            try:
-                jobs.backlog()  # the queue may be full now, or a reply added an extra session
-            except Exception as exc:  # the hourly job tries again; intake goes on
-                log.error("backlog check failed error=%s", describe(exc))
             counts = Counter(outcome.outcome for outcome in outcomes)
             log.info("intake mails=%d %s", len(outcomes), " ".join(f"{k}={n}" for k, n in sorted(counts.items())))
             if self.sender is not None:
@@ -331,4 +327,17 @@ class Daemon:
             else:
                 while self.dispatcher.run_once().sent:
                     pass
+            self._backlog()
         return bool(outcomes)
+
+    def _backlog(self) -> None:
+        """The backlog check after a round: the queue may be full now, or a
+        reply added an extra session. A lost database is the intake's episode;
+        anything else is logged, and the hourly job tries again."""
+        try:
+            jobs.backlog_round()
+        except Exception as exc:
+            if connection_lost(exc) or disk_full(exc):
+                self._intake_failed(exc)
+            else:
+                log.error("backlog check failed error=%s", describe(exc))

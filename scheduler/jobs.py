@@ -161,8 +161,14 @@ def coordination() -> None:
 
 @_outlasts_outages
 def backlog() -> None:
-    """The backlog warning (hourly and after each intake round): an extra
-    session added since (here, or by another process) gets its agenda job."""
+    """The backlog warning, hourly (and in ``--once``)."""
+    backlog_round()
+
+
+def backlog_round() -> None:
+    """The backlog check; the intake loop runs it after each round (a lost
+    database is then the round's). An extra session added since (here, or by
+    another process) gets its agenda job."""
     rt = _runtime()
     rt.app.reload_sessions()
     warned = backlog_service.check(rt.app)

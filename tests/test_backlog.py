@@ -36,9 +36,10 @@ def cpr(n: int) -> str:
 
 
 @pytest.fixture
-def full(tmp_path, monkeypatch):
+def full(tmp_path, monkeypatch, request):
     """14 items on Monday morning: two sessions full, two items waiting. (app, dispatcher)"""
-    app, dispatcher = build(tmp_path, "2027-01-04T07:00", monkeypatch)
+    db_url = request.getfixturevalue("postgres_url") if getattr(request, "param", "") == "postgresql" else None
+    app, dispatcher = build(tmp_path, "2027-01-04T07:00", monkeypatch, db_url=db_url)
     for n in range(14):
         outcome = ingest(app, item_mail(cpr(n), f"item{n}", sender=BO if n % 2 else KAREN),
                          f"2027-01-04T07:{n + 1:02d}")
@@ -92,6 +93,7 @@ def test_the_episode_ends_when_the_queue_is_no_longer_full_and_a_new_one_warns_a
     assert len(warnings_sent(tmp_path)) == 2
 
 
+@pytest.mark.parametrize("full", ["sqlite", "postgresql"], indirect=True)
 def test_a_coordinators_ja_adds_the_extra_session_published_invited_and_filled_in_order(full, tmp_path):
     app, dispatcher = full
     (warning,) = backlog.check(app)

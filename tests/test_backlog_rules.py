@@ -28,7 +28,7 @@ def test_an_extra_session_is_listed_once_in_order_and_found_by_its_key(day, quar
     start = datetime.combine(day, time(quarter // 4, quarter % 4 * 15), tzinfo=TZ)
     created = start - timedelta(minutes=before)
     extra = extra_session(UNGE, start, created, PLANNER.closed)
-    planner = PLANNER.with_extras([extra])
+    planner = PLANNER.with_extras([("unge", start, created), ("gone", start, created)])
     around = (day - timedelta(days=20), day + timedelta(days=20))
     listed = planner.sessions(*around)
     assert [s for s in listed if s.extra] == [extra] and extra.note == "ekstra" and extra.planned

@@ -86,7 +86,12 @@ class Planner:
     tz: tzinfo
     extras: tuple[Session, ...] = ()
 
-    def with_extras(self, extras) -> Planner:
+    def with_extras(self, stored) -> Planner:
+        """This planner with the extra sessions stored as (series id, start,
+        added at); those of a series no longer configured are left out."""
+        series = {s.id: s for s in self.series}
+        extras = (extra_session(series[sid], start.astimezone(self.tz), added, self.closed)
+                  for sid, start, added in stored if sid in series)
         return replace(self, extras=tuple(sorted(extras, key=lambda s: (s.start, s.series_id))))
 
     def get_series(self, series_id: str) -> Series:

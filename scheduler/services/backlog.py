@@ -30,13 +30,12 @@ from scheduler.mail.compose import text_mail
 from scheduler.mail.extra import reference
 from scheduler.model import BookingRequest, Series, Session
 from scheduler.planning.allocation import Booked, Bump, age_on, slot_order
-from scheduler.planning.sessions import extra_session
 from scheduler.ports import PermanentError, TransientError
 from scheduler.render import render_mail
 from scheduler.services.meetings import working_days_ahead
 from scheduler.store.db import database_url, make_engine
 from scheduler.store.repository import PENDING, Repository
-from scheduler.store.tables import BacklogEpisode, ExtraSession, Item
+from scheduler.store.tables import BacklogEpisode, ExtraSession, Item, extra_session_rows
 
 log = logging.getLogger("sparring.backlog")
 _LOCK = threading.Lock()  # the intake thread and the timed jobs may both check
@@ -44,7 +43,7 @@ _PROPOSAL_DAYS = 7  # "within the next week"
 
 
 @dataclass(frozen=True)
-class Warning:
+class BacklogWarning:
     """One backlog warning issued: the series, how deep the queue is, the proposal."""
 
     series_id: str
@@ -88,7 +87,7 @@ def queue_depth(app, series_id: str, now: datetime) -> int:
         return queue_of(app, repo, series_id, now).depth
 
 
-def check(app) -> list[Warning]:
+def check(app) -> list[BacklogWarning]:
     """Warn the coordinators of each series whose queue is full, once per
     episode; close the episodes of queues no longer full."""
     warnings = []
@@ -100,7 +99,7 @@ def check(app) -> list[Warning]:
     return warnings
 
 
-def _check_series(app, series: Series) -> Warning | None:
+def _check_series(app, series: Series) -> BacklogWarning | None:
     now, needed = app.now(), app.config.backlog.sessions
     with app.transaction() as repo:
         queue = queue_of(app, repo, series.id, now)
@@ -120,7 +119,7 @@ def _check_series(app, series: Series) -> Warning | None:
                         proposed=proposed, depth=queue.depth, waiting=queue.waiting,
                         full=[s.start for s in queue.sessions[:queue.depth]])
     log.info("backlog warning series=%s depth=%d waiting=%d", series.id, queue.depth, queue.waiting)
-    return Warning(series.id, queue.depth, queue.waiting, proposed, subject)
+    return BacklogWarning(series.id, queue.depth, queue.waiting, proposed, subject)
 
 
 def open_episode(repo: Repository, series_id: str) -> BacklogEpisode | None:
@@ -164,24 +163,21 @@ def _series_days(app, series: Series, first, last) -> set:
     return {s.start.date() for s in around} | {s.rule_date for s in around}
 
 
-def stored_extras(config, data_dir, planner) -> tuple[Session, ...]:
-    """The extra sessions in the database, read without the data key (they
-    hold no personal data) for ``plan``; none when there is no database yet."""
+def stored_extras(config, data_dir) -> list[tuple]:
+    """The extra sessions in the database as (series id, start, added at),
+    read without the data key (they hold no personal data) for ``plan``;
+    none when there is no database yet."""
     if not config.storage.url.strip() and not (Path(data_dir) / "sparring.db").exists():
-        return ()
+        return []
     engine = make_engine(database_url(config.storage.url, data_dir))
     try:
         with engine.connect() as connection:
-            rows = connection.execute(select(ExtraSession.series_id, ExtraSession.start,
-                                             ExtraSession.created_at)).all()
+            return extra_session_rows(connection)
     except SQLAlchemyError:  # not migrated yet (no table), or the database away: the rule's sessions alone
         log.warning("plan: the extra sessions could not be read from the database; shown without them")
-        return ()
+        return []
     finally:
         engine.dispose()
-    series = {s.id: s for s in planner.series}
-    return tuple(extra_session(series[r.series_id], r.start.astimezone(planner.tz), r.created_at, planner.closed)
-                 for r in rows if r.series_id in series)
 
 
 # -- the coordinators' answer -----------------------------------------------------------

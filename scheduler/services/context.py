@@ -20,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from scheduler.config import Config
 from scheduler.model import Series, Session
-from scheduler.planning.sessions import Planner, extra_session
+from scheduler.planning.sessions import Planner
 from scheduler.ports import Clock
 from scheduler.store.crypto import FieldCipher
 from scheduler.store.repository import Repository
@@ -61,12 +61,10 @@ class App:
         """Take in the extra sessions stored (another process may have added
         one) and rebuild the session caches; True if they changed."""
         with self.transaction() as repo:
-            extras = tuple(extra_session(self.series[row.series_id], row.start.astimezone(self.tz),
-                                         row.created_at, self.planner.closed)
-                           for row in repo.extra_sessions() if row.series_id in self.series)
-        if extras == self.planner.extras:
+            planner = self.planner.with_extras(repo.extra_sessions())
+        if planner.extras == self.planner.extras:
             return False
-        self.planner = self.planner.with_extras(extras)
+        self.planner = planner
         self._sessions_from_day.cache_clear()
         self._plan_from.cache_clear()
         return True

@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -406,3 +407,9 @@ class BacklogEpisode(Base):
     proposed_start: Mapped[datetime | None]
     answer: Mapped[str | None] = mapped_column(String(8))
     extra_key: Mapped[str | None] = mapped_column(String(64))  # the extra session added
+
+
+def extra_session_rows(connection) -> list[tuple]:
+    """(series id, start, added at) of every extra session; on an ORM session or a bare connection."""
+    query = select(ExtraSession.series_id, ExtraSession.start, ExtraSession.created_at).order_by(ExtraSession.start)
+    return [tuple(row) for row in connection.execute(query)]
