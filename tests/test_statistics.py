@@ -8,6 +8,7 @@ its own, from the database rows and the CPR numbers it sent, and compares.
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from email.utils import format_datetime
@@ -263,9 +264,24 @@ def test_a_bad_period_is_one_sentence_and_exit_2(simulated, capsys, period):
 def test_a_corrected_decision_counts_as_corrected_after_its_first_row_outlives_the_second(tmp_path, monkeypatch):
     """``opstart`` corrected to ``intet grundlag``: the closed case keeps the
     first row longer than the second; the slot still counts as corrected."""
+    _corrected_then_purged(tmp_path, monkeypatch)
+
+
+@pytest.mark.servers
+def test_the_fold_and_the_table_on_postgresql(tmp_path, monkeypatch, postgres_server):
+    name = f"stats{os.getpid()}"
+    postgres_server.sql(f"CREATE DATABASE {name}")
+    try:
+        app = _corrected_then_purged(tmp_path, monkeypatch, postgres_server.url(name))
+        app.engine.dispose()
+    finally:
+        postgres_server.sql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _corrected_then_purged(tmp_path, monkeypatch, db_url=None):
     config = load_config(CONFIG)
     config = config.model_copy(update={"followup": config.followup.model_copy(update={"retention_days": 365})})
-    app, dispatcher = build(tmp_path, "2027-01-08T08:00", monkeypatch, config=config)
+    app, dispatcher = build(tmp_path, "2027-01-08T08:00", monkeypatch, config=config, db_url=db_url)
     ingest(app, item(cpr(0, 2004), "one"), "2027-01-08T09:00")
     app.clock.set(at("2027-01-11T12:00"))
     assert deadlines.send_agenda(app, "unge/2027-01-14")
@@ -284,3 +300,4 @@ def test_a_corrected_decision_counts_as_corrected_after_its_first_row_outlives_t
     with app.transaction() as repo:
         assert [d.decision for d in repo.db.scalars(select(Decision))] == ["start"], "the case keeps its row"
     assert decided() == {"start": 0, "no-basis": 1}
+    return app
