@@ -20,9 +20,9 @@ from scheduler import jobs
 from scheduler.clock import RunningClock
 from scheduler.planning.cpr import has_cpr
 from scheduler.sender import Sender
-from scheduler.services import deadlines, lease, metrics, retention
+from scheduler.services import access, deadlines, lease, metrics, retention
 from scheduler.services.booking import Booker, BookingRequest
-from scheduler.store.tables import Lease, Mail, Meta, OutboxEntry, SessionState
+from scheduler.store.tables import Lease, Mail, Meta, OutboxEntry
 from tests.appkit import at, build, ingest, item_mail
 
 JOBS = ("intake", *metrics.ALLOWED)
@@ -44,10 +44,10 @@ def _rows(app, query):
         return repo.db.execute(query).all()
 
 
-def traffic(tmp_path, monkeypatch):
+def traffic(tmp_path, monkeypatch, db_url: str | None = None):
     """Two items and a rejection taken in, their receipts sent 40 to 100 s
     after arrival, a late agenda queued (not sent), one of its mails failed."""
-    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    app, dispatcher = build(tmp_path, "2027-01-04T08:00", monkeypatch, db_url=db_url)
     outcomes = [ingest(app, item_mail("150303-4321", "a"), "2027-01-04T08:00:00").outcome,
                 ingest(app, item_mail("110698-2345", "b", sender="bo@kommune.example"), "2027-01-04T08:01:00").outcome,
                 ingest(app, b"From: eva@kommune.example\r\nSubject: Sparring\r\nMessage-ID: <c@kommune.example>"
@@ -112,6 +112,24 @@ def test_the_counters_survive_the_purge(tmp_path, monkeypatch):
     # A second purge with nothing to delete folds nothing in twice.
     retention.purge(app)
     assert scrape(app) == after
+
+
+def test_an_erasure_leaves_the_mails_counted(tmp_path, monkeypatch):
+    app, _, _ = traffic(tmp_path, monkeypatch)
+    before = sample(scrape(app), "sparring_mails_total", outcome="accepted")
+    assert access.erase(app, "150303-4321").mails == 1
+    assert sample(scrape(app), "sparring_mails_total", outcome="accepted") == before == 2
+
+
+def test_the_counters_on_postgresql(postgres_server, tmp_path, monkeypatch):
+    postgres_server.sql("CREATE DATABASE metrics")
+    app, _, _ = traffic(tmp_path, monkeypatch, db_url=postgres_server.url("metrics"))
+    app.clock.set(at("2027-06-01T03:00"))
+    assert retention.purge(app).mails == 3
+    got = scrape(app)
+    assert sample(got, "sparring_mails_total", outcome="accepted") == 2
+    assert sample(got, "sparring_receipt_latency_seconds_count") == 3
+    assert sample(got, "sparring_agendas_late_total") == 1
 
 
 def test_a_fresh_database_answers_with_zeros_and_the_daemon_has_never_run(tmp_path, monkeypatch):

@@ -6,8 +6,8 @@ answers with no daemon in its process. What the tables do not keep lives in
 work they count:
 
 - mails taken in: the live ``mails`` rows by outcome, plus ``mails:<outcome>``,
-  the rows the purge deleted, folded in by ``fold_mails`` just before it deletes
-  them, so the counter never falls back;
+  the rows the purge or an erasure deleted, folded in by ``fold_mails`` just
+  before they delete them, so the counter never falls back;
 - receipt latency (arrival to sent): buckets counted when the outbox marks a
   receipt done (``sent``), in the done mark's own transaction;
 - calendar writes (counted with the same done mark) and free/busy requests (``count``).
@@ -21,15 +21,15 @@ goes into a metric, a label or a health sentence.
 
 from __future__ import annotations
 
-import math
 import collections
+import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.clock import on_the_wall, wall_offset
 from scheduler.errors import BackendUnavailable
@@ -44,51 +44,48 @@ BEAT_EVERY = timedelta(minutes=1)  # the most often a heartbeat is written
 # -- persistent counters ------------------------------------------------------
 
 
-def bump(db, name: str, n: int = 1) -> None:
-    """Add ``n`` to a counter inside the caller's transaction (``db``: an ORM
-    session or a bare connection)."""
-    if not n:
-        return
-    changed = db.execute(update(Counter).where(Counter.name == name).values(value=Counter.value + n)
-                         .execution_options(synchronize_session=False)).rowcount
-    if changed:
-        return
-    try:
-        with db.begin_nested():
-            db.execute(insert(Counter).values(name=name, value=n))
-    except IntegrityError:  # another process created it meanwhile
-        db.execute(update(Counter).where(Counter.name == name).values(value=Counter.value + n)
-                   .execution_options(synchronize_session=False))
+# One statement, the same on SQLite (3.24+) and PostgreSQL: no race between processes creating a counter.
+_BUMP = text("INSERT INTO counters (name, value) VALUES (:name, :n) "
+             "ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value")
+
+
+def bump(db, counts: dict[str, int]) -> None:
+    """Add to counters inside the caller's transaction (``db``: an ORM session or a bare connection)."""
+    rows = [{"name": name, "n": n} for name, n in counts.items() if n]
+    if rows:
+        db.execute(_BUMP, rows)
 
 
 def count(app, name: str, n: int = 1) -> None:
     """Count ``n`` of something the tables do not keep (free/busy requests), in its own transaction."""
     with app.transaction() as repo:
-        bump(repo.db, name, n)
+        bump(repo.db, {name: n})
 
 
 def fold_mails(db, deleting) -> None:
-    """Before the purge deletes the mail rows matching ``deleting`` (a WHERE
-    clause): their count by outcome goes into the counters."""
+    """Before the purge or an erasure deletes the mail rows matching
+    ``deleting`` (a WHERE clause): their count by outcome goes into the counters."""
     rows = db.execute(select(Mail.outcome, func.count()).where(deleting).group_by(Mail.outcome)).all()
-    for outcome, n in rows:
-        bump(db, f"mails:{outcome}", n)
+    bump(db, {f"mails:{outcome}": n for outcome, n in rows})
+
+
+RECEIPT = "receipt:"  # a mail's receipt in the outbox: "receipt:<its message_key>" (services/notices.py)
+# Built once: the outbox's done mark runs it for every entry sent.
+_SENT = (select(OutboxEntry.kind, Mail.received_at)
+         .outerjoin(Mail, (OutboxEntry.kind == "receipt") & OutboxEntry.dedupe_key.startswith(RECEIPT)
+                    & (Mail.message_key == func.substr(OutboxEntry.dedupe_key, len(RECEIPT) + 1)))
+         .where(OutboxEntry.id.in_(bindparam("ids", expanding=True)), OutboxEntry.status == "pending"))
 
 
 def sent(db, entry_ids: list[int], now: datetime) -> None:
     """The outbox marks these entries done: count calendar writes and receipt
     latency (the mail's arrival to now), in the done mark's transaction."""
-    rows = db.execute(select(OutboxEntry.kind, OutboxEntry.dedupe_key)
-                      .where(OutboxEntry.id.in_(entry_ids), OutboxEntry.status == "pending")).all()
-    bump(db, "calendar_writes", sum(kind == "calendar" for kind, _ in rows))
-    mails = [key.removeprefix("receipt:") for kind, key in rows if kind == "receipt" and key.startswith("receipt:")]
-    if not mails:
-        return
-    seconds = [max(0.0, (now - arrived).total_seconds())
-               for arrived in db.scalars(select(Mail.received_at).where(Mail.message_key.in_(mails)))]
-    for bucket, n in collections.Counter(next((b for b in BUCKETS if s <= b), math.inf) for s in seconds).items():
-        bump(db, f"receipt_latency:le={bucket}", n)
-    bump(db, "receipt_latency:sum_ms", round(sum(seconds) * 1000))
+    rows = db.execute(_SENT, {"ids": entry_ids}).all()
+    seconds = [max(0.0, (now - arrived).total_seconds()) for _, arrived in rows if arrived is not None]
+    buckets = collections.Counter(f"receipt_latency:le={next((b for b in BUCKETS if s <= b), math.inf)}"
+                                  for s in seconds)
+    bump(db, {"calendar_writes": sum(kind == "calendar" for kind, _ in rows), **buckets,
+              "receipt_latency:sum_ms": round(sum(seconds) * 1000)})
 
 
 # -- heartbeats and health ----------------------------------------------------
