@@ -4,12 +4,15 @@ Written apart from ``scheduler.services.statistics`` on purpose (the page
 uses that; a test that called it could not fail): the rows are read with
 SQLAlchemy through the project's store and demo key, and counted by the
 definitions in the README ("What the numbers mean"). Returns the cells as
-shown: ``{(measure, group): text}`` with counts 1..4 as "<5" and medians over
-fewer than five values blank.
+shown: ``{(measure, group): text}`` with counts 1..4 as "<5", the smallest
+other counts of a row as ".." while a reader could still work out a "<5"
+from the total (found here by trying every reading), and medians over fewer
+than five values blank.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
 from datetime import date, datetime
@@ -49,14 +52,44 @@ class Tally:
 
     def shown(self, groups: tuple[str, ...]) -> dict[tuple[str, str], str]:
         cells = {}
+        for measure in COUNTED:
+            row = {group: self.counts[(measure, group)] for group in groups}
+            texts, total = suppressed(row, self.counts[(measure, "total")])
+            cells.update({(measure, group): text for group, text in texts.items()})
+            cells[(measure, "total")] = total
         for group in (*groups, "total"):
-            for measure in COUNTED:
-                n = self.counts[(measure, group)]
-                cells[(measure, group)] = "0" if n == 0 else "<5" if n < 5 else str(n)
             for measure in WAITS:
                 values = self.waits[(measure, group)]
                 cells[(measure, group)] = f"{statistics.median(values):.1f}" if len(values) >= 5 else ""
         return cells
+
+
+def suppressed(row: dict[str, int], total: int) -> tuple[dict[str, str], str]:
+    """A row's cells and total as shown: 1..4 as "<5"; then the smallest other
+    counts hidden as "..", and at last the total, until no "<5" is pinned."""
+    texts = {g: "0" if n == 0 else "<5" if n < 5 else str(n) for g, n in row.items()}
+    larger = sorted((n, g) for g, n in row.items() if n >= 5)
+    while pinned(texts, total):
+        if not larger:
+            return texts, ".."
+        texts[larger.pop(0)[1]] = ".."
+    return texts, "0" if total == 0 else "<5" if total < 5 else str(total)
+
+
+def pinned(texts: dict[str, str], total: int) -> bool:
+    """Whether a reader who sees ``texts`` and the total can tell one "<5" exactly:
+    every reading (a "<5" is 1..4, a ".." 5 or more) that adds up to the total tried."""
+    if total < 5:
+        return False  # the total is itself "<5": nothing to add up to
+    unknown = [g for g, t in texts.items() if t in ("<5", "..")]
+    left = total - sum(int(t) for t in texts.values() if t not in ("<5", ".."))
+    ranges = [range(1, 5) if texts[g] == "<5" else range(5, left + 1) for g in unknown]
+    seen = defaultdict(set)
+    for reading in itertools.product(*ranges):
+        if sum(reading) == left:
+            for g, n in zip(unknown, reading):
+                seen[g].add(n)
+    return any(len(seen[g]) == 1 for g in unknown if texts[g] == "<5")
 
 
 def open_app(data_dir: Path):
