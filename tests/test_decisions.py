@@ -308,3 +308,25 @@ def test_simulate_books_a_lost_coordination_meeting_like_the_hourly_job(forum):
     inbox = FolderSource(app.data_dir / "inbox", cipher=app.cipher, durable=False)
     simulate(app, dispatcher, date(2027, 1, 15), date(2027, 1, 15), inbox)
     _assert_coordination_booked(app, case.id)
+
+
+def test_udsat_gives_way_to_the_citizens_newer_item_already_on_the_next_agenda(forum, tmp_path):
+    app, dispatcher, subject = forum
+    # The citizen of slot 2 has a newer item in the next session already: its text is the caseworker's latest.
+    assert ingest(app, item_mail(CPRS[1], "newer", sender=BO), "2027-01-12T09:00").outcome == "moved"  # late for the 14th
+    with app.transaction() as repo:
+        postponed = repo.items_of_session(SESSION)[1]
+        newer = repo.items_of_session(NEXT)[0]
+    decide_by_mail(app, dispatcher, subject, "2: udsat", "gives-way")
+    with app.transaction() as repo:
+        assert [i.id for i in repo.items_of_session(NEXT)] == [newer.id], "the newer item stays, its text kept"
+        assert repo.item(newer.id).status == "pending"
+        assert repo.item(postponed.id).status == "replaced"
+    told = next(m for m in messages(tmp_path) if str(m["Subject"]).startswith("Beslutning: udsat"))
+    assert "nyere punkt" in body(told) and "21. januar 2027" in body(told)
+    # slot numbers of the held session stay as the agenda printed them; a correction takes the udsat back
+    decide_by_mail(app, dispatcher, subject, "2: intet grundlag", "corrected", now="2027-01-14T12:00")
+    with app.transaction() as repo:
+        assert repo.item(postponed.id).status == "pending" and repo.item(postponed.id).session_key == SESSION
+        assert repo.latest_decision(SESSION, 2).item_id == postponed.id
+        assert repo.item(newer.id).status == "pending"

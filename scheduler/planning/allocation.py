@@ -130,6 +130,9 @@ class Placement:
     first_reachable: Session
     replaces: int | None = None
     bumped: Bump | None = None
+    # ``udsat`` only: the citizen's newer item already on that agenda, which
+    # this item gives way to (its text is the caseworker's latest word).
+    replaced_by: int | None = None
 
     @property
     def moved(self) -> bool:
@@ -268,8 +271,9 @@ def postpone(item: Booked, held: Session, sessions: Sequence[Session], series: M
     series, keeping its arrival time, so it comes before every item that
     arrived after it (acute items stay first). Should that session then be
     full, the latest-arrived ordinary item there moves on, as for an acute
-    item. A citizen already on that agenda keeps one item: this one.
-    ``sessions`` starts after ``held``."""
+    item. A citizen already on that agenda keeps one item: the newer one,
+    as a newer mail replaces an older one at intake; this item gives way
+    (``replaced_by``). ``sessions`` starts after ``held``."""
     occupancy = Occupancy.of(booked)
     for session in sessions:
         if session.series_id != held.series_id or not session.planned or session.start <= held.start:
@@ -277,7 +281,7 @@ def postpone(item: Booked, held: Session, sessions: Sequence[Session], series: M
         here = [b for b in occupancy.get(session.key, ()) if b.item_id != item.item_id]
         same = _same_citizen(here, item.cpr_hash)
         if same is not None:
-            return Placement(session, session, replaces=same.item_id)
+            return Placement(session, session, replaced_by=same.item_id)
         if len(here) < session.capacity:
             return Placement(session, session)
         newer = [b for b in here if not b.acute and slot_order([b, item])[0] is item]

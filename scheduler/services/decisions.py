@@ -117,8 +117,9 @@ class Decisions:
         case_id, next_session = self._apply(session, line, item, receiver, by, placement)
         if case_id:
             self.repo.set_decision_case(decision_id, case_id)
+        gave_way = placement is not None and placement.replaced_by is not None
         told = self._tell(decision_id, session, line, item, receiver, case_id, next_session,
-                          previous.decision if previous else None)
+                          previous.decision if previous else None, gave_way)
         return self._decided(session, line, case_id, told, previous.decision if previous else None)
 
     def _decided(self, session, line, case_id, told, changed_from) -> Decided:
@@ -162,8 +163,9 @@ class Decisions:
     def _postpone(self, item: ItemView, placement: Placement) -> Session:
         """The item to the next session of the series; who it displaces moves on."""
         now, to = self.app.now(), placement.session
-        if placement.replaces is not None:
-            self.repo.mark_replaced(placement.replaces, now, to.key)
+        if placement.replaced_by is not None:  # the citizen is on that agenda already, with newer text
+            self.repo.mark_replaced(item.id, now, item.session_key)
+            return to
         if placement.bumped is not None:
             self.repo.move_item(placement.bumped, now)
             self._tell_bumped(placement.bumped)
@@ -179,6 +181,8 @@ class Decisions:
             self.app.calendar_sync.cancel_sent(self.repo, self.app.calendar_sync.slot_uid(item.id, row.event_uid))
             self.repo.move_item(Bump(item.id, item.session_key, session), self.app.now())
             self._changed({item.session_key}, [])
+        elif previous.decision == "postponed" and item.status == "replaced" and item.session_key == session.key:
+            self.repo.restore_item(item.id, self.app.now())  # it had given way to a newer item only for udsat
         if previous.decision == "start" and previous.case_id:
             self._close_case(previous.case_id, by)
 
@@ -203,14 +207,14 @@ class Decisions:
     # -- telling ---------------------------------------------------------
 
     def _tell(self, decision_id: int, session, line, item, receiver, case_id, next_session,
-              changed_from) -> list[str]:
+              changed_from, gave_way: bool = False) -> list[str]:
         to = _unique([item.sender, receiver] if receiver else [item.sender])
         series = self.app.series[session.series_id]
         self._mail("decision_told.txt.j2", to, f"decision:{decision_id}", [item.id], decision=line.decision,
                    changed_from=changed_from, cpr=item.cpr.masked, series_name=series.name,
                    session_start=session.start, slot=line.slot, note=line.note, referred_to=line.referred_to,
                    receiver=receiver, referrer=item.sender, case_id=case_id, next_start=next_session.start
-                   if next_session else None,
+                   if next_session else None, gave_way=gave_way,
                    within_days=self.app.config.followup.coordination_within_days)
         return to
 

@@ -253,6 +253,11 @@ class Repository(CaseRecords):
         """A newer item of the citizen gives way to a postponed one (``udsat``)."""
         self._set_status(item_id, "replaced", now, session_key)
 
+    def restore_item(self, item_id: int, now: datetime) -> None:
+        """A held session's item that gave way for ``udsat`` only, back as it was."""
+        self.db.execute(update(Item).where(Item.id == item_id).values(status=PENDING, updated_at=now))
+        self._audit_item(item_id, "item-restored")
+
     def _set_status(self, item_id: int, status: str, now: datetime, session_key: str) -> None:
         """An item leaves its session (replaced): the cache follows."""
         self._leave(item_id, session_key)
