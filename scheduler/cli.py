@@ -35,6 +35,7 @@ from scheduler.commands import (
     cmd_status,
 )
 from scheduler.casecommands import add_case_parser
+from scheduler.statcommands import add_statistics_parser
 from scheduler.config import Config, load_config
 from scheduler.errors import UserError
 from scheduler.faults import describe
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _decisions(commands)
     _data_protection(commands)
     add_case_parser(commands, _date)
+    add_statistics_parser(commands)
 
     mail = commands.add_parser("mail", help="read a settled mail kept encrypted in the data directory")
     mail_commands = mail.add_subparsers(dest="mail_command", required=True, metavar="ACTION")

@@ -25,6 +25,7 @@ from scheduler.errors import UserError
 from scheduler.mail.parse import parse_mail
 from scheduler.planning.cpr import Cpr, CprError, parse_cpr
 from scheduler.planning.slots import Candidate
+from scheduler.services import statistics
 from scheduler.services.dispatch import message_id_of
 from scheduler.store import audit
 from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, open_mail
@@ -153,6 +154,7 @@ def erase(app, text: str) -> Erasure:
     done = Erasure()
     with app.transaction() as repo:
         _secure_delete(repo)
+        statistics.fold(repo, app.tz, subject=subject)  # first, as things stand: counts are not personal data
         items = _items(repo, subject)
         copies = _copies(repo, subject, cpr, items)
         done.calendar = _cancel_calendar(app, repo, items)

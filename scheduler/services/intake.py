@@ -344,15 +344,16 @@ class Intake:
         if isinstance(result, Refusal):
             return self._reject(notices, parsed, _REFUSALS[result.code], {})
         why = result.why_moved(mail.received_at)
-        repo.set_outcome("moved" if why else "accepted", None)
+        code = f"moved_{why}" if why else None  # kept on the mail: the statistics count it
+        repo.set_outcome("moved" if why else "accepted", code)
         item_id = repo.place_item(result, request, content, parsed, mail.received_at, self.app)
         notices.placed(item_id, result, content)
         if content.acute:
             repo.after_commit.append(partial(meetings.acute, self.app, item_id))
         return Outcome(parsed.message_id, "moved" if why else "accepted", Disposition.PROCESSED,
                        series=result.session.series_id, session_start=result.session.start,
-                       acute=content.acute, reason=self._reason(f"moved_{why}") if why else None,
-                       extra={"item_id": item_id})
+                       acute=content.acute, reason=self._reason(code) if code else None,
+                       extra={"item_id": item_id, "code": code})
 
     def _request(self, repo, notices, parsed) -> Outcome:
         """A meeting request: booked after commit, answered with the result."""

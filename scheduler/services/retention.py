@@ -3,7 +3,8 @@
 Items, mail records and finished outbox entries carry a ``purge_after``
 time (their session plus ``storage.retention_days``); the purge deletes
 them, and the files the embedded default keeps: processed mails and sent
-messages older than the retention. Nothing personal outlives it.
+messages older than the retention. Nothing personal outlives it; the
+statistics do, as anonymous counts folded in first (``services/statistics``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import DBAPIError
 
-from scheduler.services import casework
+from scheduler.services import casework, statistics
 from scheduler.store import audit
 from scheduler.store.tables import Case, Item, Mail, OutboxEntry
 
@@ -41,6 +42,7 @@ def purge(app, source=None) -> PurgeReport:
     now = app.now()
     report = PurgeReport()
     with app.transaction() as repo:
+        statistics.fold(repo, app.tz, now=now)  # the counts outlive what goes below
         _audit_purged(repo, now)
         report.cases = _purge_cases(repo, now)
         report.items = repo.db.execute(delete(Item).where(Item.purge_after < now)).rowcount

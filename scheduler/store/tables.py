@@ -8,11 +8,13 @@ timezone-aware UTC in Python, whatever the database does with it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -313,6 +315,32 @@ class CaseMeeting(Base):
     updated_at: Mapped[datetime]
 
 
+class StatCount(Base):
+    """Counts that outlive the items (``services/statistics.fold``): anonymous,
+    per series, session date, age group and measure; ``value`` holds a waiting
+    time in days for the median measures (NULL for the plain counts)."""
+
+    __tablename__ = "stat_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[str] = mapped_column(String(32))
+    session_date: Mapped[date] = mapped_column(Date, index=True)
+    age_group: Mapped[str] = mapped_column(String(8))
+    measure: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float | None] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class StatFoldedSlot(Base):
+    """A session's slot whose decision is already in ``stat_counts`` (its
+    remaining rows, kept for a case, are not counted again)."""
+
+    __tablename__ = "stat_folded_slots"
+
+    session_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
 __all__ = [
     "AuditEntry",
     "Base",
@@ -327,6 +355,8 @@ __all__ = [
     "Meta",
     "OutboxEntry",
     "SessionState",
+    "StatCount",
+    "StatFoldedSlot",
     "UTCDateTime",
 ]
 
