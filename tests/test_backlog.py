@@ -36,9 +36,12 @@ def cpr(n: int) -> str:
 
 
 @pytest.fixture
-def full(tmp_path, monkeypatch, request):
+def full(tmp_path, monkeypatch):
+    return fill(tmp_path, monkeypatch)
+
+
+def fill(tmp_path, monkeypatch, db_url=None):
     """14 items on Monday morning: two sessions full, two items waiting. (app, dispatcher)"""
-    db_url = request.getfixturevalue("postgres_url") if getattr(request, "param", "") == "postgresql" else None
     app, dispatcher = build(tmp_path, "2027-01-04T07:00", monkeypatch, db_url=db_url)
     for n in range(14):
         outcome = ingest(app, item_mail(cpr(n), f"item{n}", sender=BO if n % 2 else KAREN),
@@ -93,9 +96,9 @@ def test_the_episode_ends_when_the_queue_is_no_longer_full_and_a_new_one_warns_a
     assert len(warnings_sent(tmp_path)) == 2
 
 
-@pytest.mark.parametrize("full", ["sqlite", "postgresql"], indirect=True)
-def test_a_coordinators_ja_adds_the_extra_session_published_invited_and_filled_in_order(full, tmp_path):
-    app, dispatcher = full
+def test_a_coordinators_ja_adds_the_extra_session_published_invited_and_filled_in_order(tmp_path, monkeypatch,
+                                                                                        db_url):
+    app, dispatcher = fill(tmp_path, monkeypatch, db_url)
     (warning,) = backlog.check(app)
     waiting = keys(app, "unge/2027-01-21")
     assert len(waiting) == 2

@@ -10,6 +10,7 @@ import base64
 import csv
 import io
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -258,3 +259,18 @@ def test_a_full_session_is_marked_and_the_queue_counts_it(app):
     assert second.xpath(".//td[@data-taken]")[0].get("data-taken") == "1"
     queue = doc.xpath('//section[@data-series="unge"]//dd[@data-fact="queue"]')[0]
     assert queue.get("data-value") == "1" and "fulde møder i træk fra det næste: 1" in queue.text_content()
+
+
+def test_a_failing_page_answers_500_and_logs_its_place_not_its_text(app, monkeypatch, caplog):
+    from scheduler.services import overview
+
+    def broken(_app):
+        raise ValueError("CPR 010105-4234 in a message")
+
+    monkeypatch.setattr(overview, "overview", broken)
+    with caplog.at_level(logging.ERROR, logger="sparring.web"):
+        page = client(app).get("/")
+    assert page.status_code == 500 and "010105" not in page.text and "Traceback" not in page.text
+    (message,) = caplog.messages
+    assert re.fullmatch(r"page failed path=/ error=ValueError at \w+\.py:\d+", message)
+    assert not any(record.exc_info for record in caplog.records)

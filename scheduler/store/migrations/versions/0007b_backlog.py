@@ -1,7 +1,7 @@
 """The backlog warning's episodes and the extra sessions added on it (issue 16).
 
 Revision ID: 0007b
-Revises: 0006c
+Revises: 0007s
 Create Date: 2026-12-07
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007b"
-down_revision = "0006c"
+down_revision = "0007s"
 branch_labels = None
 depends_on = None
 
