@@ -7,7 +7,7 @@ import io
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.planning.statistics import (
@@ -119,6 +119,7 @@ def _readings(shown: dict[str, str], total: str, width: int) -> list[dict[str, i
     return [row for row in rows if total == ".." or fits(total, sum(row.values()))]
 
 
+@settings(max_examples=600)
 @given(st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=4))
 def test_no_count_under_five_can_be_worked_out_from_the_total_and_the_others(values):
     """Whoever reads a row (its cells and total) cannot pin a "<5" to one number."""
