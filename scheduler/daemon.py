@@ -34,7 +34,7 @@ from scheduler.clock import on_the_wall, wall_offset
 from scheduler.faults import describe
 from scheduler.ports import PermanentError, TransientError
 from scheduler.sender import Sender
-from scheduler.services import deadlines, lease
+from scheduler.services import deadlines, lease, metrics
 from scheduler.services.dispatch import Dispatcher
 from scheduler.services.intake import Intake
 from scheduler.services.outage import Episode
@@ -81,7 +81,7 @@ class Daemon:
         self.config = app.config
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
-        self.poll = poll_seconds or self._default_poll()
+        self.poll = poll_seconds or self.config.poll_seconds
         self.dispatcher = Dispatcher(app, make_transport(self.config, app.data_dir, app.clock),
                                      make_calendar(self.config, app.data_dir))
         self.scheduler: BackgroundScheduler | None = None
@@ -94,16 +94,6 @@ class Daemon:
         # Logged once each, when they begin and when they end, not every round.
         self.database = Episode(logging.getLogger("sparring.database"))
         self.disk = Episode(logging.getLogger("sparring.disk"))
-
-    def _default_poll(self) -> float:
-        source = self.config.intake.source
-        if source == "imap":
-            return float(self.config.intake.imap.poll_seconds)
-        if source == "exchange":
-            return float(self.config.exchange.poll_seconds)
-        if source == "graph":
-            return float(self.config.graph.poll_seconds)
-        return 2.0
 
     def install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,6 +137,7 @@ class Daemon:
             self.stopping.wait(lease.RENEW_EVERY.total_seconds())
         if self.stopping.is_set():
             return 0
+        metrics.heartbeat(self.app, "daemon", force=True)  # its jobs are overdue from here on, not from before
         try:
             self.sender = Sender(self.app, self.dispatcher, self.stopping)
             self._start_scheduler()
@@ -325,6 +316,7 @@ class Daemon:
             self._intake_failed(exc)
             self.stopping.wait(min(self.poll, 30, lease.RENEW_EVERY.total_seconds()))
             return False
+        metrics.heartbeat(self.app, "intake")  # the source answered: a refusing one lets /healthz fail
         if outcomes:  # written to the database: it is there, with room
             self.disk.end("disk space is back: taking in mail again")
             self.database.end("database reachable again: sparring carries on")

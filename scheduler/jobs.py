@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from scheduler.clock import on_the_wall, wall_offset
 from scheduler.services import backlog as backlog_service
-from scheduler.services import casework, deadlines, decisions, meetings, publishing, retention
+from scheduler.services import casework, deadlines, decisions, meetings, metrics, publishing, retention
 from scheduler.services.outage import Episode
 from scheduler.store.db import connection_lost, disk_full, where
 
@@ -51,12 +51,15 @@ def _runtime() -> Runtime:
 def _outlasts_outages(job):
     """A job that meets a lost database or a full disk logs it once (the
     episode) instead of a traceback per run: what it did was rolled back,
-    and it runs again (``catch_up`` for a missed agenda)."""
+    and it runs again (``catch_up`` for a missed agenda). A run that ends is
+    the job's heartbeat (``/healthz``)."""
 
     @functools.wraps(job)
     def run(*args):
         try:
-            return job(*args)
+            done = job(*args)
+            metrics.heartbeat(_runtime().app, job.__name__)  # /healthz: the job is not overdue
+            return done
         except Exception as exc:
             if not (connection_lost(exc) or disk_full(exc)):
                 raise

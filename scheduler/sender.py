@@ -19,6 +19,7 @@ import threading
 import time
 
 from scheduler.faults import describe
+from scheduler.services import metrics
 from scheduler.services.dispatch import next_due
 from scheduler.services.outage import Episode
 
@@ -68,8 +69,9 @@ class Sender:
         self._moved, self._busy = time.monotonic(), True
         try:
             while not self.stopping.is_set() and self.dispatcher.run_once().sent:
-                pass
+                metrics.heartbeat(self.app, "sender")  # a long round is alive too
             due = next_due(self.app)
+            metrics.heartbeat(self.app, "sender")
         except Exception as exc:  # the database away, or a bug: logged once, tried again soon
             self._failing.begin(f"outbox rounds failing; nothing is lost, they are tried again every "
                                 f"{AFTER_ERROR:.0f} s error={describe(exc)}")

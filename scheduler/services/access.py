@@ -25,7 +25,7 @@ from scheduler.errors import UserError
 from scheduler.mail.parse import parse_mail
 from scheduler.planning.cpr import Cpr, CprError, parse_cpr
 from scheduler.planning.slots import Candidate
-from scheduler.services import statistics
+from scheduler.services import metrics, statistics
 from scheduler.services.dispatch import message_id_of
 from scheduler.store import audit
 from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, open_mail
@@ -168,7 +168,9 @@ def erase(app, text: str) -> Erasure:
         done.outbox = _delete_copies(repo, [e for e, _ in copies])
         refs = [m.source_ref for m in mails]
         keys = {m.message_key for m in mails}
-        done.mails = repo.db.execute(delete(Mail).where(Mail.id.in_([m.id for m in mails]))).rowcount
+        erased = Mail.id.in_([m.id for m in mails])
+        metrics.fold_mails(repo.db, erased)  # sparring_mails_total never falls back
+        done.mails = repo.db.execute(delete(Mail).where(erased)).rowcount
         repo.audit("erased", actor=actor(), subject=subject, detail=done.as_json())
     sent = {found for _, p in copies if (found := message_id_of(p["message"]))}
     _delete_files(app, refs, keys, sent)

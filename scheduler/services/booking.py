@@ -17,6 +17,7 @@ from scheduler.planning.slots import Candidate, SlotRequest, find_slots
 from scheduler.ports import CalendarBackend
 from scheduler.reasons import reason
 from scheduler.render import render
+from scheduler.services import metrics
 
 KINDS = ("cooperation", "network", "coordination", "acute", "joint")
 
@@ -67,6 +68,7 @@ class Booker:
             return []
         people = _unique(req.required + req.optional)
         rooms = tuple(self.cfg.rooms)
+        metrics.count(self.app, "freebusy_requests")
         busy = self.calendar.free_busy(people + rooms, start, end)
         hours = tuple(time.fromisoformat(t) for t in self.cfg.working_hours)
         slot_request = SlotRequest(

@@ -45,6 +45,7 @@ from scheduler.ports import (
     PermanentError,
     TransientError,
 )
+from scheduler.services import metrics
 from scheduler.services.episodes import Episodes
 from scheduler.services.outage import Episode
 from scheduler.services.protection import protect
@@ -174,9 +175,11 @@ class Dispatcher:
     def _flush_done(self) -> None:
         if not self._done:
             return
+        now = self.app.now()
         with self.app.connection() as connection:
+            metrics.sent(connection, self._done, now)  # receipt latency, calendar writes: counted with the mark
             connection.execute(update(OutboxEntry).where(OutboxEntry.id.in_(self._done))
-                               .values(status="done", sent_at=self.app.now(), last_error=None))
+                               .values(status="done", sent_at=now, last_error=None))
         self._done = []
 
     def _attempt(self, entry_id: int, kind: str, recipients: str, payload: dict, attempts: int, report) -> None:

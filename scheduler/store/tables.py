@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -216,6 +217,16 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)  # a Graph delta link can exceed 500 characters
 
 
+class Counter(Base):
+    """A count that outlives the rows it counts (``services/metrics.py``): mails
+    folded in at purge, receipt latency buckets, calendar writes. No personal data."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class AuditEntry(Base):
     """The audit trail: one row per read, sending or change of personal data.
 
@@ -348,6 +359,7 @@ __all__ = [
     "CalendarEvent",
     "Case",
     "CaseMeeting",
+    "Counter",
     "Decision",
     "Item",
     "Lease",
