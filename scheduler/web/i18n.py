@@ -70,14 +70,16 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "table_caption": ("Statistik for {period}{series}, efter mødets dato og alder på mødedagen",
                       "Statistics for {period}{series}, by the session's date and age on its day"),
     "suppressed_note": ("Tal fra 1 til 4 vises som »<5«, og en median over færre end 5 sager vises ikke, "
-                        "så ingen borger kan genkendes.",
+                        "så ingen borger kan genkendes. »..« er et tal skjult, for at et »<5« ikke kan regnes "
+                        "ud af rækkens total.",
                         "Counts from 1 to 4 are shown as \"<5\", and a median over fewer than 5 items is "
-                        "not shown, so that no citizen can be singled out."),
+                        "not shown, so that no citizen can be singled out. \"..\" is a number hidden so that "
+                        "a \"<5\" cannot be worked out from the row's total."),
     "csv": ("Hent tabellen som CSV", "Download the table as CSV"),
     "charts": ("Diagrammer", "Charts"),
     "chart_brought": ("Sager bragt på et møde efter aldersgruppe", "Items brought to a session by age group"),
     "chart_decisions": ("Afgørelser efter slags", "Decisions by kind"),
-    "chart_note": ("tal fra 1 til 4 er ikke tegnet", "counts from 1 to 4 are not drawn"),
+    "chart_note": ("tal, tabellen ikke viser, er ikke tegnet", "numbers the table does not show are not drawn"),
     "chart_alt": ("Diagram: {title}. Tallene står i tabellen ovenfor; tal under 5 er ikke tegnet.",
                   "Chart: {title}. The numbers are in the table above; counts under 5 are not drawn."),
     "bad_period": ("Perioden kan ikke læses; skriv den som 2027-Q1, 2027-03 eller 2027.",
