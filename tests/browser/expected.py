@@ -78,15 +78,15 @@ def suppressed(row: dict[str, int], total: int) -> tuple[dict[str, str], str]:
 
 def pinned(texts: dict[str, str], total: int) -> bool:
     """Whether a reader who sees ``texts`` and the total can tell one "<5" exactly:
-    every reading (a "<5" is 1..4, a ".." 5 or more) that adds up to the total tried."""
-    if total < 5:
-        return False  # the total is itself "<5": nothing to add up to
+    every reading (a "<5" is 1..4, a ".." 5 or more) that adds up to the total
+    (to 1..4 when the total itself shows "<5") tried."""
     unknown = [g for g, t in texts.items() if t in ("<5", "..")]
-    left = total - sum(int(t) for t in texts.values() if t not in ("<5", ".."))
-    ranges = [range(1, 5) if texts[g] == "<5" else range(5, left + 1) for g in unknown]
+    known = sum(int(t) for t in texts.values() if t not in ("<5", ".."))
+    sums = {total - known} if total >= 5 else set(range(1 - known, 5 - known))
+    ranges = [range(1, 5) if texts[g] == "<5" else range(5, max(sums) + 1) for g in unknown]
     seen = defaultdict(set)
     for reading in itertools.product(*ranges):
-        if sum(reading) == left:
+        if sum(reading) in sums:
             for g, n in zip(unknown, reading):
                 seen[g].add(n)
     return any(len(seen[g]) == 1 for g in unknown if texts[g] == "<5")
