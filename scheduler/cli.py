@@ -210,7 +210,11 @@ class Context:
         self._app = None
 
     def planner(self) -> Planner:
-        return Planner(self.config.all_series(), self.config.closed_days(), self.config.tz)
+        """The configured series' sessions, with the extra sessions stored in the database."""
+        from scheduler.services.backlog import stored_extras
+
+        planner = Planner(self.config.all_series(), self.config.closed_days(), self.config.tz)
+        return planner.with_extras(stored_extras(self.config, self.data_dir))
 
     def app(self):
         """The services' context; needs the key, so only commands that touch data ask."""

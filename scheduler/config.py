@@ -347,6 +347,13 @@ class FollowupConfig(Section):
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30  # after a case closes
 
 
+class BacklogConfig(Section):
+    """The backlog warning (issue 16): this many coming sessions of a series
+    full, with items still waiting, and its coordinators are told once."""
+
+    sessions: Annotated[int, Field(ge=1, le=12)] = 2
+
+
 class Config(Section):
     """The whole configuration file."""
 
@@ -363,6 +370,7 @@ class Config(Section):
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
     followup: FollowupConfig = FollowupConfig()
+    backlog: BacklogConfig = BacklogConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)
     source: Path | None = Field(default=None, exclude=True)
 

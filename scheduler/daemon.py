@@ -113,6 +113,7 @@ class Daemon:
             jobs.cooperation()
             jobs.cases()
             jobs.coordination()
+            jobs.backlog()
             intake = Intake(self.app)
             source = make_source(self.config, self.app.data_dir, self.app, cipher=self.app.cipher,
                                  clock=self.app.clock)
@@ -188,6 +189,7 @@ class Daemon:
         self.scheduler.add_job("scheduler.jobs:cases", hourly, id="cases", replace_existing=True)
         self.scheduler.add_job("scheduler.jobs:coordination", "interval", hours=1, id="coordination",
                                replace_existing=True)
+        self.scheduler.add_job("scheduler.jobs:backlog", hourly, id="backlog", replace_existing=True)
         jobs.publish()
         jobs.cooperation()
 
@@ -325,4 +327,17 @@ class Daemon:
             else:
                 while self.dispatcher.run_once().sent:
                     pass
+            self._backlog()
         return bool(outcomes)
+
+    def _backlog(self) -> None:
+        """The backlog check after a round: the queue may be full now, or a
+        reply added an extra session. A lost database is the intake's episode;
+        anything else is logged, and the hourly job tries again."""
+        try:
+            jobs.backlog_round()
+        except Exception as exc:
+            if connection_lost(exc) or disk_full(exc):
+                self._intake_failed(exc)
+            else:
+                log.error("backlog check failed error=%s", describe(exc))

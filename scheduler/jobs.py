@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from scheduler.clock import on_the_wall, wall_offset
+from scheduler.services import backlog as backlog_service
 from scheduler.services import casework, deadlines, decisions, meetings, metrics, publishing, retention
 from scheduler.services.outage import Episode
 from scheduler.store.db import connection_lost, disk_full, where
@@ -155,6 +156,26 @@ def coordination() -> None:
     """Book the koordineringsmøder still missing for opened cases (hourly)."""
     rt = _runtime()
     if decisions.book_pending(rt.app):
+        rt.send()
+
+
+@_outlasts_outages
+def backlog() -> None:
+    """The backlog warning, hourly (and in ``--once``)."""
+    backlog_round()
+
+
+def backlog_round() -> None:
+    """The backlog check; the intake loop runs it after each round (a lost
+    database is then the round's). An extra session added since (here, or by
+    another process) gets its agenda job."""
+    rt = _runtime()
+    rt.app.reload_sessions()
+    warned = backlog_service.check(rt.app)
+    if rt.extra.get("extras") != rt.app.planner.extras:
+        rt.extra["extras"] = rt.app.planner.extras
+        schedule_agendas(rt)
+    if warned:
         rt.send()
 
 

@@ -119,6 +119,7 @@ class Session:
     capacity: int
     status: SessionStatus = SessionStatus.PLANNED
     note: str | None = None
+    extra: bool = False  # added on the coordinators' "Ekstra møde: ja" (note "ekstra"), not by the rule
 
     @cached_property  # read for every session an allocation walks past
     def key(self) -> str:
@@ -273,6 +274,7 @@ class MailKind(str, Enum):
     BOOKING_REQUEST = "booking_request"  # "Netværksmøde"/"Koordineringsmøde" in the subject
     CASE_MAIL = "case_mail"  # a case reference ("[K-7F3Q]") in the subject: Enighed, Opfølgning
     DECISION = "decision"  # a reply to an agenda: its subject holds the session's reference
+    EXTRA_REPLY = "extra_reply"  # a reply to a backlog warning: "[Ekstra unge 2027-01-18 10:00]"
 
 
 @dataclass(frozen=True)

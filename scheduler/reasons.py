@@ -278,6 +278,16 @@ _REASONS.update({  # decisions by reply to the agenda (issue 15)
         "da": "Punktnumrene begynder ved 1.",
         "en": "Item numbers start at 1.",
     },
+    "extra_not_coordinator": {
+        "da": "Kun seriens koordinatorer kan svare på en advarsel om kø; mailen er lagt i karantæne.",
+        "en": "Only the coordinators of the series can answer a backlog warning; the mail was quarantined.",
+    },
+    "extra_unreadable": {
+        "da": "Svaret indeholder hverken »Ekstra møde: ja« eller »Ekstra møde: nej«; skriv én af dem på en linje "
+              "for sig og svar igen på advarslens mail.",
+        "en": "The reply holds neither \"Ekstra møde: ja\" nor \"Ekstra møde: nej\"; write one of them on a line "
+              "of its own and reply to the warning's mail again.",
+    },
     "slot_empty": {
         "da": "Punktet findes ikke på dagsordenen; mødet havde {count} punkter.",
         "en": "The item is not on the agenda; the session had {count} items.",

@@ -20,6 +20,7 @@ from scheduler.planning.statistics import (
     age_group,
     median_shown,
     suppress,
+    suppress_row,
 )
 
 years = st.integers(min_value=1900, max_value=2999)
@@ -105,3 +106,36 @@ def test_the_csv_is_the_table_and_shows_no_small_count(data, language):
     assert cells[0][1:-1] == (["0-14"] if child else []) + list(AGE_GROUPS)
     for line in cells[1:]:
         assert not {"1", "2", "3", "4"} & set(line[1:])
+
+
+def _readings(shown: dict[str, str], total: str, width: int) -> list[dict[str, int]]:
+    """Every row of counts (each 0..width) that shows as ``shown`` and ``total``."""
+    groups = list(shown)
+    fits = lambda cell, n: (cell == "0" and n == 0) or (cell == "<5" and 0 < n < 5) or (  # noqa: E731
+        cell == ".." and n >= 5) or cell == str(n)
+    rows = [{}]
+    for group in groups:
+        rows = [{**row, group: n} for row in rows for n in range(width + 1) if fits(shown[group], n)]
+    return [row for row in rows if total == ".." or fits(total, sum(row.values()))]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=4))
+def test_no_count_under_five_can_be_worked_out_from_the_total_and_the_others(values):
+    """Whoever reads a row (its cells and total) cannot pin a "<5" to one number."""
+    by_group = {f"g{n}": value for n, value in enumerate(values)}
+    total = sum(values)
+    shown, shown_total = suppress_row(by_group, total)
+    assert shown_total != ".." or total >= 5
+    readings = _readings(shown, shown_total, width=max(total, 12))
+    assert by_group in readings
+    for group, value in by_group.items():
+        assert (shown[group] == str(value)) == (value == 0 or shown[group] not in ("<5", ".."))
+        if 0 < value < 5:
+            assert len({row[group] for row in readings}) >= 2, (by_group, shown, shown_total)
+
+
+def test_a_small_count_beside_the_total_hides_the_next_smallest_count():
+    assert suppress_row({"15-17": 1, "18-29": 7, "30+": 0}, 8) == ({"15-17": "<5", "18-29": "..", "30+": "0"}, "8")
+    assert suppress_row({"15-17": 3, "18-29": 41, "30+": 6}, 50) == (
+        {"15-17": "<5", "18-29": "41", "30+": ".."}, "50")
+    assert suppress_row({"15-17": 0, "18-29": 9, "30+": 12}, 21) == ({"15-17": "0", "18-29": "9", "30+": "12"}, "21")

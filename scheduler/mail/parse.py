@@ -41,6 +41,7 @@ from functools import lru_cache
 from scheduler.mail.caseref import case_reference
 from scheduler.mail.headerforms import parse_address, parse_date
 from scheduler.mail.decisions import find_reference
+from scheduler.mail.extra import find_reference as extra_reference
 from scheduler.mail.html import html_to_text
 from scheduler.mail.itemtext import mask_cprs, own_lines, read_body
 from scheduler.mail.mimeparams import MimeHead
@@ -377,6 +378,9 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMail:
     text = _body_text(parts)
     if case_reference(common["subject"]):  # before the request: "Re: Koordineringsmøde [K-7F3Q]"
         return ParsedMail(**common, kind=MailKind.CASE_MAIL, request_lines=tuple(own_lines(text)),
+                          attachments=attachments)
+    if extra_reference(common["subject"]):  # a reply to a backlog warning
+        return ParsedMail(**common, kind=MailKind.EXTRA_REPLY, request_lines=tuple(own_lines(text)),
                           attachments=attachments)
     if find_reference(common["subject"]):  # before requests: the reply may name a meeting
         return ParsedMail(**common, kind=MailKind.DECISION, request_lines=tuple(own_lines(text)),

@@ -5,12 +5,15 @@ monthly series on the n-th such weekday of the month. A session on a closed
 day is kept, cancelled with the closure's name, or moved to the next open
 day; its deadline is N days or the given weekday before it, at a fixed hour,
 moved back to an earlier open day when it lands on a closed one.
+
+Extra sessions (the coordinators' answer to a backlog warning) are given to
+the planner as sessions; they are listed with the rule's, with note "ekstra".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
 
 from scheduler.model import Cadence, OnClosed, Series, Session, SessionStatus
@@ -18,6 +21,7 @@ from scheduler.planning.closures import ClosedDays
 
 # A moved session lands at most this far after its rule date.
 _MOVE_REACH = timedelta(days=31)
+EXTRA_NOTE = "ekstra"
 
 
 def rule_dates(series: Series, first: date, last: date) -> Iterator[date]:
@@ -61,13 +65,34 @@ def deadline_for(series: Series, session_day: date, tz: tzinfo, closed: ClosedDa
     return closed.open_moment_at_or_before(datetime.combine(day, rule.at, tzinfo=tz))
 
 
+def extra_session(series: Series, start: datetime, created_at: datetime, closed: ClosedDays) -> Session:
+    """An extra session of ``series`` at ``start``. Its agenda deadline is the
+    day before at the series' deadline hour (moved back off a closed day), but
+    never before the session was added: the agenda then goes out at once."""
+    tz = start.tzinfo
+    rule = series.deadline
+    day_before = datetime.combine(start.date() - timedelta(days=1), rule.at, tzinfo=tz)
+    deadline = max(closed.open_moment_at_or_before(day_before), created_at.astimezone(tz))
+    return Session(series_id=series.id, rule_date=start.date(), start=start, end=start + series.duration,
+                   deadline=min(deadline, start), capacity=series.capacity, note=EXTRA_NOTE, extra=True)
+
+
 @dataclass(frozen=True)
 class Planner:
-    """Plans the sessions of the configured series."""
+    """Plans the sessions of the configured series, and holds the extra ones added."""
 
     series: tuple[Series, ...]
     closed: ClosedDays
     tz: tzinfo
+    extras: tuple[Session, ...] = ()
+
+    def with_extras(self, stored) -> Planner:
+        """This planner with the extra sessions stored as (series id, start,
+        added at); those of a series no longer configured are left out."""
+        series = {s.id: s for s in self.series}
+        extras = (extra_session(series[sid], start.astimezone(self.tz), added, self.closed)
+                  for sid, start, added in stored if sid in series)
+        return replace(self, extras=tuple(sorted(extras, key=lambda s: (s.start, s.series_id))))
 
     def get_series(self, series_id: str) -> Series:
         for series in self.series:
@@ -82,11 +107,20 @@ class Planner:
             session
             for series in chosen
             for day in rule_dates(series, first - _MOVE_REACH, last)
-            if first <= (session := self.session_on(series, day)).start.date() <= last
+            if first <= (session := self.rule_session(series, day)).start.date() <= last
         ]
+        found += [s for s in self.extras
+                  if series_id in (None, s.series_id) and first <= s.start.date() <= last]
         return sorted(found, key=lambda s: (s.start, s.series_id))
 
     def session_on(self, series: Series, rule_day: date) -> Session:
+        """The session keyed by ``rule_day``: an extra one added on that day, else the rule's."""
+        for extra in self.extras:
+            if extra.series_id == series.id and extra.rule_date == rule_day:
+                return extra
+        return self.rule_session(series, rule_day)
+
+    def rule_session(self, series: Series, rule_day: date) -> Session:
         """The session the rule gives on ``rule_day``, after closures."""
         day, status, note = rule_day, SessionStatus.PLANNED, None
         start_t = series.start

@@ -43,6 +43,45 @@ def suppress(count: int) -> str:
     return "<5" if 0 < count < MIN_SHOWN else str(count)
 
 
+HIDDEN = ".."  # a count hidden only so that a "<5" in its row cannot be worked out from the total
+
+
+def suppress_row(by_group: Mapping[str, int], total: int) -> tuple[dict[str, str], str]:
+    """A row of counts as shown: counts 1..4 are "<5" (primary suppression);
+    should the total and the other cells still pin one of those down, the
+    smallest other counts are hidden too (secondary suppression, as
+    statistics offices do), and the total when nothing else is left."""
+    shown = {group: suppress(count) for group, count in by_group.items()}
+    small = [group for group, count in by_group.items() if 0 < count < MIN_SHOWN]
+    if not small or total < MIN_SHOWN:
+        return shown, suppress(total)
+    hidden = set(small)
+    others = sorted((count, group) for group, count in by_group.items() if count >= MIN_SHOWN)
+    while not _undetermined(by_group, total, hidden, small):
+        if not others:
+            return shown, HIDDEN
+        count, group = others.pop(0)
+        hidden.add(group)
+        shown[group] = HIDDEN
+    return shown, str(total)
+
+
+def _undetermined(by_group: Mapping[str, int], total: int, hidden: set[str], small: list[str]) -> bool:
+    """Whether each small count can still take two values or more, given the
+    shown counts and the total: the hidden counts add up to what is left,
+    a small one lies in 1..4 and a hidden larger one in 5..total."""
+    left = total - sum(count for group, count in by_group.items() if group not in hidden)
+    bounds = {group: (1, MIN_SHOWN - 1) if group in small else (MIN_SHOWN, total) for group in hidden}
+    low, high = sum(lo for lo, _ in bounds.values()), sum(hi for _, hi in bounds.values())
+    for group in small:
+        lo, hi = bounds[group]
+        least = max(lo, left - (high - hi))
+        most = min(hi, left - (low - lo))
+        if most <= least:
+            return False
+    return True
+
+
 def median_shown(values: Iterable[float]) -> float | None:
     """The median, or None over fewer than five values."""
     values = list(values)
@@ -103,10 +142,13 @@ class StatRow:
     total: Value
 
 
-def _shown(measure: str, value: Value) -> str:
-    if measure in MEDIANS:
-        return "" if value is None else f"{value:.1f}"
-    return suppress(int(value or 0))
+def _shown_row(row: StatRow, groups: tuple[str, ...]) -> list[str]:
+    """The row's cells after its label: the groups, then the total."""
+    if row.measure in MEDIANS:  # a median cannot be worked back from the others
+        values = [*(row.by_group.get(group) for group in groups), row.total]
+        return ["" if value is None else f"{value:.1f}" for value in values]
+    shown, total = suppress_row({group: int(row.by_group.get(group) or 0) for group in groups}, int(row.total or 0))
+    return [*(shown[group] for group in groups), total]
 
 
 @dataclass(frozen=True)
@@ -129,9 +171,7 @@ class StatisticsTable:
         names = (labels or measure_labels)(language)
         groups = self.groups
         header = [names["measure"], *groups, names[TOTAL]]
-        body = [[names.get(row.measure, row.measure),
-                 *(_shown(row.measure, row.by_group.get(group)) for group in groups),
-                 _shown(row.measure, row.total)] for row in self.rows]
+        body = [[names.get(row.measure, row.measure), *_shown_row(row, groups)] for row in self.rows]
         return [header, *body]
 
     def csv(self, language: str, labels: Callable[[str], Mapping[str, str]] | None = None) -> str:

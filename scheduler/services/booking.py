@@ -62,7 +62,7 @@ class Booker:
         found = self.candidates(req, limit=1)
         return found[0] if found else None
 
-    def candidates(self, req: BookingRequest, limit: int = 5) -> list[Candidate]:
+    def candidates(self, req: BookingRequest, limit: int = 5, strategy: str | None = None) -> list[Candidate]:
         start, end = self._window(req)
         if start >= end:
             return []
@@ -82,7 +82,7 @@ class Booker:
             grid=timedelta(minutes=self.cfg.grid_minutes),
             buffer=timedelta(minutes=self.cfg.buffer_minutes),
             rooms={r: busy.get(r, []) for r in rooms},
-            strategy=self.cfg.strategy,
+            strategy=strategy or self.cfg.strategy,
             language=self.app.language,
         )
         return find_slots(slot_request, self.app.planner.closed, self.app.tz, limit=limit)

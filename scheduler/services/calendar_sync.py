@@ -45,11 +45,13 @@ _TEXTS = {
         "slot": "{series}: din tid kl. {time}",
         "slot_body": "Din tid i sparringsforum. Borgeren står på dagsordenen, som du får før mødet.",
         "session_body": "Sparringsforum efter samarbejdsmodellen. Dagsordenen udsendes ved fristen.",
+        "extra": "{series} (ekstra møde)",
     },
     "en": {
         "slot": "{series}: your slot at {time}",
         "slot_body": "Your slot in the sparring forum. The citizen is on the agenda you receive before the session.",
         "session_body": "Sparring forum under the cooperation model. The agenda is sent at the deadline.",
+        "extra": "{series} (extra session)",
     },
 }
 
@@ -147,9 +149,9 @@ class CalendarSync:
         """Publish every series' sessions from ``first`` to ``last``."""
         for series in self.app.series.values():
             sessions = self.app.planner.sessions(first, last, series.id)
-            if _one_recurring_event(series):
-                self._publish_recurring(repo, series, sessions)
-                continue
+            if _one_recurring_event(series):  # an extra session is an event of its own
+                self._publish_recurring(repo, series, [s for s in sessions if not s.extra])
+                sessions = [s for s in sessions if s.extra]
             called_off = _called_off(repo, sessions)
             for session in sessions:
                 meeting = self._single(series, session)
@@ -165,7 +167,7 @@ class CalendarSync:
         if state is not None:
             state.cancel_sent = True
         series = self.app.series[session.series_id]
-        if not _one_recurring_event(series):
+        if session.extra or not _one_recurring_event(series):
             self.cancel_sent(repo, self._single(series, session).uid)
             return
         epoch = repo.get_meta(f"epoch:{series.id}")
@@ -177,7 +179,9 @@ class CalendarSync:
         self._cancel_occurrence(repo, sent or master, session)
 
     def _single(self, series: Series, session: Session) -> Meeting:
-        return self.session_meeting(series, session, f"sparring-session-{series.id}-{session.rule_date}")
+        kind = "extra" if session.extra else "session"
+        meeting = self.session_meeting(series, session, f"sparring-{kind}-{series.id}-{session.rule_date}")
+        return _with(meeting, summary=self.texts["extra"].format(series=series.name)) if session.extra else meeting
 
     def session_meeting(self, series: Series, session: Session, uid: str) -> Meeting:
         return Meeting(

@@ -55,6 +55,19 @@ class App:
         self._booker = None
         self._sessions_from_day = lru_cache(maxsize=64)(self._timed_sessions_of_day)
         self._plan_from = lru_cache(maxsize=4)(lambda first: self.planner.sessions(first, first + HORIZON + YEAR))
+        self.reload_sessions()
+
+    def reload_sessions(self) -> bool:
+        """Take in the extra sessions stored (another process may have added
+        one) and rebuild the session caches; True if they changed."""
+        with self.transaction() as repo:
+            planner = self.planner.with_extras(repo.extra_sessions())
+        if planner.extras == self.planner.extras:
+            return False
+        self.planner = planner
+        self._sessions_from_day.cache_clear()
+        self._plan_from.cache_clear()
+        return True
 
     def now(self) -> datetime:
         return self.clock.now().astimezone(self.tz)

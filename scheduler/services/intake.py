@@ -26,6 +26,8 @@ from functools import partial
 
 from scheduler.faults import describe, error_ref
 from scheduler.mail.casemail import parse_case_mail
+from scheduler.mail.extra import find_reference as extra_reference
+from scheduler.mail.extra import read_answer
 from scheduler.mail.parallel import ParallelParser
 from scheduler.mail.parse import MAX_HEADER, MailKind, ParsedMail, parse_mail
 from scheduler.mail.requests import parse_request
@@ -33,7 +35,7 @@ from scheduler.planning.allocation import Refusal, Request, allocate
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.ports import Disposition, IncomingMail, MailSource
 from scheduler.reasons import reason
-from scheduler.services import casework, decisions, meetings
+from scheduler.services import backlog, casework, decisions, meetings
 from scheduler.services.alerts import queue_admin_alert
 from scheduler.services.allowlist import Allowlist
 from scheduler.services.context import App
@@ -326,6 +328,8 @@ class Intake:
             return self._request(repo, notices, parsed)
         if parsed.kind is MailKind.DECISION:
             return self._decisions(repo, notices, parsed)
+        if parsed.kind is MailKind.EXTRA_REPLY:
+            return self._extra_session(repo, notices, parsed)
         content = check_item(parsed, mail.received_at.date(), self.app.config.intake.max_lines)
         if isinstance(content, Rejection):
             return self._reject(notices, parsed, content.code, content.params)
@@ -390,6 +394,21 @@ class Intake:
                            reason=self._reason(reply.code), extra={"code": reply.code})
         return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, series=series, session_start=start,
                        extra={"code": "decision"})
+
+    def _extra_session(self, repo, notices, parsed) -> Outcome:
+        """A coordinator's answer to a backlog warning: taken up after commit
+        (free/busy is read then); anyone else's is quarantined."""
+        series = self.app.series.get(extra_reference(parsed.subject) or "")
+        if series is None or parsed.sender.lower() not in series.coordinators:
+            return Outcome(parsed.message_id, "quarantined", Disposition.QUARANTINE,
+                           reason=self._reason("extra_not_coordinator"), extra={"code": "extra_not_coordinator"})
+        yes = read_answer(parsed.request_lines)
+        if yes is None:
+            return self._reject(notices, parsed, "extra_unreadable", {})
+        repo.after_commit.append(partial(backlog.answer, self.app, series.id, yes, parsed.sender.lower(),
+                                         parsed.message_id))
+        return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, series=series.id,
+                       extra={"code": "extra_session"})
 
     def _withdraw(self, repo, notices, parsed, mail) -> Outcome:
         cpr = check_withdrawal(parsed, mail.received_at.date())

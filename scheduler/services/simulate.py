@@ -9,6 +9,7 @@ without its scheduler: events are simply taken in time order.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -17,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from scheduler.ports import IncomingMail, MailSource
-from scheduler.services import casework, deadlines, decisions, meetings, publishing
+from scheduler.services import backlog, casework, deadlines, decisions, meetings, publishing
 from scheduler.services.intake import Intake
 
 
@@ -31,6 +32,8 @@ class Summary:
     reminders: int = 0
     cases_closed: int = 0
     cases_escalated: int = 0
+    backlog_warnings: Counter = field(default_factory=Counter)  # series
+    extra_sessions: int = 0
 
     def table(self, series_ids: list[str]) -> str:
         rows = [f"{'series':<10} {'sessions':>8} {'cancelled':>9} {'items':>6} {'moved':>6} {'agendas':>8}"]
@@ -47,6 +50,9 @@ class Summary:
         rows.append(f"deadline reminders sent: {self.reminders}; cooperation meetings booked: {self.cooperation}")
         rows.append(f"cases closed: {self.cases_closed}; coordinators told of missing agreement: "
                     f"{self.cases_escalated}")
+        if self.backlog_warnings or self.extra_sessions:
+            warned = ", ".join(f"{sid} {n}" for sid, n in sorted(self.backlog_warnings.items()))
+            rows.append(f"backlog warnings: {warned or 0}; extra sessions added: {self.extra_sessions}")
         if self.skipped:
             rows.append(f"left in the inbox (dated outside the period): {self.skipped}")
         return "\n".join(rows)
@@ -92,7 +98,7 @@ def simulate(app, dispatcher, first: date, last: date, folders: MailSource) -> S
         day += timedelta(days=1)
     for session in app.planner.sessions(first, last):
         summary.sessions[(session.series_id, session.status.value)] += 1
-    events.sort(key=lambda e: (e[0], e[1]))
+    events.sort(key=_order)
     app.clock.set(start)
     publishing.publish_horizon(app)
     intake = Intake(app)
@@ -105,12 +111,23 @@ def simulate(app, dispatcher, first: date, last: date, folders: MailSource) -> S
     return summary
 
 
+def _order(event) -> tuple:
+    return event[0], event[1]
+
+
 def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, held: _Held) -> None:
-    """The year's events in order, on the simulated clock."""
+    """The year's events in order, on the simulated clock. An extra session
+    added on the way (a coordinator's "Ekstra møde: ja") joins the events
+    with its agenda's deadline."""
     dispatched_on = None
-    for moment, kind, payload in events:
+    index = 0
+    while index < len(events):
+        moment, kind, payload = events[index]
+        index += 1
         if kind != 1 or moment.date() != dispatched_on:
-            held.decide(intake, summary)  # the mails up to now, as the daemon takes a batch
+            known = app.planner.extras
+            if held.decide(intake, summary):  # the mails up to now, as the daemon takes a batch
+                _backlog(app, events, index, summary, known)
         if moment.date() != dispatched_on:  # the outbox is delivered once a simulated day
             dispatcher.run_once(limit=10_000)
             dispatched_on = moment.date()
@@ -121,7 +138,8 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, hel
             held.add(*payload, moment)
         elif kind == 3:
             summary.reminders += int(deadlines.send_reminder(app, payload))
-        elif kind == 4:  # the daemon's hourly jobs: koordineringsmøder still to book, then cases
+        elif kind == 4:  # the daemon's hourly jobs: koordineringsmøder still to book, cases, the backlog
+            _backlog(app, events, index, summary, app.planner.extras)
             decisions.book_pending(app)
             due = casework.tick(app)
             summary.cases_closed += len(due.closed)
@@ -130,6 +148,17 @@ def _replay(app, dispatcher, intake: Intake, events: list, summary: Summary, hel
             summary.agendas[payload.partition("/")[0]] += 1
             dispatcher.run_once(limit=10_000)  # an agenda leaves at its deadline
     held.decide(intake, summary)
+
+
+def _backlog(app, events: list, index: int, summary: Summary, known: tuple) -> None:
+    """The backlog check, as the daemon runs it after each intake round and
+    hourly; an extra session added since ``known`` (a reply in the round)
+    has its agenda join the events still to come."""
+    for warning in backlog.check(app):
+        summary.backlog_warnings[warning.series_id] += 1
+    for session in set(app.planner.extras) - set(known):
+        summary.extra_sessions += 1
+        bisect.insort(events, (max(session.deadline, app.now()), 2, session.key), lo=index, key=_order)
 
 
 class _Held:
@@ -147,10 +176,13 @@ class _Held:
         self.mails.append(IncomingMail(path.name, raw, at))
         self.paths[path.name] = path
 
-    def decide(self, intake: Intake, summary: Summary) -> None:
+    def decide(self, intake: Intake, summary: Summary) -> bool:
+        """Decide what has arrived; True if anything had."""
+        took = bool(self.mails)
         while self.mails:
             for outcome in intake.run(self):
                 summary.outcomes[(outcome.series or "-", outcome.outcome)] += 1
+        return took
 
     def fetch(self, limit: int) -> list[IncomingMail]:
         return self.mails[:limit]

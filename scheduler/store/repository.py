@@ -27,7 +27,7 @@ from scheduler.planning.cpr import Cpr, parse_cpr
 from scheduler.store import audit
 from scheduler.store.cases import CaseRecords
 from scheduler.store.crypto import FieldCipher
-from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry
+from scheduler.store.tables import Booking, Item, Mail, Meta, OutboxEntry, extra_session_rows
 
 PENDING = "pending"
 _UNPLACED = frozenset({"rejected", "quarantined"})  # outcomes that keep the mail, but make no item
@@ -570,6 +570,10 @@ class Repository(CaseRecords):
     def get_meta(self, key: str) -> str | None:
         row = self.db.get(Meta, key)
         return row.value if row else None
+
+    def extra_sessions(self) -> list[tuple]:
+        """(series id, start, added at) of the extra sessions added on backlog warnings."""
+        return extra_session_rows(self.db)
 
     def count_outbox(self, status: str) -> int:
         self.flush_writes()

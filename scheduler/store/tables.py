@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -370,3 +371,45 @@ __all__ = [
     "StatFoldedSlot",
     "UTCDateTime",
 ]
+
+
+class ExtraSession(Base):
+    """A session added on a coordinator's "Ekstra møde: ja" (issue 16). No
+    personal data: the planner lists it with the rule's sessions."""
+
+    __tablename__ = "extra_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_key: Mapped[str] = mapped_column(String(64), unique=True)  # "<series>/<date>": one a day
+    series_id: Mapped[str] = mapped_column(String(32))
+    start: Mapped[datetime]
+    created_at: Mapped[datetime]
+    source_message: Mapped[str | None] = mapped_column(String(300))  # the reply's Message-ID
+    added_by: Mapped[str] = mapped_column(String(320))
+
+
+class BacklogEpisode(Base):
+    """A stretch of time in which a series' queue is full: warned once.
+
+    Open while ``closed_at`` is NULL; a new full queue after it closed is a
+    new episode. ``proposed_start`` is the extra session offered (NULL: no
+    common free time was found), ``answer`` the coordinators' (yes|no).
+    """
+
+    __tablename__ = "backlog_episodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[str] = mapped_column(String(32), index=True)
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    depth: Mapped[int] = mapped_column(Integer)  # full sessions in a row when it opened
+    waiting: Mapped[int] = mapped_column(Integer)  # items waiting behind them then
+    proposed_start: Mapped[datetime | None]
+    answer: Mapped[str | None] = mapped_column(String(8))
+    extra_key: Mapped[str | None] = mapped_column(String(64))  # the extra session added
+
+
+def extra_session_rows(connection) -> list[tuple]:
+    """(series id, start, added at) of every extra session; on an ORM session or a bare connection."""
+    query = select(ExtraSession.series_id, ExtraSession.start, ExtraSession.created_at).order_by(ExtraSession.start)
+    return [tuple(row) for row in connection.execute(query)]

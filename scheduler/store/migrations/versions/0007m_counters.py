@@ -1,7 +1,7 @@
 """Persistent counters for /metrics: they outlive the rows they count.
 
 Revision ID: 0007m
-Revises: 0006c
+Revises: 0007b
 Create Date: 2026-12-07
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007m"
-down_revision = "0006c"
+down_revision = "0007b"
 branch_labels = None
 depends_on = None
 
