@@ -12,6 +12,7 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 from scheduler.clock import RunningClock, SystemClock, parse_now
 from scheduler.commands import (
@@ -31,8 +32,10 @@ from scheduler.commands import (
     cmd_publish,
     cmd_purge,
     cmd_run,
+    cmd_serve,
     cmd_simulate,
     cmd_status,
+    cmd_web_passwd,
 )
 from scheduler.casecommands import add_case_parser
 from scheduler.statcommands import add_statistics_parser
@@ -120,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true",
                      help="do what is due now (missed agendas, the inbox, the outbox) and exit")
     run.set_defaults(run=cmd_run)
+
+    serve = commands.add_parser("serve", help="serve the read-only overview and statistics pages")
+    serve.add_argument("--listen", default=None, metavar="HOST:PORT", help="default: [web] listen")
+    serve.set_defaults(run=cmd_serve)
+
+    passwd = commands.add_parser("web-passwd", help="print NAME:hash for [web] users_file (password on stdin)")
+    passwd.add_argument("name", metavar="NAME")
+    passwd.set_defaults(run=cmd_web_passwd, needs_config=False)
 
     status = commands.add_parser("status", help="next jobs, last intake, outbox backlog and failures")
     status.set_defaults(run=cmd_status)
@@ -240,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if getattr(args, "needs_config", True) is False:
-            return args.run(None)
+            return args.run(SimpleNamespace(args=args))
         return args.run(Context(args))
     except UserError as exc:
         print(f"sparring: {exc}", file=sys.stderr)

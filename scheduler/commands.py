@@ -219,7 +219,43 @@ def cmd_run(ctx) -> int:
     setup_logging(ctx.args.log_level)
     daemon = Daemon(ctx.app())
     daemon.install_signals()
-    return daemon.run_once() if ctx.args.once else daemon.run()
+    if ctx.args.once:
+        return daemon.run_once()
+    if not ctx.config.web.enabled:
+        return daemon.run()
+    from scheduler.web.server import InThread
+
+    web = InThread(ctx.app(), daemon).start()  # stopped with the daemon (SIGTERM)
+    try:
+        return daemon.run()
+    finally:
+        web.stop()
+
+
+def cmd_serve(ctx) -> int:
+    """The pages against the database only: no daemon in this process."""
+    from scheduler.logs import setup_logging
+    from scheduler.web.server import serve
+
+    setup_logging("INFO")
+    return serve(ctx.app(), ctx.args.listen or ctx.config.web.listen)
+
+
+def cmd_web_passwd(ctx) -> int:
+    """NAME:hash for [web] users_file; the password from stdin (asked for on a terminal)."""
+    import getpass
+
+    from scheduler.web.auth import hash_password
+
+    name = ctx.args.name
+    if not name or ":" in name or name != name.strip():
+        raise UserError(f"web-passwd: {name!r} is not a user name; use one without ':' or blanks around it.")
+    password = getpass.getpass(f"password for {name}: ") if sys.stdin.isatty() else sys.stdin.readline()
+    password = password.rstrip("\r\n")
+    if not password:
+        raise UserError("web-passwd: no password was given on standard input.")
+    print(f"{name}:{hash_password(password)}")
+    return 0
 
 
 def cmd_status(ctx) -> int:

@@ -7,6 +7,7 @@ is allowed. ``config/sparring.toml`` documents every key with its default.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from datetime import date, time, timedelta  # noqa: F401 - date: pydantic resolves the annotations
 from pathlib import Path
@@ -335,6 +336,70 @@ class BookingConfig(Section):
         return self
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8765`` for IPv6) as (host, port); ValueError with one sentence."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT, e.g. 127.0.0.1:8765")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_problem(listen: str, auth: str) -> str | None:
+    """The one listen address refused: reachable from other machines with no authentication."""
+    if auth == "none" and not is_loopback(parse_listen(listen)[0]):
+        return (f"{listen} is reachable from other machines and auth is \"none\"; set auth = \"basic\" or "
+                "\"header\" (behind the municipality's reverse proxy), or listen on 127.0.0.1")
+    return None
+
+
+class WebConfig(Section):
+    """The read-only overview pages (``sparring serve``; inside ``run`` when enabled)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8765"
+    auth: Literal["none", "basic", "header"] = "none"
+    users_file: str = ""  # basic: lines "name:hash" (``sparring web-passwd NAME``)
+    basic_users: dict[str, str] = {}  # basic: name = hash, as an alternative to users_file
+    user_header: str = "X-Remote-User"  # header: set by the reverse proxy doing the single sign-on
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)  # header: addresses or networks it is believed from
+    language: Literal["da", "en"] | None = None  # default: service.language
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network, e.g. 127.0.0.1 or 10.0.0.0/24")
+        return value
+
+    @model_validator(mode="after")
+    def _safe(self) -> WebConfig:
+        problem = loopback_problem(self.listen, self.auth)
+        if problem:
+            raise ValueError(problem)
+        if self.auth == "basic" and not (self.users_file.strip() or self.basic_users):
+            raise ValueError('auth = "basic" needs users_file or basic_users (hashes from sparring web-passwd)')
+        return self
+
+
 class FollowupConfig(Section):
     """After the forum (issue 15): the case's meetings, in working days and minutes."""
 
@@ -370,6 +435,7 @@ class Config(Section):
     agenda: AgendaConfig = AgendaConfig()
     booking: BookingConfig = BookingConfig()
     followup: FollowupConfig = FollowupConfig()
+    web: WebConfig = WebConfig()
     backlog: BacklogConfig = BacklogConfig()
     series: tuple[SeriesConfig, ...] = Field(min_length=1)
     source: Path | None = Field(default=None, exclude=True)

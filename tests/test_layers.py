@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).parent.parent / "scheduler"
 CORE = sorted([*(PACKAGE / "planning").glob("*.py"), PACKAGE / "model.py"])
 ADAPTERS_AND_USES = ("scheduler.mail", "scheduler.store", "scheduler.services", "scheduler.calendars",
                      "scheduler.exchange", "scheduler.graph", "scheduler.wiring", "scheduler.daemon",
-                     "scheduler.jobs", "scheduler.cli", "scheduler.commands", "scheduler.render")
+                     "scheduler.jobs", "scheduler.cli", "scheduler.commands", "scheduler.render",
+                     "scheduler.web")
 IO_LIBRARIES = ("os", "io", "socket", "ssl", "subprocess", "pathlib", "shutil", "tempfile", "glob", "time",
                 "threading", "multiprocessing", "logging", "email", "smtplib", "imaplib", "http", "urllib",
                 "sqlite3", "sqlalchemy", "alembic", "psycopg", "caldav", "exchangelib", "requests",
@@ -58,6 +59,12 @@ def test_the_store_imports_no_use_case():
     for path in sorted((PACKAGE / "store").rglob("*.py")):
         assert offending(path, ("scheduler.services", "scheduler.daemon", "scheduler.jobs", "scheduler.cli",
                                 "scheduler.commands", "scheduler.wiring")) == [], path
+
+
+def test_the_services_and_the_store_import_no_web_page():
+    """The pages (``scheduler.web``) sit outside, beside the CLI: they call services, never the reverse."""
+    for path in sorted([*(PACKAGE / "services").rglob("*.py"), *(PACKAGE / "store").rglob("*.py")]):
+        assert offending(path, ("scheduler.web", "starlette", "uvicorn", "pygal")) == [], path
 
 
 def test_no_two_modules_of_the_core_import_each_other():

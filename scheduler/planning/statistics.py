@@ -53,11 +53,14 @@ def suppress_row(by_group: Mapping[str, int], total: int) -> tuple[dict[str, str
     statistics offices do), and the total when nothing else is left."""
     shown = {group: suppress(count) for group, count in by_group.items()}
     small = [group for group, count in by_group.items() if 0 < count < MIN_SHOWN]
-    if not small or total < MIN_SHOWN:
+    if not small:
         return shown, suppress(total)
+    if total < MIN_SHOWN:  # "<5" in total too: four cells "<5" would each be 1
+        undetermined = _undetermined(by_group, (1, MIN_SHOWN - 1), set(small), small)
+        return shown, suppress(total) if undetermined else HIDDEN
     hidden = set(small)
     others = sorted((count, group) for group, count in by_group.items() if count >= MIN_SHOWN)
-    while not _undetermined(by_group, total, hidden, small):
+    while not _undetermined(by_group, (total, total), hidden, small):
         if not others:
             return shown, HIDDEN
         count, group = others.pop(0)
@@ -66,17 +69,19 @@ def suppress_row(by_group: Mapping[str, int], total: int) -> tuple[dict[str, str
     return shown, str(total)
 
 
-def _undetermined(by_group: Mapping[str, int], total: int, hidden: set[str], small: list[str]) -> bool:
+def _undetermined(by_group: Mapping[str, int], total: tuple[int, int], hidden: set[str], small: list[str]) -> bool:
     """Whether each small count can still take two values or more, given the
-    shown counts and the total: the hidden counts add up to what is left,
-    a small one lies in 1..4 and a hidden larger one in 5..total."""
-    left = total - sum(count for group, count in by_group.items() if group not in hidden)
-    bounds = {group: (1, MIN_SHOWN - 1) if group in small else (MIN_SHOWN, total) for group in hidden}
+    shown counts and the total (a range when it shows as "<5"): the hidden
+    counts add up to what is left, a small one lies in 1..4 and a hidden
+    larger one in 5..the total."""
+    shown = sum(count for group, count in by_group.items() if group not in hidden)
+    left_low, left_high = total[0] - shown, total[1] - shown
+    bounds = {group: (1, MIN_SHOWN - 1) if group in small else (MIN_SHOWN, total[1]) for group in hidden}
     low, high = sum(lo for lo, _ in bounds.values()), sum(hi for _, hi in bounds.values())
     for group in small:
         lo, hi = bounds[group]
-        least = max(lo, left - (high - hi))
-        most = min(hi, left - (low - lo))
+        least = max(lo, left_low - (high - hi))
+        most = min(hi, left_high - (low - lo))
         if most <= least:
             return False
     return True

@@ -7,9 +7,10 @@ once in the first line.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scheduler.localtime import people_time
 from scheduler.services.episodes import TARGETS
@@ -31,34 +32,58 @@ def outbox_rows(app, failed_only: bool = False, limit: int = 50) -> list[str]:
         ]
 
 
+@dataclass(frozen=True)
+class ServiceFacts:
+    """The service's health as ``status`` and the overview page show it."""
+
+    now: datetime
+    holder: str | None  # the last lease holder, running or not
+    lease_until: datetime | None
+    running: bool
+    last_intake: datetime | None
+    outbox: dict[str, int]  # status -> count
+    outages: list[tuple[str, datetime]]  # (target, since): open outage episodes
+
+
+def service_facts(app) -> ServiceFacts:
+    """Lease holder, last intake, outbox backlog and failures, open outages."""
+    from scheduler.services import lease
+
+    holder = lease.holder_of(app)
+    # The lease runs on real time, whatever --now says; a stopped or dead holder's has lapsed.
+    running = bool(holder and holder[1] > datetime.now(timezone.utc))
+    with app.transaction() as repo:
+        last = repo.get_meta("last_intake")
+        counts = dict(repo.db.execute(
+            select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)).all())
+        outages = [(target, datetime.fromisoformat(since)) for target in TARGETS
+                   if (since := repo.get_meta(f"outage:{target}"))]
+    return ServiceFacts(app.now(), holder[0] if holder else None, holder[1] if holder else None, running,
+                        datetime.fromisoformat(last) if last else None, counts, outages)
+
+
 def status_lines(app) -> list[str]:
     """Next jobs, last intake, outbox backlog and failures, the lease holder."""
-    from sqlalchemy import func, text
+    from sqlalchemy import text
 
-    from scheduler.services import lease
     from scheduler.services.deadlines import agenda_due
     from scheduler.store.tables import SessionState
 
-    now = app.now()
+    facts = service_facts(app)
+    now = facts.now
     lines = [f"now: {people_time(now, app.tz)} (times in {app.config.service.timezone})"]
-    holder = lease.holder_of(app)
-    # The lease runs on real time, whatever --now says; a stopped or dead holder's has lapsed.
-    if holder and holder[1] > datetime.now(timezone.utc):
-        lines.append(f"daemon: {holder[0]} (lease until {people_time(holder[1], app.tz, seconds=True)})")
+    if facts.running:
+        lines.append(f"daemon: {facts.holder} (lease until {people_time(facts.lease_until, app.tz, seconds=True)})")
     else:
-        lines.append(f"daemon: not running (last: {holder[0]})" if holder else "daemon: not running")
+        lines.append(f"daemon: not running (last: {facts.holder})" if facts.holder else "daemon: not running")
+    lines.append(f"last intake: {people_time(facts.last_intake, app.tz)}")
+    counts = facts.outbox
+    lines.append(f"outbox: pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}, "
+                 f"done {counts.get('done', 0)}")
+    for target, since in facts.outages:  # an open outage episode (services/episodes.py): reported once, still on
+        lines.append(f"outage: {target} server failing since {people_time(since, app.tz)}; "
+                     "sending waits and retries")
     with app.transaction() as repo:
-        last = repo.get_meta("last_intake")
-        lines.append(f"last intake: {people_time(datetime.fromisoformat(last) if last else None, app.tz)}")
-        counts = dict(repo.db.execute(
-            select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)).all())
-        lines.append(f"outbox: pending {counts.get('pending', 0)}, failed {counts.get('failed', 0)}, "
-                     f"done {counts.get('done', 0)}")
-        for target in TARGETS:  # an open outage episode (services/episodes.py): reported once, still on
-            since = repo.get_meta(f"outage:{target}")
-            if since:
-                began = people_time(datetime.fromisoformat(since), app.tz)
-                lines.append(f"outage: {target} server failing since {began}; sending waits and retries")
         try:
             jobs = repo.db.execute(text(
                 "SELECT id, next_run_time FROM apscheduler_jobs ORDER BY next_run_time LIMIT 5")).all()
