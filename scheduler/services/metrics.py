@@ -129,6 +129,7 @@ ALLOWED = {
     "catch_up": timedelta(minutes=30),  # every minute, but behind a long job on the single job thread
     "cases": HOURLY,
     "coordination": HOURLY,
+    "backlog": HOURLY,
     "publish": DAILY,
     "purge": DAILY,
     "cooperation": DAILY,
