@@ -51,7 +51,7 @@ def _operation(request) -> str:
 
 
 def intake_rows(config: Config, first: date) -> list:
-    from bench.roundtrips import Row
+    from bench.meetings import Row
     from scheduler.graph.auth import TokenProvider
     from scheduler.graph.client import GraphClient
     from scheduler.graph.mailbox import GraphSource
@@ -104,7 +104,7 @@ def calendar_rows(config: Config, first: date) -> list:
     the token, once per hour, is not counted); the note lists the
     operations inside the batches.
     """
-    from bench.roundtrips import HALF_YEAR, PEOPLE, Row, exdate_count, year_meetings
+    from bench.meetings import HALF_YEAR, PEOPLE, Row, exdate_count, year_meetings
     from scheduler.config import GraphConfig
     from scheduler.graph.auth import TokenProvider
     from scheduler.graph.calendar import GraphCalendar
