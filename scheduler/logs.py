@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from scheduler.planning.cpr import CPR_IN_TEXT as CPR_SHAPE  # every form, dashes and blanks of all kinds
+from scheduler.cpr import CPR_IN_TEXT as CPR_SHAPE  # every form, dashes and blanks of all kinds
 
 
 def mask_cpr(text: str) -> str:

@@ -15,7 +15,7 @@ from enum import Enum
 from functools import cached_property
 from typing import Literal
 
-from scheduler.planning.cpr import has_cpr, mask_cprs
+from scheduler.cpr import has_cpr, mask_cprs
 
 
 class Cadence(str, Enum):

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.mail.compose import generated, text_mail, to_bytes
+from scheduler.mail.compose import text_mail
+from scheduler.wire import generated, to_bytes
 
 BODY = "Kære Karen\n\nLinje med æøå og = tegn " + "x" * 90 + "\r\nSidste linje"
 

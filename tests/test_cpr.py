@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.planning.cpr import Cpr, CprError, parse_cpr
+from scheduler.cpr import Cpr, CprError, parse_cpr
 
 TODAY = date(2027, 1, 5)
 
@@ -148,9 +148,10 @@ def test_age_is_monotone_in_the_day(born: date, day: date, step: int) -> None:
 
 from datetime import datetime, timezone  # noqa: E402
 
-from scheduler.mail.compose import text_mail, to_bytes  # noqa: E402
+from scheduler.mail.compose import text_mail  # noqa: E402
+from scheduler.wire import to_bytes  # noqa: E402
 from scheduler.model import Attendee, Meeting  # noqa: E402
-from scheduler.planning.cpr import has_cpr, mask_cprs  # noqa: E402
+from scheduler.cpr import has_cpr, mask_cprs  # noqa: E402
 
 _BLANK = st.sampled_from(["", " ", "\t", "\xa0", "\u202f"])
 _DASH = st.sampled_from(["-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2015", "\u2212"])

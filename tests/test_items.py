@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.mail.parse import MailKind, ParsedMail, parse_mail
-from scheduler.planning.cpr import Cpr
+from scheduler.cpr import Cpr
 from scheduler.planning.items import ItemContent, Rejection, check_item, check_withdrawal
 from scheduler.reasons import CODES, reason
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from scheduler import jobs
 from scheduler.clock import RunningClock
-from scheduler.planning.cpr import has_cpr
+from scheduler.cpr import has_cpr
 from scheduler.sender import Sender
 from scheduler.services import access, deadlines, lease, metrics, retention
 from scheduler.services.booking import Booker, BookingRequest

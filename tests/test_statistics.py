@@ -22,7 +22,7 @@ from scheduler.cli import main
 from scheduler.config import load_config
 from scheduler.mail.folder import FolderSource
 from scheduler.planning.allocation import age_on
-from scheduler.planning.cpr import parse_cpr
+from scheduler.cpr import parse_cpr
 from scheduler.planning.statistics import MEASURES, Period
 from scheduler.services import access, deadlines, statistics
 from scheduler.services.retention import purge

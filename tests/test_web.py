@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from scheduler.config import load_config
 from scheduler.errors import ConfigError, UserError
-from scheduler.planning.cpr import CPR_IN_TEXT
+from scheduler.cpr import CPR_IN_TEXT
 from scheduler.planning.statistics import Period
 from scheduler.services import lease, metrics, statistics
 from scheduler.web import make_web_app

@@ -17,19 +17,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 import binascii
-import io
 import re
 import secrets
 import string
 from email import base64mime
-from email.generator import Generator
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
-from email.policy import compat32
 from email.utils import format_datetime, formataddr
 
-from scheduler.planning.cpr import mask_cprs
+from scheduler.cpr import mask_cprs
 from scheduler.planning.titles import has_control
+from scheduler.wire import domain_of
 
 
 def new_message_id(domain: str) -> str:
@@ -37,10 +35,6 @@ def new_message_id(domain: str) -> str:
     so erasure finds the sent copy by it (``make_msgid``'s time and random
     digits can look like a CPR number, which the trail blanks out)."""
     return f"<{''.join(secrets.choice(string.ascii_lowercase) for _ in range(26))}@{domain}>"
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2] or "localhost"
 
 
 def text_mail(
@@ -133,36 +127,4 @@ def _header(value: str) -> str:
     return " ".join(base64mime.header_encode(w.encode("utf-8"), "utf-8") for w in words if w)
 
 
-def to_bytes(message: Message) -> bytes:
-    """The message as sent: CRLF line ends, headers as built (not re-folded).
-
-    A single part of plain text (every receipt) is written here directly, as
-    the generator would write it (tested equal), at a fifth of the cost."""
-    payload = message.get_payload()
-    if message.is_multipart() or not isinstance(payload, str) or _SURROGATE.search(payload):
-        return generated(message)
-    head = "".join(f"{name}: {value}\r\n" for name, value in message.raw_items())
-    return (head + "\r\n" + "\r\n".join(_NEWLINE.split(payload))).encode("ascii", "surrogateescape")
-
-
-def generated(message: Message) -> bytes:
-    """``to_bytes`` by ``email.generator``, for any message."""
-    out = io.StringIO()
-    _WireGenerator(out, mangle_from_=False, policy=_WIRE).flatten(message)
-    return out.getvalue().encode("ascii", "surrogateescape")
-
-
-class _WireGenerator(Generator):
-    """Writes headers as they are: every value sparring sets is ASCII already
-    (``_header``), so compat32's per-header ``Header`` round trip is waste."""
-
-    def _write_headers(self, msg: Message) -> None:
-        for name, value in msg.raw_items():
-            self.write(f"{name}: {value}{self._NL}")
-        self.write(self._NL)
-
-
-_WIRE = compat32.clone(max_line_length=None, linesep="\r\n")
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_NEWLINE = re.compile(r"\r\n|\r|\n")  # as email.generator splits lines
-_SURROGATE = re.compile("[\udc80-\udcff]")  # undecodable bytes: the generator re-encodes those

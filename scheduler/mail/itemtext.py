@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from scheduler.planning import cpr
+from scheduler import cpr
 
 _SEP = r"(?:[ \t]?[-\u2010-\u2015][ \t]?|[ \t])?"
 _NUMBER = re.compile(rf"(?<![0-9])([0-9]{{6}}){_SEP}([0-9]{{4}})(?![0-9])")

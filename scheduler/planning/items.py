@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from scheduler.model import MailKind, ParsedMail
-from scheduler.planning.cpr import Cpr, CprError, parse_cpr
+from scheduler.cpr import Cpr, CprError, parse_cpr
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from scheduler.planning.cpr import has_cpr
+from scheduler.cpr import has_cpr
 
 # Control characters (CR, LF, NUL, ...) and the Unicode line and paragraph separators.
 _BREAKING = {"Cc", "Zl", "Zp"}

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select
 
 from scheduler.errors import UserError
 from scheduler.mail.parse import parse_mail
-from scheduler.planning.cpr import Cpr, CprError, parse_cpr
+from scheduler.cpr import Cpr, CprError, parse_cpr
 from scheduler.planning.slots import Candidate
 from scheduler.services import metrics, statistics
 from scheduler.services.dispatch import message_id_of

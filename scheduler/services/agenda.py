@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 
 from scheduler.mail.decisions import reference as session_reference
 from scheduler.model import Series, Session
-from scheduler.planning.cpr import mask_cprs
+from scheduler.cpr import mask_cprs
 from scheduler.render import render, render_mail
 from scheduler.store.repository import ItemView, Repository
 

@@ -33,7 +33,7 @@ from email.utils import make_msgid
 from sqlalchemy import select
 
 from scheduler.calendars.serial import meeting_from_json, meeting_to_json
-from scheduler.mail.compose import domain_of
+from scheduler.wire import domain_of
 from scheduler.model import Attendee, Cadence, Meeting, Recurrence, Series, Session, WeekParity
 from scheduler.store.repository import PENDING, Repository
 from scheduler.store.tables import Booking, CalendarEvent, Item, SessionState

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from scheduler.mail.compose import text_mail, to_bytes
+from scheduler.mail.compose import text_mail
+from scheduler.wire import to_bytes
 from scheduler.render import render_mail
 from scheduler.services.agenda import agenda_mail_parts, build_agenda
 from scheduler.services.allowlist import Allowlist

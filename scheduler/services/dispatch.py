@@ -35,7 +35,7 @@ from tenacity import wait_exponential
 
 from scheduler.calendars.invitation import invitation_mail
 from scheduler.calendars.serial import meeting_from_json
-from scheduler.mail.compose import to_bytes
+from scheduler.wire import to_bytes
 from scheduler.ports import (
     CalendarBackend,
     DiskFull,

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from scheduler.mail.compose import text_mail
 from scheduler.mail.parse import ParsedMail
 from scheduler.planning.allocation import Placement, slot_order
-from scheduler.planning.cpr import Cpr, has_cpr
+from scheduler.cpr import Cpr, has_cpr
 from scheduler.planning.items import ItemContent
 from scheduler.render import render_mail
 from scheduler.services import deadlines

@@ -34,7 +34,7 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import and_, or_, select, tuple_
 
-from scheduler.planning.cpr import parse_cpr
+from scheduler.cpr import parse_cpr
 from scheduler.planning.statistics import (
     AGE_GROUPS,
     CHILD_GROUP,

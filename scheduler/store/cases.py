@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 
 from scheduler.planning import cases as rules
-from scheduler.planning.cpr import Cpr, parse_cpr
+from scheduler.cpr import Cpr, parse_cpr
 from scheduler.store.tables import Case, CaseMeeting, Decision
 
 DECISIONS = ("start", "no-basis", "postponed", "referred")

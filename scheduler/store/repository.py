@@ -20,10 +20,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as DbSession
 
-from scheduler.mail.compose import domain_of, to_bytes
+from scheduler.wire import domain_of, to_bytes
 from scheduler.model import BookingRequest, Session, new_uid
 from scheduler.planning.allocation import Booked, Bump, Occupancy, Placement, Request, slot_order
-from scheduler.planning.cpr import Cpr, parse_cpr
+from scheduler.cpr import Cpr, parse_cpr
 from scheduler.store import audit
 from scheduler.store.cases import CaseRecords
 from scheduler.store.crypto import FieldCipher

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from scheduler.clock import FixedClock
 from scheduler.config import load_config
-from scheduler.planning.cpr import parse_cpr
+from scheduler.cpr import parse_cpr
 from scheduler.store.tables import Case, CaseMeeting, Decision, Item, Mail
 from scheduler.wiring import make_app
 from tests.daemonkit import CONFIG

@@ -18,7 +18,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from scheduler.planning.cpr import has_cpr
+from scheduler.cpr import has_cpr
 from tests.browser import expected, quarter
 from tests.browser.conftest import screenshot
 
