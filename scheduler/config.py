@@ -237,6 +237,10 @@ class OutboxConfig(Section):
     max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
     backoff_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
     backoff_max_seconds: Annotated[float, Field(ge=0, le=86400)] = 900.0
+    # While its server is down (an open outage episode), an entry that has run
+    # out of attempts keeps waiting until the outage is this old: a mail server's
+    # maintenance window must not leave receipts for the admin to retry by hand.
+    outage_patience_hours: Annotated[float, Field(ge=0, le=720)] = 24.0
     smtp: SmtpConfig = SmtpConfig()
 
 

@@ -75,6 +75,7 @@ class Dispatcher:
         self.calendar = calendar
         cfg = app.config.outbox
         self.max_attempts = cfg.max_attempts
+        self.patience = timedelta(hours=cfg.outage_patience_hours)
         self._wait = wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds)
         self._lock = threading.Lock()  # the intake loop and the scheduler's thread share it
         self.episodes = Episodes(app)
@@ -194,7 +195,7 @@ class Dispatcher:
             return
         except TransientError as exc:
             self._outage(target, _safe(exc), kind, attempts, exc.retry_after)
-            self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report, kind)
+            self._again_or_fail(entry_id, attempts, exc.retry_after, _safe(exc), report, kind, target)
             return
         except PermanentError as exc:
             self._fail(entry_id, _safe(exc), report)
@@ -207,7 +208,7 @@ class Dispatcher:
             log.error("outbox entry raised unexpectedly id=%s kind=%s error=%s", entry_id, kind, type(exc).__name__)
             error = f"{type(exc).__name__} (unexpected)"
             self._outage(target, error, kind, attempts, None)
-            self._again_or_fail(entry_id, attempts, None, error, report, kind)
+            self._again_or_fail(entry_id, attempts, None, error, report, kind, target)
             return
         finally:
             self.progress()
@@ -283,13 +284,19 @@ class Dispatcher:
                                session_start=datetime.fromisoformat(start), message_id=message_id)
 
     def _again_or_fail(self, entry_id: int, attempts: int, retry_after: float | None, error: str, report,
-                       kind: str = "") -> None:
-        # An outage's report waits out the outage: it is the one mail that says so.
-        if attempts >= self.max_attempts and kind != "report":
+                       kind: str = "", target: str | None = None) -> None:
+        # An outage's report waits out the outage: it is the one mail that says so;
+        # the others wait for a server that is down, up to the outage patience.
+        if attempts >= self.max_attempts and kind != "report" and not self._patient(target):
             self._fail(entry_id, f"{error.partition(':')[0]} after {attempts} attempts", report)
         else:
             self._retry_later(entry_id, attempts, retry_after, error)
             report.retried += 1
+
+    def _patient(self, target: str | None) -> bool:
+        """Whether ``target``'s server has been down for less than the patience."""
+        since = self.episodes.since(target) if target else None
+        return since is not None and self.app.now() - since < self.patience
 
     def _deliver(self, kind: str, recipients: str, payload: dict) -> list[str] | None:
         """Send one entry; a mail's recipients actually reached are returned."""

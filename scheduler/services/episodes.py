@@ -29,6 +29,7 @@ class Episodes:
     def __init__(self, app) -> None:
         self.app = app
         self._open: dict[str, bool] = {}  # target -> episode open (read from meta once)
+        self._since: dict[str, datetime] = {}  # target -> when its open episode began
 
     def failed(self, target: str, where: str, error: str, kind: str, not_before: datetime | None = None) -> None:
         """A failure towards ``target``: the first of an episode is reported,
@@ -45,6 +46,11 @@ class Episodes:
                 log.error("outage began target=%s server=%s error=%s", target, where, error)
                 self._report(repo, target, where, error, since, not_before)
         self._open[target] = True
+        self._since[target] = datetime.fromisoformat(since)
+
+    def since(self, target: str) -> datetime | None:
+        """When the open episode towards ``target`` began (None: none open)."""
+        return self._since.get(target) if self._open.get(target) else None
 
     def succeeded(self, target: str) -> None:
         """A success towards ``target`` ends its episode (if one is open)."""
@@ -57,6 +63,7 @@ class Episodes:
                 repo.set_meta(key, "")
                 log.warning("outage ended target=%s since=%s", target, since)
         self._open[target] = False
+        self._since.pop(target, None)
 
     def _report(self, repo, target: str, where: str, error: str, since: str, not_before: datetime | None) -> None:
         admin = self.app.config.service.admin
