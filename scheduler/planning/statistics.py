@@ -93,9 +93,10 @@ def median_shown(values: Iterable[float]) -> float | None:
     return float(statistics.median(values)) if len(values) >= MIN_SHOWN else None
 
 
-_QUARTER = re.compile(r"(\d{4})-Q([1-4])")
-_MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-_YEAR = re.compile(r"(\d{4})")
+# ASCII digits only: "\d" takes "２０２７" too, which then reaches the CSV's file name header.
+_QUARTER = re.compile(r"([0-9]{4})-Q([1-4])")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+_YEAR = re.compile(r"([0-9]{4})")
 
 
 YEARS = range(1900, 3000)  # a session's year, with room around it for date arithmetic
