@@ -166,6 +166,15 @@ def test_no_page_shows_a_cpr_number(app):
         assert "Angst" not in page.text and "Gæld" not in page.text, path
 
 
+def test_a_query_parameter_the_page_does_not_read_is_not_echoed_in_its_links(app):
+    """The language switch keeps the period and the series shown, nothing else a visitor typed."""
+    for path in ("/?note=010105-4234", "/statistik?period=2027-Q1&note=010105-4234"):
+        page = client(app).get(path)
+        assert page.status_code == 200 and "010105" not in page.text, path
+    switch = html.fromstring(client(app).get("/statistik?period=2027-01&series=unge&x=1").text)
+    assert switch.xpath('//a[@hreflang="en"]')[0].get("href") == "/statistik?period=2027-01&series=unge&lang=en"
+
+
 def test_healthz_fails_until_the_daemon_runs_and_metrics_scrape(app):
     web = client(app)
     page = web.get("/healthz")

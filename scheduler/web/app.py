@@ -87,12 +87,14 @@ class Pages:
         return i18n.choose(request.query_params.get("lang"), request.headers.get("accept-language"),
                            self.default_language)
 
-    def page(self, request, template: str, status: int = 200, **context) -> HTMLResponse:
+    def page(self, request, template: str, status: int = 200, shown: dict[str, str] | None = None,
+             **context) -> HTMLResponse:
+        """``shown``: the query the page read and checked; the language switch keeps it, and
+        nothing else a visitor typed (it could be anything, a CPR number too)."""
         language = self.language(request)
         tz = self.app.tz
         other = "en" if language == "da" else "da"
-        # The switch keeps the query of a page shown, not of one refused: that is not echoed anywhere.
-        query = {k: v for k, v in request.query_params.items() if k != "lang"} if status == 200 else {}
+        query = shown or {}
         html = environment().get_template(template).render(
             lang=language, t=i18n.words(language), path=request.url.path,
             other=other, other_href=f"{request.url.path}?{urlencode({**query, 'lang': other})}",

@@ -42,8 +42,9 @@ def statistics_page(pages, request):
     table = statistics.table(pages.app, period, series_id=series)
     cells = table.cells(language)
     groups = [*table.groups, "total"]  # the columns of cells(), after the label
+    shown = {"period": period.label, **({"series": series} if series else {})}
     return pages.page(
-        request, "statistics.html.j2", error=None, period_text=period.label, series_id=series,
+        request, "statistics.html.j2", shown=shown, error=None, period_text=period.label, series_id=series,
         all_series=list(pages.app.series.values()), table=table, header=cells[0],
         rows=[(row.measure, cells[i + 1]) for i, row in enumerate(table.rows)], groups=groups,
         csv_href=f"/statistik.csv?period={period.label}" + (f"&series={series}" if series else "")
