@@ -205,6 +205,23 @@ def test_basic_auth_lets_in_a_user_with_the_right_password_only(app, tmp_path):
     assert web.get("/healthz").status_code in (200, 503)  # open: a load balancer asks it
 
 
+def test_an_unknown_name_costs_the_same_scrypt_as_a_wrong_password(app, tmp_path, monkeypatch):
+    """Else the answer's speed tells which names exist (no hash: answered at once)."""
+    import hashlib
+
+    from scheduler.web import auth
+
+    users = tmp_path / "users"
+    users.write_text(f"karen:{hash_password('hemmeligt')}\n", encoding="utf-8")
+    web = client(with_web(app, auth="basic", users_file=str(users)))
+    web.get("/", auth=("ole", "forkert"))  # the first may also make the decoy hash
+    costs, scrypt = [], hashlib.scrypt
+    monkeypatch.setattr(auth.hashlib, "scrypt", lambda *a, **k: costs.append(k["n"]) or scrypt(*a, **k))
+    assert web.get("/", auth=("karen", "forkert")).status_code == 401
+    assert web.get("/", auth=("ole", "forkert")).status_code == 401
+    assert len(costs) == 2 and costs[0] == costs[1]
+
+
 def test_header_auth_believes_the_user_header_only_from_a_trusted_proxy(app):
     with_web(app, auth="header", trusted_proxies=("127.0.0.1", "10.1.0.0/16"))
     named = {"X-Remote-User": "karen"}
