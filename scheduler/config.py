@@ -384,6 +384,16 @@ class WebConfig(Section):
         parse_listen(value)
         return value
 
+    @field_validator("basic_users", mode="before")
+    @classmethod
+    def _hashes(cls, value: object) -> object:
+        # Before pydantic's own checks, whose sentence would quote the value: a password, maybe.
+        if not isinstance(value, dict) or not all(
+                isinstance(v, str) and v.startswith("scrypt$") for v in value.values()):
+            raise ValueError("each user must be name = hash, the hash made with `sparring web-passwd NAME` "
+                             "(a password in clear is not accepted)")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:

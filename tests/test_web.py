@@ -262,6 +262,15 @@ def test_a_listen_address_beyond_loopback_without_auth_is_refused_at_load(tmp_pa
         bind("localhost", "none")
 
 
+@pytest.mark.parametrize("users", ['"karen:hemmeligt"', '{ karen = "hemmeligt" }'])
+def test_a_password_in_clear_in_basic_users_is_refused_without_echoing_it(tmp_path, users):
+    """basic_users holds hashes: a password written there instead is one sentence that does not repeat it."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(_config(tmp_path, f'listen = "0.0.0.0:8765"\nauth = "basic"\nbasic_users = {users}'))
+    text = str(refused.value)
+    assert "basic_users" in text and "web-passwd" in text and "hemmeligt" not in text and "\n" not in text
+
+
 def test_the_access_log_keeps_the_path_without_its_query():
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
                                ("127.0.0.1:5", "GET", "/statistik?period=2027-Q1&lang=en", "1.1", 200), None)
