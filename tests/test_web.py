@@ -22,12 +22,12 @@ from scheduler.errors import ConfigError, UserError
 from scheduler.cpr import CPR_IN_TEXT
 from scheduler.planning.statistics import Period
 from scheduler.services import metrics, statistics
-from scheduler.store.tables import Lease
+from scheduler.store.tables import ExtraSession, Lease
 from scheduler.web import make_web_app
 from scheduler.web.auth import check_password, hash_password
 from scheduler.web.i18n import CATALOGUE, choose
 from scheduler.web.server import _PathOnly, bind
-from tests.appkit import CONFIG, build, ingest, item_mail
+from tests.appkit import CONFIG, at, build, ingest, item_mail
 
 CPRS = ("0101054234", "0202114234", "0303704234")  # born 2005, 2011, 1970: ages 22, 16, 57 in 2027
 
@@ -70,6 +70,18 @@ def test_overview_shows_fill_levels_acute_deadline_cases_and_health_in_danish(ap
     # The landmarks and the skip link, for keyboard and screen-reader users.
     assert doc.xpath("//header") and doc.xpath("//nav[@aria-label]") and doc.xpath('//main[@id="main"]')
     assert doc.xpath('//a[@href="#main"]') and [h.tag for h in doc.xpath("//h1")] == ["h1"]
+
+
+def test_the_overview_shows_an_extra_session_another_process_added(app):
+    """``serve`` runs apart from the daemon: an extra session the daemon adds later is shown too."""
+    web = client(app)
+    assert web.get("/").status_code == 200
+    with app.transaction() as repo:  # what the daemon's process writes on a coordinator's "Ekstra møde: ja"
+        repo.db.add(ExtraSession(session_key="unge/2027-01-05", series_id="unge", start=at("2027-01-05T10:00"),
+                                 created_at=app.now(), source_message="<ja@kommune.example>",
+                                 added_by="koordinator.social@kommune.example"))
+    doc = html.fromstring(web.get("/").text)
+    assert "ekstra" in doc.xpath('//tr[@data-session="unge/2027-01-05"]/td[last()]')[0].text_content()
 
 
 def test_a_cancelled_session_and_a_passed_deadline_are_marked(app):

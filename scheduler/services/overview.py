@@ -61,6 +61,7 @@ class Overview:
 
 
 def overview(app) -> Overview:
+    app.reload_sessions()  # ``serve`` is not the daemon: an extra session it added since is in the database only
     now = app.now()
     by_series: dict[str, list] = {sid: [] for sid in app.series}
     for session in app.sessions_from(now):
