@@ -137,6 +137,7 @@ class Daemon:
             self.stopping.wait(lease.RENEW_EVERY.total_seconds())
         if self.stopping.is_set():
             return 0
+        self.app.reload_sessions()  # a standby's planner is as old as its start: the extra sessions added since
         metrics.heartbeat(self.app, "daemon", force=True)  # its jobs are overdue from here on, not from before
         try:
             self.sender = Sender(self.app, self.dispatcher, self.stopping)

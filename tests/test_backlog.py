@@ -264,3 +264,29 @@ def test_run_once_warns_and_takes_the_reply(full, tmp_path, capsys):
     assert len(warnings_sent(tmp_path)) == 1
     app.reload_sessions()
     assert len(keys(app, EXTRA)) == 2
+
+
+def test_a_standby_taking_over_knows_the_extra_sessions_added_while_it_waited(tmp_path, monkeypatch):
+    """The standby's planner is as old as its start: the extra session the
+    active instance added since must be known once it takes over."""
+    import threading
+    import time
+
+    from scheduler.daemon import Daemon
+
+    app, _ = build(tmp_path, "2027-01-04T08:00", monkeypatch)
+    daemon = Daemon(app, poll_seconds=0.1)  # started, on standby
+    with app.transaction() as repo:  # the active instance's "Ekstra møde: ja"
+        repo.db.add(ExtraSession(session_key=EXTRA, series_id="unge", start=at("2027-01-05T09:00"),
+                                 created_at=app.now(), source_message="<ja1@kommune.example>", added_by=COORDINATOR))
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        waited = time.monotonic()
+        while not app.session_by_key(EXTRA).extra and time.monotonic() - waited < 15:
+            time.sleep(0.1)
+        assert app.session_by_key(EXTRA).extra
+    finally:
+        daemon.stopping.set()
+        runner.join(30)
+    assert not runner.is_alive()
