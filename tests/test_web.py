@@ -239,6 +239,9 @@ def test_header_auth_believes_the_user_header_only_from_a_trusted_proxy(app):
     named = {"X-Remote-User": "karen"}
     assert client(app, client=("127.0.0.1", 40000)).get("/", headers=named).status_code == 200
     assert client(app, client=("10.1.2.3", 40000)).get("/statistik", headers=named).status_code == 200
+    # On a dual-stack socket ([::]:8765) an IPv4 proxy's address comes as ::ffff:10.1.2.3.
+    assert client(app, client=("::ffff:10.1.2.3", 40000)).get("/", headers=named).status_code == 200
+    assert client(app, client=("::ffff:192.168.1.9", 40000)).get("/", headers=named).status_code == 403
     refused = client(app, client=("192.168.1.9", 40000)).get("/", headers=named)
     assert refused.status_code == 403 and "proxy" in refused.text
     assert client(app, client=("127.0.0.1", 40000)).get("/").status_code == 403  # no user named

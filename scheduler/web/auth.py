@@ -118,4 +118,6 @@ class Access(BaseHTTPMiddleware):
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
+        # A dual-stack socket ([::]:8765) names an IPv4 peer as ::ffff:a.b.c.d.
+        address = getattr(address, "ipv4_mapped", None) or address
         return any(address in network for network in self.proxies)
