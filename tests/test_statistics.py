@@ -228,6 +228,22 @@ def test_purge_and_erasure_leave_the_numbers_as_they_were(simulated):
     assert statistics.table(app, Q1) == before
 
 
+def test_an_erased_citizens_coming_item_counts_as_withdrawn_not_brought(tmp_path, monkeypatch):
+    """Erased before its session, the item never reaches the agenda: the session's
+    numbers say withdrawn, as they would had it been withdrawn, not brought."""
+    app, _ = build(tmp_path, "2027-01-04T09:00", monkeypatch)
+    numbers = [cpr(n, born) for n, born in enumerate((2004, 2010, 1998))]
+    for n, number in enumerate(numbers):
+        ingest(app, item(number, f"e{n}"), f"2027-01-04T09:0{n}")
+    january = Period.parse("2027-01")
+    before = statistics.table(app, january)
+    assert (before.row("brought").total, before.row("withdrawn").total) == (3, 0)
+    access.erase(app, numbers[1])  # the session of 7 January is three days ahead
+    after = statistics.table(app, january)
+    assert (after.row("brought").total, after.row("withdrawn").total) == (2, 1)
+    assert after.row("brought").by_group["15-17"] == 0 and after.row("withdrawn").by_group["15-17"] == 1
+
+
 def test_the_cli_prints_the_quarter_of_now_and_its_csv_suppressed(simulated, capsys):
     app, _, tmp_path = simulated
     args = ["--config", str(CONFIG), "--data-dir", str(tmp_path), "--now", "2027-02-10T09:00"]

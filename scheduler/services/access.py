@@ -154,7 +154,7 @@ def erase(app, text: str) -> Erasure:
     done = Erasure()
     with app.transaction() as repo:
         _secure_delete(repo)
-        statistics.fold(repo, app.tz, subject=subject)  # first, as things stand: counts are not personal data
+        statistics.fold(repo, app.tz, now=app.now(), subject=subject)  # first: counts are not personal data
         items = _items(repo, subject)
         copies = _copies(repo, subject, cpr, items)
         done.calendar = _cancel_calendar(app, repo, items)

@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import and_, or_, select, tuple_
 
@@ -228,11 +229,14 @@ def _rows(weighted: list[tuple[Fact, int]]) -> list[StatRow]:
 
 def fold(repo, tz, *, now: datetime | None = None, subject: str | None = None) -> int:
     """Store the facts of the rows about to be deleted: those past their
-    retention at ``now`` (the purge), or the citizen ``subject``'s (erasure).
-    Call it in the deleting transaction, before the deletes. Returns the facts."""
+    retention at ``now`` (the purge), or the citizen ``subject``'s (erasure;
+    an item of a session after ``now`` never reaches its agenda: it counts
+    as withdrawn). Call it in the deleting transaction, before the deletes.
+    Returns the facts."""
     if subject is not None:
         cases = repo.db.scalars(select(Case).where(Case.cpr_hash == subject)).all()
-        items = _items(repo, Item.cpr_hash == subject)
+        items = [_withdrawn(row) if now is not None and row.session_start > now and row.status in BROUGHT else row
+                 for row in _items(repo, Item.cpr_hash == subject)]
         doomed = or_(Decision.cpr_hash == subject, Decision.case_id.in_([c.id for c in cases]))
     else:
         cases = repo.db.scalars(select(Case).where(Case.purge_after < now)).all()
@@ -249,6 +253,11 @@ def fold(repo, tz, *, now: datetime | None = None, subject: str | None = None) -
         repo.db.add(StatFoldedSlot(session_key=key[0], slot=key[1]))
     repo.db.flush()
     return len(found)
+
+
+def _withdrawn(row):
+    """An item row as if withdrawn (``_item_facts`` reads its columns by name)."""
+    return SimpleNamespace(**{**row._mapping, "status": "withdrawn"})
 
 
 def labels(language: str) -> dict[str, str]:
