@@ -84,6 +84,13 @@ def test_the_overview_shows_an_extra_session_another_process_added(app):
     assert "ekstra" in doc.xpath('//tr[@data-session="unge/2027-01-05"]/td[last()]')[0].text_content()
 
 
+def test_the_time_left_to_the_deadline_counts_real_hours_across_the_summer_time_switch(app):
+    app.clock.set(at("2027-03-27T12:00"))  # Saturday; the clocks go forward in the night to Sunday (Easter)
+    doc = html.fromstring(client(app).get("/").text)
+    deadline = doc.xpath('//section[@data-series="unge"]//dd[@data-fact="next-deadline"]')[0].text_content()
+    assert "mandag den 5. april 2027 kl. 12.00" in deadline and "8 d. 23 t. 0 min. tilbage" in deadline
+
+
 def test_a_cancelled_session_and_a_passed_deadline_are_marked(app):
     app.clock.set(app.now() + timedelta(hours=4))  # past the unge deadline of Monday 12:00
     doc = html.fromstring(client(app).get("/?lang=en").text)

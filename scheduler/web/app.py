@@ -10,7 +10,7 @@ are rendered on the server: no JavaScript, nothing from the internet.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
@@ -140,6 +140,7 @@ class Pages:
 
 
 def _left(deadline: datetime, now: datetime) -> tuple[int, int, int]:
-    """Whole days, hours and minutes from ``now`` to ``deadline``."""
-    span = max(deadline - now, timedelta(0))
+    """Whole days, hours and minutes from ``now`` to ``deadline``: real time, in UTC (two
+    datetimes of one zone subtract as wall times, an hour off across a summer time switch)."""
+    span = max(deadline.astimezone(timezone.utc) - now.astimezone(timezone.utc), timedelta(0))
     return span.days, span.seconds // 3600, span.seconds % 3600 // 60
