@@ -336,3 +336,47 @@ def test_a_failing_page_answers_500_and_logs_its_place_not_its_text(app, monkeyp
     (message,) = caplog.messages
     assert re.fullmatch(r"page failed path=/ error=ValueError at \w+\.py:\d+", message)
     assert not any(record.exc_info for record in caplog.records)
+
+
+def test_basic_auth_checks_a_browsers_repeated_credentials_once_and_bounds_checks_at_once(
+        app, tmp_path, monkeypatch):
+    """A page and its stylesheet cost one scrypt; wrong passwords are never remembered,
+    and however many arrive together, at most CHECKS_AT_ONCE scrypts (16 MiB each) run."""
+    import hashlib
+    import threading
+    import time as clock
+
+    from scheduler.web import auth
+
+    users = tmp_path / "users"
+    users.write_text(f"karen:{hash_password('hemmeligt')}\n", encoding="utf-8")
+    web = client(with_web(app, auth="basic", users_file=str(users)))
+    web.get("/", auth=("ole", "forkert"))  # the decoy hash made
+    running, most, lock, scrypt = [0], [0], threading.Lock(), hashlib.scrypt
+
+    def counted(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        clock.sleep(0.05)
+        try:
+            return scrypt(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    calls = []
+    monkeypatch.setattr(auth.hashlib, "scrypt", lambda *a, **k: calls.append(1) or counted(*a, **k))
+    assert web.get("/", auth=("karen", "hemmeligt")).status_code == 200
+    assert web.get("/static/sparring.css", auth=("karen", "hemmeligt")).status_code == 200
+    assert len(calls) == 1, "the same credentials again: remembered"
+    for _ in range(2):
+        assert web.get("/", auth=("karen", "forkert")).status_code == 401
+    assert len(calls) == 3, "a wrong password is checked every time"
+    threads = [threading.Thread(target=web.get, args=("/",), kwargs={"auth": ("karen", f"gæt{n}")})
+               for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 11 and most[0] <= auth.CHECKS_AT_ONCE == 2, most

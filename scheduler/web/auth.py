@@ -16,6 +16,9 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +29,11 @@ from scheduler.errors import ConfigError
 
 OPEN_PATHS = ("/healthz",)
 _N, _R, _P = 2**14, 8, 1  # scrypt's cost: ~16 MiB and tens of ms per check
+# At most this many checks at once (memory: 16 MiB each), however many requests
+# come: a flood of wrong passwords queues instead of filling the thread pool.
+CHECKS_AT_ONCE = 2
+REMEMBER_SECONDS = 300.0  # a browser sends the same credentials with every request
+REMEMBER_MAX = 256
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -80,6 +88,8 @@ class Access(BaseHTTPMiddleware):
         self.web = web
         self.users = users
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in web.trusted_proxies]
+        self.checks = threading.BoundedSemaphore(CHECKS_AT_ONCE)
+        self.known = _Remembered()
 
     async def dispatch(self, request, call_next):
         if request.url.path in OPEN_PATHS or self.web.auth == "none":
@@ -109,9 +119,15 @@ class Access(BaseHTTPMiddleware):
         except (binascii.Error, UnicodeDecodeError):
             return None
         stored = self.users.get(name)
-        # An unknown name is checked against a hash too: the answer's speed must not tell which names exist.
-        right = check_password(password, stored or _decoy())
-        return name if sep and stored and right else None
+        if sep and stored and self.known.get(header) == name:
+            return name
+        with self.checks:
+            # An unknown name is checked against a hash too: the answer's speed must not tell which names exist.
+            right = check_password(password, stored or _decoy())
+        if sep and stored and right:
+            self.known.put(header, name)
+            return name
+        return None
 
     def _trusted(self, host: str) -> bool:
         try:
@@ -121,3 +137,28 @@ class Access(BaseHTTPMiddleware):
         # A dual-stack socket ([::]:8765) names an IPv4 peer as ::ffff:a.b.c.d.
         address = getattr(address, "ipv4_mapped", None) or address
         return any(address in network for network in self.proxies)
+
+
+class _Remembered:
+    """Credentials checked lately, by a keyed hash of the header (never the
+    password itself), so a page and its stylesheet cost one scrypt, not two."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self._seen: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tag(self, header: str) -> bytes:
+        return hmac.digest(self._key, header.encode("utf-8", "surrogateescape"), "sha256")
+
+    def get(self, header: str) -> str | None:
+        tag = self._tag(header)
+        with self._lock:
+            name, until = self._seen.get(tag, (None, 0.0))
+            return name if until > time.monotonic() else None
+
+    def put(self, header: str, name: str) -> None:
+        with self._lock:
+            self._seen[self._tag(header)] = (name, time.monotonic() + REMEMBER_SECONDS)
+            while len(self._seen) > REMEMBER_MAX:
+                self._seen.popitem(last=False)
