@@ -161,17 +161,17 @@ def coordination() -> None:
 
 @_outlasts_outages
 def backlog() -> None:
-    """The backlog warning, hourly (and in ``--once``)."""
-    backlog_round()
+    """The backlog warning, hourly (and in ``--once``), with the answers left undone."""
+    backlog_round(resume=True)
 
 
-def backlog_round() -> None:
+def backlog_round(resume: bool = False) -> None:
     """The backlog check; the intake loop runs it after each round (a lost
     database is then the round's). An extra session added since (here, or by
     another process) gets its agenda job."""
     rt = _runtime()
     rt.app.reload_sessions()
-    warned = backlog_service.check(rt.app)
+    warned = backlog_service.check(rt.app, resume=resume)
     if rt.extra.get("extras") != rt.app.planner.extras:
         rt.extra["extras"] = rt.app.planner.extras
         schedule_agendas(rt)

@@ -290,3 +290,33 @@ def test_a_standby_taking_over_knows_the_extra_sessions_added_while_it_waited(tm
         daemon.stopping.set()
         runner.join(30)
     assert not runner.is_alive()
+
+
+@pytest.mark.parametrize("cut", ["still_free", "_move_waiting"])
+def test_a_ja_cut_off_after_its_mail_was_filed_is_carried_out_by_the_hourly_check(full, tmp_path, monkeypatch, cut):
+    """The answer runs after the commit that files the mail: should it fail there
+    (before the session is stored, or between storing and filling it), the held
+    answer is taken up by the hourly check, once."""
+    app, dispatcher = full
+    (warning,) = backlog.check(app)
+    waiting = keys(app, "unge/2027-01-21")
+    real = getattr(backlog, cut)
+    broken = iter([True])
+
+    def fails_once(*args, **kwargs):
+        if next(broken, False):
+            raise RuntimeError("cut off")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backlog, cut, fails_once)
+    outcome = ingest(app, reply(warning.subject, "Ekstra møde: ja", "ja1"), "2027-01-04T08:30")
+    assert outcome.outcome == "accepted"
+    assert keys(app, "unge/2027-01-21") == waiting, "nothing moved yet"
+    backlog.check(app, resume=True)
+    backlog.check(app, resume=True)
+    dispatcher.run_once(limit=1000)
+    assert keys(app, EXTRA) == waiting and keys(app, "unge/2027-01-21") == []
+    with app.transaction() as repo:
+        assert len(repo.db.scalars(select(ExtraSession)).all()) == 1
+    answers = [m for m in messages(tmp_path) if m["In-Reply-To"] == "<ja1@kommune.example>"]
+    assert len(answers) == 1 and str(answers[0]["Subject"]).startswith("Ekstra møde oprettet")

@@ -17,6 +17,7 @@ caseworkers told and their slot invitations moved.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -67,9 +68,10 @@ class Queue:
         return sum(self.counts.get(s.key, 0) for s in self.sessions[self.depth:])
 
 
-def queue_of(app, repo: Repository, series_id: str, now: datetime) -> Queue:
+def queue_of(app, repo: Repository, series_id: str, now: datetime, without: str | None = None) -> Queue:
+    """``without``: a session left out (an extra one being filled: the queue as it stood before it)."""
     sessions = tuple(s for s in app.sessions_from(now)
-                     if s.series_id == series_id and s.planned and s.deadline > now)
+                     if s.series_id == series_id and s.planned and s.deadline > now and s.key != without)
     rows = repo.db.execute(select(Item.session_key, func.count()).where(
         Item.series_id == series_id, Item.status == PENDING, Item.session_start > now).group_by(Item.session_key))
     counts = dict(rows.all())
@@ -87,9 +89,12 @@ def queue_depth(app, series_id: str, now: datetime) -> int:
         return queue_of(app, repo, series_id, now).depth
 
 
-def check(app) -> list[BacklogWarning]:
+def check(app, resume: bool = False) -> list[BacklogWarning]:
     """Warn the coordinators of each series whose queue is full, once per
-    episode; close the episodes of queues no longer full."""
+    episode; close the episodes of queues no longer full. ``resume`` (the
+    hourly job): first carry out the answers taken in but cut off."""
+    if resume:
+        _resume(app)
     warnings = []
     with _LOCK:
         for series in app.series.values():
@@ -183,6 +188,29 @@ def stored_extras(config, data_dir) -> list[tuple]:
 # -- the coordinators' answer -----------------------------------------------------------
 
 
+def hold(repo: Repository, series_id: str, yes: bool, sender: str, message_id: str) -> None:
+    """Keep an answer on its open episode, in the transaction that files its
+    mail, until ``answer`` has carried it out (an episode whose session is
+    added already keeps the answer that added it)."""
+    episode = open_episode(repo, series_id)
+    if episode is not None and not episode.extra_key:
+        episode.pending = json.dumps({"yes": yes, "sender": sender, "message_id": message_id})
+
+
+def _resume(app) -> None:
+    """The answers a crash or a failure left undone, carried out again; one
+    whose episode has closed since is answered as no longer needed."""
+    with app.transaction() as repo:
+        held = repo.db.scalars(select(BacklogEpisode).where(BacklogEpisode.pending.is_not(None))).all()
+        undone = [(e.series_id, json.loads(e.pending)) for e in held]
+        for episode in held:
+            if episode.closed_at is not None:
+                episode.pending = None
+    for series_id, kept in undone:
+        if series_id in app.series:
+            answer(app, series_id, kept["yes"], kept["sender"], kept["message_id"])
+
+
 def answer(app, series_id: str, yes: bool, sender: str, message_id: str) -> None:
     """A coordinator's ``Ekstra møde: ja|nej`` (checked as theirs by intake),
     after the commit: free/busy is read with no transaction open. "ja" takes
@@ -194,19 +222,26 @@ def answer(app, series_id: str, yes: bool, sender: str, message_id: str) -> None
         with app.transaction() as repo:
             episode = open_episode(repo, series_id)
             state = _state(episode, yes)
-            if state in ("declined", "not_needed", "already"):
+            unfilled = state == "already" and episode.pending is not None  # added, cut off before filling
+            if state in ("declined", "not_needed", "already") and not unfilled:
                 if state == "declined":
                     episode.answer = "no"
+                if episode is not None:
+                    episode.pending = None
                 extra = app.session_by_key(episode.extra_key) if state == "already" else None
                 _answer(app, repo, series, state, message_id, start=extra.start if extra else None)
                 return
-            current = episode.proposed_start
+            current, key = episode.proposed_start, episode.extra_key
+        if unfilled:
+            _fill(app, series, app.session_by_key(key), message_id, episode.id)
+            return
         if current is not None and still_free(app, series, current.astimezone(app.tz)):
             add(app, series, current.astimezone(app.tz), sender, message_id, episode.id)
             return
         fresh = propose(app, series)
         with app.transaction() as repo:
-            repo.db.get(BacklogEpisode, episode.id).proposed_start = fresh
+            episode = repo.db.get(BacklogEpisode, episode.id)
+            episode.proposed_start, episode.pending = fresh, None
             _answer(app, repo, series, "proposal" if fresh else "no_time", message_id, start=fresh)
 
 
@@ -225,8 +260,6 @@ def add(app, series: Series, start: datetime, sender: str, message_id: str, epis
     now = app.now()
     key = f"{series.id}/{start.date().isoformat()}"
     with app.transaction() as repo:
-        queue = queue_of(app, repo, series.id, now)  # the waiting, as they stand before the extra session
-        behind = [s for s in queue.sessions[queue.depth:] if s.start > start]
         repo.db.add(ExtraSession(session_key=key, series_id=series.id, start=start, created_at=now,
                                  source_message=message_id[:300], added_by=sender))
         episode = repo.db.get(BacklogEpisode, episode_id)
@@ -235,12 +268,22 @@ def add(app, series: Series, start: datetime, sender: str, message_id: str, epis
                    message_id=message_id)
     app.reload_sessions()
     session = app.session_by_key(key)
-    with app.transaction() as repo:
-        app.calendar_sync.publish(repo, start.date(), start.date())
-        moved = _move_waiting(app, repo, series, session, behind)
-        _answer(app, repo, series, "added", message_id, start=start, moved=len(moved))
-    log.info("extra session added series=%s start=%s moved=%d", series.id, start.isoformat(), len(moved))
+    _fill(app, series, session, message_id, episode_id)
     return session
+
+
+def _fill(app, series: Series, extra: Session, message_id: str, episode_id: int) -> None:
+    """The extra session published and the waiting items moved in: one
+    transaction, which also clears the episode's held answer (done again by
+    the hourly check if it is cut off)."""
+    with app.transaction() as repo:
+        queue = queue_of(app, repo, series.id, app.now(), without=extra.key)  # as before the extra session
+        behind = [s for s in queue.sessions[queue.depth:] if s.start > extra.start]
+        app.calendar_sync.publish(repo, extra.start.date(), extra.start.date())
+        moved = _move_waiting(app, repo, series, extra, behind)
+        _answer(app, repo, series, "added", message_id, start=extra.start, moved=len(moved))
+        repo.db.get(BacklogEpisode, episode_id).pending = None
+    log.info("extra session added series=%s start=%s moved=%d", series.id, extra.start.isoformat(), len(moved))
 
 
 def _move_waiting(app, repo: Repository, series: Series, extra: Session, waiting_in: list[Session]) -> list[int]:

@@ -405,6 +405,7 @@ class Intake:
         yes = read_answer(parsed.request_lines)
         if yes is None:
             return self._reject(notices, parsed, "extra_unreadable", {})
+        backlog.hold(repo, series.id, yes, parsed.sender.lower(), parsed.message_id)
         repo.after_commit.append(partial(backlog.answer, self.app, series.id, yes, parsed.sender.lower(),
                                          parsed.message_id))
         return Outcome(parsed.message_id, "accepted", Disposition.PROCESSED, series=series.id,

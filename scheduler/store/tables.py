@@ -407,6 +407,10 @@ class BacklogEpisode(Base):
     proposed_start: Mapped[datetime | None]
     answer: Mapped[str | None] = mapped_column(String(8))
     extra_key: Mapped[str | None] = mapped_column(String(64))  # the extra session added
+    # A coordinator's answer taken in but not yet carried out (JSON: yes,
+    # sender, message_id): cleared by the step that finishes it, so an answer
+    # cut off after its mail was filed is taken up again by the hourly check.
+    pending: Mapped[str | None] = mapped_column(String(700))
 
 
 def extra_session_rows(connection) -> list[tuple]:

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("proposed_start", sa.DateTime(timezone=True), nullable=True),
         sa.Column("answer", sa.String(length=8), nullable=True),
         sa.Column("extra_key", sa.String(length=64), nullable=True),
+        sa.Column("pending", sa.String(length=700), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_backlog_episodes")),
     )
     op.create_index(op.f("ix_backlog_episodes_series_id"), "backlog_episodes", ["series_id"], unique=False)
