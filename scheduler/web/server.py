@@ -60,8 +60,7 @@ def bind(listen: str, auth: str) -> socket.socket:
                             "another address with --listen or [web] listen.") from None
         raise UserError(f"web listen: cannot listen on {listen} ({exc.strerror or exc.__class__.__name__}).") \
             from None
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable (PEP 446): no program sparring starts holds the port
 
 
 def _server(app, live) -> _Server:
