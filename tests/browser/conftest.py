@@ -22,7 +22,8 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tests.browser import expected, quarter
+from tests.browser import expected
+from tests.browser.examples import quarter
 from tests.daemonkit import ROOT, Proc, cli, environment, wait_for
 
 NOW = "2027-03-31T18:00"  # after the quarter's last session; the statistics page defaults to 2027-Q1

@@ -19,7 +19,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from scheduler.cpr import has_cpr
-from tests.browser import expected, quarter
+from tests.browser import expected
+from tests.browser.examples import quarter
 from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.servers

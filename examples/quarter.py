@@ -1,5 +1,9 @@
 """A quarter of the forum (2027-Q1) as mails in an inbox folder, for ``simulate``.
 
+    python3 examples/quarter.py var/quarter      # writes var/quarter/inbox/*.eml
+
+The README's tour of the overview page uses it, and so do the browser tests.
+
 Caseworkers send items for the weekly series "unge" (Thursdays, 6 slots,
 deadline Monday 12:00) and the monthly "voksne": on time, late (after the
 deadline), acute, too many for one session (moved for capacity), a second
@@ -13,6 +17,7 @@ Every CPR number is fictitious and valid; each citizen has one.
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -106,3 +111,10 @@ def write_inbox(data_dir: Path, named: dict[str, bytes]) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     for name, raw in named.items():
         (inbox / f"{name}.eml").write_bytes(raw)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python3 examples/quarter.py DATA_DIR   (writes DATA_DIR/inbox/*.eml)")
+    write_inbox(Path(sys.argv[1]), mails())
+    print(f"{len(mails())} mails of {PERIOD} in {Path(sys.argv[1]) / 'inbox'}")
