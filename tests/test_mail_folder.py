@@ -276,3 +276,22 @@ def test_outbox_files_are_private_whatever_the_umask(tmp_path):
             assert _mode(outbox) == 0o700 and _mode(written) == 0o600
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_resend_of_the_same_message_to_the_same_people_is_delivered_once(tmp_path, durable):
+    """The outbox sends at least once: a crash between the file and the done mark
+    sends the entry again, the same message (Message-ID and all). The folder keeps
+    one file, also across a restart; the same Message-ID to others is another delivery."""
+    outbox = tmp_path / "outbox"
+    clock = FixedClock(datetime(2027, 1, 4, 10, 12, tzinfo=ZoneInfo("Europe/Copenhagen")))
+    raw = b"Message-ID: <k1@kommune.example>\r\nSubject: Kvittering\r\n\r\nHej\r\n"
+    mail = OutgoingMail("sparring@kommune.example", ("a@kommune.example",), raw, "receipt")
+    FolderTransport(outbox, clock, durable=durable).send(mail)
+    again = FolderTransport(outbox, clock, durable=durable)  # a restart after the crash
+    again.send(mail)
+    again.send(mail)
+    again.send(OutgoingMail(mail.sender, ("b@kommune.example",), raw, "receipt"))
+    names = sorted(os.listdir(outbox))
+    assert len(names) == 2 and all((outbox / n).read_bytes() == raw for n in names)
+    assert names[0].startswith("20270104T091200Z-receipt-1.") and names[0].endswith(".eml")

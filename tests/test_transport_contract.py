@@ -41,7 +41,7 @@ def _folder(tmp_path: Path, request) -> Outbox:
     outbox = tmp_path / "outbox"
 
     def delivered():
-        files = sorted(outbox.glob("*.eml"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        files = sorted(outbox.glob("*.eml"), key=lambda p: int(p.name.split(".", 1)[0].rsplit("-", 1)[1]))
         return [(p.read_bytes(), _named(p.read_bytes())) for p in files]
 
     return Outbox(FolderTransport(outbox, FixedClock(at("2027-01-04T08:00"))), delivered, None,

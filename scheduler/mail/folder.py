@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import os
 import re
 import tempfile
@@ -29,7 +30,20 @@ from scheduler.store.crypto import MAIL_SUFFIX, DecryptionError, FieldCipher, op
 
 POLL_STEP = 0.25  # seconds between looks at the inbox while waiting
 FSYNC_THREADS = 16  # sealed copies flushed side by side: one journal commit serves many
-_OUTBOX_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z0-9_-]+-(\d+)\.eml$")
+# <stamp>-<kind>-<n>[.<delivery tag>].eml; the tag names the message and its
+# recipients, so a resend after a crash (the same message) is delivered once.
+_OUTBOX_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z0-9_-]+-(\d+)(?:\.([0-9a-f]{16}))?\.eml$")
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]{1,300}>)", re.IGNORECASE | re.MULTILINE)
+
+
+def _delivery_tag(mail) -> str | None:
+    """Its Message-ID and recipients, hashed; None for a message without one."""
+    head = re.split(rb"\r?\n\r?\n", mail.message, maxsplit=1)[0]
+    found = _MESSAGE_ID.search(head)
+    if found is None:
+        return None
+    envelope = found.group(1) + b"\0" + ",".join(sorted(mail.recipients)).encode("utf-8", "surrogateescape")
+    return hashlib.sha256(envelope).hexdigest()[:16]
 
 
 def _ready(entry: os.DirEntry) -> bool:
@@ -261,6 +275,7 @@ class FolderTransport:
         self.outbox = Path(outbox)
         self.clock = clock
         self.durable = durable  # False only for simulation: no fsync, no temporary file
+        self._delivered: set[str] = set()  # delivery tags of the files in the folder
         self._last = self._highest_number()
         self._private = False  # the folder made 0700 once, at the first send
 
@@ -269,8 +284,9 @@ class FolderTransport:
             names = os.listdir(self.outbox)
         except FileNotFoundError:
             return 0
-        numbers = [int(m.group(1)) for m in map(_OUTBOX_NAME.match, names) if m]
-        return max(numbers, default=0)
+        matches = [m for m in map(_OUTBOX_NAME.match, names) if m]
+        self._delivered.update(m.group(2) for m in matches if m.group(2))
+        return max((int(m.group(1)) for m in matches), default=0)
 
     def send(self, mail: OutgoingMail) -> None:
         try:
@@ -284,26 +300,34 @@ class FolderTransport:
         if not self._private:  # agendas hold health text: the folder is this user's alone
             private_dir(self.outbox)
             self._private = True
+        tag = _delivery_tag(mail)
+        if tag in self._delivered:  # sent before a crash cut off its done mark: delivered once
+            return
         stamp = self.clock.now().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         kind = re.sub(r"[^a-z0-9_-]+", "-", mail.kind.lower()).strip("-") or "mail"
+        kind_and = (kind, f".{tag}.eml" if tag else ".eml")
         if not self.durable:  # a rehearsal: nobody reads the folder while it runs
-            return self._write_directly(mail.message, stamp, kind)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.outbox)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(mail.message)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._publish(Path(tmp), stamp, kind)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            self._write_directly(mail.message, stamp, kind_and)
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.outbox)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(mail.message)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                self._publish(Path(tmp), stamp, kind_and)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        if tag:
+            self._delivered.add(tag)
 
-    def _write_directly(self, message: bytes, stamp: str, kind: str) -> None:
+    def _write_directly(self, message: bytes, stamp: str, kind_and: tuple[str, str]) -> None:
         """The final name at once (one file operation, not three); never overwrites."""
+        kind, suffix = kind_and
         while True:
             self._last += 1
             try:
-                path = self.outbox / f"{stamp}-{kind}-{self._last}.eml"
+                path = self.outbox / f"{stamp}-{kind}-{self._last}{suffix}"
                 handle = open(path, "xb", opener=_private)
             except FileExistsError:
                 self._last = max(self._last, self._highest_number())
@@ -316,11 +340,12 @@ class FolderTransport:
                 raise
             return
 
-    def _publish(self, tmp: Path, stamp: str, kind: str) -> None:
+    def _publish(self, tmp: Path, stamp: str, kind_and: tuple[str, str]) -> None:
         """Give the finished file its final name; never overwrite another."""
+        kind, suffix = kind_and
         while True:
             self._last += 1
-            final = self.outbox / f"{stamp}-{kind}-{self._last}.eml"
+            final = self.outbox / f"{stamp}-{kind}-{self._last}{suffix}"
             try:
                 _place(tmp, final)
                 return
